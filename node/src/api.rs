@@ -1,0 +1,260 @@
+//! The HTTP API: `/healthz`, `/metrics`, `/api/v1/node`, `/api/v1/events`.
+//!
+//! Handlers only read shared state; storage reads run on the blocking pool.
+//! Bad query parameters get `400` with a JSON body naming the parameter.
+
+use std::sync::Arc;
+use std::time::{Instant, UNIX_EPOCH};
+
+use amoskys_sensors::{EventClass, Health, SensorStats, now_ns};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{CONTENT_TYPE, Metrics};
+use crate::storage::{EventQuery, Store, StoredEvent};
+
+/// Largest `limit` accepted by `/api/v1/events`.
+pub const MAX_EVENTS_LIMIT: usize = 10_000;
+const DEFAULT_EVENTS_LIMIT: usize = 100;
+
+/// What the API serves from.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub info: Arc<NodeInfo>,
+    pub started: Instant,
+    pub sensors: Vec<Arc<SensorStats>>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Facts about the node fixed at start.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub public_key: String,
+    pub name: String,
+    pub version: String,
+    pub data_dir: String,
+    pub started_at: String,
+}
+
+/// Body of `GET /api/v1/node`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub public_key: String,
+    pub name: String,
+    pub version: String,
+    pub data_dir: String,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub events_stored: u64,
+    pub sensors: Vec<SensorStatus>,
+    pub peers: Vec<PeerStatus>,
+}
+
+/// One sensor in `GET /api/v1/node`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SensorStatus {
+    pub name: String,
+    pub state: String,
+    pub message: String,
+    pub events: u64,
+    pub drops: u64,
+    pub errors: u64,
+}
+
+/// One connected peer in `GET /api/v1/node`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub id: String,
+    pub address: String,
+}
+
+/// The API router.
+pub fn router(state: ApiState, max_connections: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/node", get(node))
+        .route("/api/v1/events", get(events))
+        .fallback(not_found)
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            max_connections.max(1),
+        ))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
+    let info = &state.info;
+    let sensors = state
+        .sensors
+        .iter()
+        .map(|s| {
+            let Health { state, message } = s.health();
+            let (events, drops, errors) = s.counts();
+            SensorStatus {
+                name: s.name().to_owned(),
+                state: serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                message,
+                events,
+                drops,
+                errors,
+            }
+        })
+        .collect();
+    Json(NodeStatus {
+        id: info.id.clone(),
+        public_key: info.public_key.clone(),
+        name: info.name.clone(),
+        version: info.version.clone(),
+        data_dir: info.data_dir.clone(),
+        started_at: info.started_at.clone(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        events_stored: state.store.events_written(),
+        sensors,
+        peers: Vec::new(),
+    })
+}
+
+/// Query of `GET /api/v1/events`; all optional, parsed by hand so that each
+/// bad value is named in the error.
+#[derive(Debug, Deserialize)]
+struct EventsParams {
+    kind: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventsBody {
+    events: Vec<StoredEvent>,
+}
+
+async fn events(State(state): State<ApiState>, Query(params): Query<EventsParams>) -> Response {
+    let query = match parse_events_query(&params, now_ns()) {
+        Ok(q) => q,
+        Err(message) => return bad_request(message),
+    };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.events(&query)).await {
+        Ok(Ok(events)) => Json(EventsBody { events }).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("event query failed: {e}"),
+        ),
+    }
+}
+
+fn parse_events_query(params: &EventsParams, now_ns: u64) -> Result<EventQuery, String> {
+    let class = match params.kind.as_deref().filter(|k| !k.is_empty()) {
+        Some(kind) => Some(
+            kind.parse::<EventClass>()
+                .map_err(|e| format!("kind: {e}"))?,
+        ),
+        None => None,
+    };
+    let since_ns = match params.since.as_deref().filter(|s| !s.is_empty()) {
+        Some(since) => Some(parse_since(since, now_ns).ok_or_else(|| {
+            format!(
+                "since: {since:?} is not a time (expected RFC 3339 such as 2026-01-31T12:00:00Z, a duration ago such as 15m, or Unix nanoseconds)"
+            )
+        })?),
+        None => None,
+    };
+    let limit = match params.limit.as_deref() {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_EVENTS_LIMIT).contains(n))
+            .ok_or_else(|| format!("limit: {l:?} is not a number from 1 to {MAX_EVENTS_LIMIT}"))?,
+        None => DEFAULT_EVENTS_LIMIT,
+    };
+    Ok(EventQuery {
+        class,
+        since_ns,
+        limit,
+    })
+}
+
+fn parse_since(s: &str, now_ns: u64) -> Option<u64> {
+    if let Ok(ns) = s.parse::<u64>() {
+        return Some(ns);
+    }
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return Some(now_ns.saturating_sub(u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX)));
+    }
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    u64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint".into())
+}
+
+fn bad_request(message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(kind: Option<&str>, since: Option<&str>, limit: Option<&str>) -> EventsParams {
+        EventsParams {
+            kind: kind.map(Into::into),
+            since: since.map(Into::into),
+            limit: limit.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn event_query_parameters_are_parsed_or_named() {
+        let now = 10_000_000_000_000;
+        let q = parse_events_query(
+            &params(Some("process_activity"), Some("1s"), Some("5")),
+            now,
+        )
+        .expect("valid");
+        assert_eq!(q.class, Some(EventClass::ProcessActivity));
+        assert_eq!(q.since_ns, Some(now - 1_000_000_000));
+        assert_eq!(q.limit, 5);
+        let q = parse_events_query(&params(None, Some("1970-01-01T00:00:01Z"), None), now)
+            .expect("valid");
+        assert_eq!(q.since_ns, Some(1_000_000_000));
+        assert_eq!(q.limit, DEFAULT_EVENTS_LIMIT);
+
+        let err =
+            parse_events_query(&params(Some("flows"), None, None), now).expect_err("bad kind");
+        assert!(err.starts_with("kind: "), "{err}");
+        let err =
+            parse_events_query(&params(None, Some("yesterday"), None), now).expect_err("bad since");
+        assert!(err.starts_with("since: "), "{err}");
+        let err = parse_events_query(&params(None, None, Some("0")), now).expect_err("bad limit");
+        assert!(err.starts_with("limit: "), "{err}");
+    }
+}

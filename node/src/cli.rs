@@ -1,0 +1,325 @@
+//! Command-line interface of `amoskys` (clap lives only here).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use amoskys_node::api::NodeStatus;
+use amoskys_node::config::{ConfigError, Source};
+use amoskys_node::identity::{Identity, KEY_FILE};
+use amoskys_node::{Config, Node, telemetry};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "amoskys", version, about = "AMOSKYS security-sensor mesh node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (embedded defaults apply when no --config is given).
+    Run(RunArgs),
+    /// Write a new node key.
+    Keygen(KeygenArgs),
+    /// Show a running node's status from its API.
+    Status(StatusArgs),
+    /// Check or show configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Options that select and override configuration.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// TOML file with the keys to change from the defaults.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (node.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// API address (api.listen).
+    #[arg(long, value_name = "IP:PORT")]
+    api_listen: Option<String>,
+    /// Log format, text or json (log.format).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log filter (log.level).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Any key: --set sensors.procfs.interval_ms=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, ConfigError> {
+        let mut sets = self.sets.clone();
+        let flags = [
+            (
+                "node.data_dir",
+                self.data_dir.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("api.listen", self.api_listen.clone()),
+            ("log.format", self.log_format.clone()),
+            ("log.level", self.log_level.clone()),
+        ];
+        for (key, value) in flags {
+            if let Some(v) = value {
+                sets.push(format!("{key}={v}"));
+            }
+        }
+        Config::load_for_run(self.config.as_deref(), &sets)
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where to write the key (default: node.key in the data directory).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Replace an existing key: the node gets a new identity.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// API address of the node (default: api.listen of the configuration).
+    #[arg(long, value_name = "IP:PORT")]
+    api: Option<String>,
+    /// Print the raw JSON of /api/v1/node.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a file (over the defaults) and list every problem.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Print the effective configuration (defaults, file, environment, flags).
+    Show(ConfigArgs),
+    /// Print the embedded default configuration, with comments.
+    Default,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Keygen(args) => keygen(args),
+        Command::Status(args) => status(args),
+        Command::Config(cmd) => config(cmd),
+    }
+}
+
+fn load_or_report(args: &ConfigArgs) -> Option<Config> {
+    match args.load() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("amoskys: {e}");
+            None
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let Some(config) = load_or_report(&args.config) else {
+        return ExitCode::from(2);
+    };
+    let problems = config.validate();
+    if !problems.is_empty() {
+        eprintln!("amoskys: refusing to start, invalid configuration:");
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(2);
+    }
+    if let Ok(format) = config.log_format() {
+        telemetry::init(format, &config.log.level);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("amoskys: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match Node::start(config).await {
+            Ok(node) => {
+                node.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "node failed to start");
+                eprintln!("amoskys: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn keygen(args: KeygenArgs) -> ExitCode {
+    let path = match args.out {
+        Some(p) => p,
+        None => match load_or_report(&args.config) {
+            Some(c) => c.data_dir().join(KEY_FILE),
+            None => return ExitCode::from(2),
+        },
+    };
+    let identity = Identity::generate();
+    match identity.write(&path, args.force) {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            println!("peer id     {}", identity.peer_id());
+            println!("public key  {}", identity.public_key_hex());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("amoskys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(args: StatusArgs) -> ExitCode {
+    let api = match args.api {
+        Some(a) => a,
+        None => match load_or_report(&args.config) {
+            Some(c) => c.api.listen,
+            None => return ExitCode::from(2),
+        },
+    };
+    let url = format!("http://{api}/api/v1/node");
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(fetch_status(&url)));
+    let body = match fetched {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("amoskys: cannot reach the node API at {url}: {e}");
+            eprintln!("  is `amoskys run` running, and is api.listen {api}? (use --api IP:PORT)");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_str::<NodeStatus>(&body) {
+        Ok(s) => {
+            print_status(&s);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("amoskys: unexpected answer from {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn fetch_status(url: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let code = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if code.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("HTTP {code}: {text}"))
+    }
+}
+
+fn print_status(s: &NodeStatus) {
+    println!("node      {}", s.id);
+    println!("name      {}", s.name);
+    println!("version   {}", s.version);
+    println!(
+        "started   {} (up {})",
+        s.started_at,
+        humantime::format_duration(Duration::from_secs(s.uptime_secs))
+    );
+    println!("data dir  {}", s.data_dir);
+    println!("events    {} stored", s.events_stored);
+    for (i, sensor) in s.sensors.iter().enumerate() {
+        let label = if i == 0 { "sensors" } else { "" };
+        let note = if sensor.message.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", sensor.message)
+        };
+        println!(
+            "{label:<9} {} {} (events {}, drops {}, errors {}){note}",
+            sensor.name, sensor.state, sensor.events, sensor.drops, sensor.errors
+        );
+    }
+    if s.sensors.is_empty() {
+        println!("sensors   none enabled");
+    }
+    if s.peers.is_empty() {
+        println!("peers     none");
+    }
+    for (i, p) in s.peers.iter().enumerate() {
+        let label = if i == 0 { "peers" } else { "" };
+        println!("{label:<9} {} {}", p.id, p.address);
+    }
+}
+
+fn config(cmd: ConfigCommand) -> ExitCode {
+    match cmd {
+        ConfigCommand::Check { file } => {
+            let loaded = Config::load(&[Source::Embedded, Source::File(file.clone())]);
+            let problems = match loaded {
+                Ok(c) => c.validate(),
+                Err(ConfigError::Invalid(p)) => p,
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            if problems.is_empty() {
+                println!("{}: ok", file.display());
+                return ExitCode::SUCCESS;
+            }
+            println!("{}: {} problem(s)", file.display(), problems.len());
+            for p in problems {
+                println!("  {p}");
+            }
+            ExitCode::from(2)
+        }
+        ConfigCommand::Show(args) => match load_or_report(&args) {
+            Some(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(2),
+        },
+        ConfigCommand::Default => {
+            print!("{}", amoskys_node::config::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+    }
+}

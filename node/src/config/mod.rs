@@ -1,0 +1,147 @@
+//! Node configuration: serde structs, layered loading and validation.
+//!
+//! Layers, lowest first: the embedded [`DEFAULT_TOML`], an optional file,
+//! `AMOSKYS_*` environment variables, and `--set key=value` overrides. They
+//! are merged as TOML tables, then deserialised with unknown keys refused.
+//! [`Config::validate`] then reports every semantic problem at once, each
+//! with its key and the expected form.
+
+mod load;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, Source};
+pub use validate::Problem;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "AMOSKYS_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    pub log: LogSection,
+    pub api: ApiSection,
+    pub storage: StorageSection,
+    pub mesh: MeshSection,
+    pub sensors: SensorsSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    pub name: String,
+    pub data_dir: String,
+    pub event_queue: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: String,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: String,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub event_retention_hours: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSection {
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorsSection {
+    pub procfs: ProcfsSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcfsSection {
+    pub enabled: bool,
+    pub interval_ms: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// The embedded defaults alone.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::load(&[Source::Embedded])
+    }
+
+    /// The data directory: `node.data_dir`, or the platform default.
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.node.data_dir.is_empty() {
+            return PathBuf::from(&self.node.data_dir);
+        }
+        if is_root() {
+            return PathBuf::from("/var/lib/amoskys");
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("amoskys")
+    }
+
+    /// The API address. Call after [`Config::validate`] passed.
+    pub fn api_listen(&self) -> Result<SocketAddr, Problem> {
+        validate::socket_addr("api.listen", &self.api.listen)
+    }
+
+    pub fn log_format(&self) -> Result<LogFormat, Problem> {
+        validate::log_format(&self.log.format)
+    }
+
+    pub fn procfs_interval(&self) -> Duration {
+        Duration::from_millis(self.sensors.procfs.interval_ms)
+    }
+
+    pub fn event_retention(&self) -> Duration {
+        Duration::from_secs(self.storage.event_retention_hours.saturating_mul(3600))
+    }
+
+    /// The node name: `node.name`, or the host name.
+    pub fn node_name(&self) -> String {
+        if !self.node.name.is_empty() {
+            return self.node.name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "amoskys".to_owned())
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,25 @@
+//! The AMOSKYS node: one process per host that collects telemetry, detects
+//! attacks, and shares signed alerts with its peers.
+//!
+//! This crate wires the layers together and performs their I/O:
+//! - [`config`]: layered, validated configuration (embedded defaults, file,
+//!   `AMOSKYS_*` environment, flags);
+//! - [`identity`]: the node's ed25519 key, which is also its libp2p PeerId;
+//! - [`storage`]: one RocksDB database with a column family per concern;
+//! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
+//! - [`Node`]: start, the sensor → store event path, graceful shutdown.
+//!
+//! The `amoskys` binary is a thin command line over this library, so
+//! simulations and tests can run many nodes in one process.
+
+pub mod api;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+mod node;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Config;
+pub use identity::Identity;
+pub use node::{Node, NodeError, VERSION};

@@ -1,0 +1,142 @@
+//! Prometheus metrics of the node, named `amoskys_<area>_<what>_<unit>`.
+//!
+//! Counters owned by the node live in [`Metrics`]; sensor counters and
+//! uptime are read at scrape time by a collector, so sensors need no
+//! dependency on the metrics library.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use amoskys_sensors::{HealthState, SensorStats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The node's metrics registry and the counters the node itself updates.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events written to the store.
+    pub store_events: Counter,
+    /// Failed batch writes.
+    pub store_write_errors: Counter,
+    /// Time to write one batch.
+    pub store_batch_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(version: &'static str, sensors: Vec<Arc<SensorStats>>) -> Self {
+        let mut registry = Registry::default();
+        let store_events = Counter::default();
+        let store_write_errors = Counter::default();
+        let store_batch_seconds = Histogram::new(exponential_buckets(1e-5, 4.0, 10));
+        registry.register(
+            "amoskys_store_events_written",
+            "Events written to the event store",
+            store_events.clone(),
+        );
+        registry.register(
+            "amoskys_store_write_errors",
+            "Event batches that failed to write",
+            store_write_errors.clone(),
+        );
+        registry.register(
+            "amoskys_store_batch_write_seconds",
+            "Time to write one event batch",
+            store_batch_seconds.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector {
+            version,
+            started: Instant::now(),
+            sensors,
+        }));
+        Self {
+            registry,
+            store_events,
+            store_write_errors,
+            store_batch_seconds,
+        }
+    }
+
+    /// The metrics in OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct NodeCollector {
+    version: &'static str,
+    started: Instant,
+    sensors: Vec<Arc<SensorStats>>,
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let uptime = ConstGauge::new(self.started.elapsed().as_secs_f64());
+        uptime.encode(encoder.encode_descriptor(
+            "amoskys_node_uptime_seconds",
+            "Seconds since the node started",
+            None,
+            uptime.metric_type(),
+        )?)?;
+        let info = ConstGauge::new(1i64);
+        let mut family = encoder.encode_descriptor(
+            "amoskys_node_build_info",
+            "Build of the running node (always 1)",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(family.encode_family(&[("version", self.version)])?)?;
+
+        type Read = fn(&SensorStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
+            ("amoskys_sensor_events", "Events queued by a sensor", |s| {
+                s.counts().0
+            }),
+            (
+                "amoskys_sensor_dropped_events",
+                "Events dropped because the event queue was full",
+                |s| s.counts().1,
+            ),
+            (
+                "amoskys_sensor_errors",
+                "Failed reads or parses in a sensor",
+                |s| s.counts().2,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for s in &self.sensors {
+                ConstCounter::new(read(s))
+                    .encode(family.encode_family(&[("sensor", s.name())])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "amoskys_sensor_healthy",
+            "1 when a sensor is running and healthy, else 0",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for s in &self.sensors {
+            let healthy = i64::from(s.health().state == HealthState::Healthy);
+            ConstGauge::new(healthy).encode(family.encode_family(&[("sensor", s.name())])?)?;
+        }
+        Ok(())
+    }
+}

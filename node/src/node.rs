@@ -1,0 +1,295 @@
+//! A running node: start, the event path from sensors to the store, and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
+use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel, now_ns};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, ApiState, NodeInfo};
+use crate::config::{Config, Problem};
+use crate::identity::{Identity, IdentityError};
+use crate::metrics::Metrics;
+use crate::storage::{StorageError, Store};
+
+/// Version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most events written in one batch.
+const MAX_BATCH: usize = 4096;
+/// How often age retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid configuration:\n  {}", render(.0))]
+    Config(Vec<Problem>),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen for the API on {addr} (api.listen): {source}")]
+    ApiBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the event writer thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// A running node. Many can run in one process (simulations do), each with
+/// its own data directory and API address.
+#[derive(Debug)]
+pub struct Node {
+    identity: Identity,
+    api_addr: SocketAddr,
+    store: Arc<Store>,
+    sensors: Vec<Box<dyn Sensor>>,
+    events_tx: Option<mpsc::Sender<Event>>,
+    writer: Option<JoinHandle<()>>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Validates the configuration, opens identity and storage, starts the
+    /// sensors and serves the API. Must be called inside a tokio runtime.
+    pub async fn start(config: Config) -> Result<Node, NodeError> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(NodeError::Config(problems));
+        }
+        let api_listen = config
+            .api_listen()
+            .map_err(|p| NodeError::Config(vec![p]))?;
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StorageError::Unwritable {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let (identity, created) = Identity::load_or_create(&data_dir)?;
+        let id = identity.peer_id().to_string();
+        if created {
+            tracing::info!(node = %id, path = %data_dir.join(crate::identity::KEY_FILE).display(), "created node key");
+        }
+        let store = Arc::new(Store::open(&data_dir.join("db"))?);
+
+        let (events_tx, events_rx) = event_channel(config.node.event_queue);
+        let mut sensors: Vec<Box<dyn Sensor>> = Vec::new();
+        if config.sensors.procfs.enabled {
+            sensors.push(Box::new(ProcfsSensor::new(ProcfsConfig {
+                interval: config.procfs_interval(),
+                host: id.clone(),
+            })));
+        }
+        let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
+        let metrics = Arc::new(Metrics::new(VERSION, stats.clone()));
+        let writer = spawn_writer(store.clone(), metrics.clone(), events_rx)?;
+        for sensor in &mut sensors {
+            let sink = EventSink::new(events_tx.clone(), sensor.stats());
+            if let Err(e) = sensor.start(sink) {
+                tracing::warn!(sensor = sensor.name(), error = %e, "sensor unavailable; the node runs without it");
+                sensor
+                    .stats()
+                    .set_health(HealthState::Unhealthy, e.to_string());
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind(api_listen)
+            .await
+            .map_err(|source| NodeError::ApiBind {
+                addr: api_listen,
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| NodeError::ApiBind {
+            addr: api_listen,
+            source,
+        })?;
+        let state = ApiState {
+            info: Arc::new(NodeInfo {
+                id: id.clone(),
+                public_key: identity.public_key_hex(),
+                name: config.node_name(),
+                version: VERSION.to_owned(),
+                data_dir: data_dir.display().to_string(),
+                started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+            }),
+            started: Instant::now(),
+            sensors: stats,
+            store: store.clone(),
+            metrics,
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let router = api::router(state, config.api.max_connections);
+        let mut api_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "api server failed");
+            }
+        }));
+        tasks.push(tokio::spawn(retention(
+            store.clone(),
+            config.event_retention(),
+            shutdown_rx,
+        )));
+
+        tracing::info!(node = %id, api = %api_addr, data_dir = %data_dir.display(), version = VERSION, "node started");
+        Ok(Node {
+            identity,
+            api_addr,
+            store,
+            sensors,
+            events_tx: Some(events_tx),
+            writer: Some(writer),
+            shutdown_tx,
+            tasks,
+        })
+    }
+
+    /// The node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Where the API actually listens (resolves a `:0` port).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The node's database.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        self.shutdown().await;
+    }
+
+    /// Stops the API and the sensors, writes every queued event, and closes
+    /// the database.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let mut sensors = std::mem::take(&mut self.sensors);
+        let events_tx = self.events_tx.take();
+        let writer = self.writer.take();
+        // Sensor threads and the writer are joined off the async runtime.
+        let joined = tokio::task::spawn_blocking(move || {
+            for sensor in &mut sensors {
+                sensor.stop();
+            }
+            drop(sensors);
+            drop(events_tx);
+            if let Some(writer) = writer
+                && writer.join().is_err()
+            {
+                tracing::error!("event writer thread panicked");
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("shutdown task failed");
+        }
+        tracing::info!(node = %self.identity.peer_id(), "node stopped");
+    }
+
+    /// The database directory of this node.
+    pub fn db_path(&self) -> PathBuf {
+        self.store.path().to_owned()
+    }
+}
+
+/// The single writer of the events column family: drains the channel in
+/// batches until every sender is gone.
+fn spawn_writer(
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Event>,
+) -> Result<JoinHandle<()>, NodeError> {
+    std::thread::Builder::new()
+        .name("amoskys-store".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(ev) => batch.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                let started = Instant::now();
+                match store.put_events(&batch) {
+                    Ok(_) => {
+                        metrics.store_events.inc_by(batch.len() as u64);
+                    }
+                    Err(e) => {
+                        metrics.store_write_errors.inc();
+                        tracing::error!(error = %e, events = batch.len(), "cannot write events");
+                    }
+                }
+                metrics
+                    .store_batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                batch.clear();
+            }
+        })
+        .map_err(NodeError::Thread)
+}
+
+async fn retention(store: Arc<Store>, keep: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let cutoff = now_ns().saturating_sub(u64::try_from(keep.as_nanos()).unwrap_or(u64::MAX));
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.delete_events_before(cutoff)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "event retention failed"),
+            Err(e) => tracing::warn!(error = %e, "event retention task failed"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The node's one RocksDB database and a small typed layer over it.
+//!
+//! Column families: `events` (raw telemetry, never leaves the node),
+//! `alerts`, `raft_log`, `raft_state`, `models`, `documents` and `meta`.
+//! Writes go through RocksDB's write-ahead log, so a write that returned is
+//! kept when the process is killed; `fsync` per write is not done (a power
+//! loss can lose the last moments, never corrupt the database).
+//!
+//! Event keys are `time_ns (u64 BE) ++ seq (u64 BE)`: ordered by time, unique,
+//! so time queries and age retention are range operations.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use amoskys_sensors::{Event, EventClass};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch,
+};
+use serde::Serialize;
+
+/// Meta key holding the next event sequence number, written with each batch.
+const NEXT_SEQ_KEY: &str = "events.next_seq";
+
+/// Column families of the node database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    Events,
+    Alerts,
+    RaftLog,
+    RaftState,
+    Models,
+    Documents,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 7] = [
+        Cf::Events,
+        Cf::Alerts,
+        Cf::RaftLog,
+        Cf::RaftState,
+        Cf::Models,
+        Cf::Documents,
+        Cf::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Events => "events",
+            Cf::Alerts => "alerts",
+            Cf::RaftLog => "raft_log",
+            Cf::RaftState => "raft_state",
+            Cf::Models => "models",
+            Cf::Documents => "documents",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Storage errors, each naming the database path.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "data directory {path} is locked by another running node; stop it or give this node its own --data-dir"
+    )]
+    Locked { path: PathBuf },
+    #[error("data directory {path} is not writable: {source}")]
+    Unwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path}: {message}")]
+    Db { path: PathBuf, message: String },
+    #[error("database {path}: stored {what} at key {key} cannot be decoded: {message}")]
+    Decode {
+        path: PathBuf,
+        what: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+/// A filter over stored events.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub class: Option<EventClass>,
+    /// Only events at or after this time. Without it, the newest events.
+    pub since_ns: Option<u64>,
+    pub limit: usize,
+}
+
+/// An event as read back, with its storage sequence number.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The node database.
+#[derive(Debug)]
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    next_seq: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let path = dir.to_owned();
+        std::fs::create_dir_all(&path).map_err(|source| StorageError::Unwritable {
+            path: path.clone(),
+            source,
+        })?;
+        probe_writable(&path)?;
+
+        let cache = Cache::new_lru_cache(8 << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(3);
+        opts.set_max_log_file_size(4 << 20);
+        opts.set_max_open_files(256);
+        opts.set_max_background_jobs(2);
+        let descriptors = Cf::ALL.iter().map(|cf| {
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            o.set_write_buffer_size(if *cf == Cf::Events { 16 << 20 } else { 2 << 20 });
+            o.set_max_write_buffer_number(2);
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&opts, &path, descriptors).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("LOCK")
+                && (message.contains("unavailable") || message.contains("lock hold"))
+            {
+                StorageError::Locked { path: path.clone() }
+            } else {
+                StorageError::Db {
+                    path: path.clone(),
+                    message,
+                }
+            }
+        })?;
+        let store = Store {
+            db,
+            path,
+            next_seq: AtomicU64::new(0),
+        };
+        let next = match store.get_meta(NEXT_SEQ_KEY)? {
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StorageError::Decode {
+                    path: store.path.clone(),
+                    what: "event sequence",
+                    key: NEXT_SEQ_KEY.to_owned(),
+                    message: format!("{} bytes instead of 8", bytes.len()),
+                })?,
+            None => 0,
+        };
+        store.next_seq.store(next, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw database, for layers that keep their own records in a column
+    /// family (raft log and state, models, documents).
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// Appends events in one atomic batch; returns the first sequence number.
+    pub fn put_events(&self, events: &[Event]) -> Result<u64, StorageError> {
+        let cf = self.cf(Cf::Events)?;
+        let first = self
+            .next_seq
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut batch = WriteBatch::default();
+        for (i, event) in events.iter().enumerate() {
+            let value = serde_json::to_vec(event).map_err(|e| self.db_err(e.to_string()))?;
+            batch.put_cf(cf, event_key(event.time_ns, first + i as u64), value);
+        }
+        let next = first + events.len() as u64;
+        batch.put_cf(self.cf(Cf::Meta)?, NEXT_SEQ_KEY, next.to_be_bytes());
+        self.db
+            .write(batch)
+            .map_err(|e| self.db_err(e.to_string()))?;
+        Ok(first)
+    }
+
+    /// Events matching `query`, oldest first.
+    pub fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StorageError> {
+        let cf = self.cf(Cf::Events)?;
+        let limit = query.limit.max(1);
+        let start;
+        let mode = match query.since_ns {
+            Some(since) => {
+                start = event_key(since, 0);
+                IteratorMode::From(&start, Direction::Forward)
+            }
+            None => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, mode) {
+            let (key, value) = item.map_err(|e| self.db_err(e.to_string()))?;
+            let event: Event =
+                serde_json::from_slice(&value).map_err(|e| StorageError::Decode {
+                    path: self.path.clone(),
+                    what: "event",
+                    key: hex::encode(&key),
+                    message: e.to_string(),
+                })?;
+            if query.class.is_some_and(|c| c != event.class()) {
+                continue;
+            }
+            out.push(StoredEvent {
+                seq: split_key(&key).map_or(0, |(_, seq)| seq),
+                event,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        if query.since_ns.is_none() {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Deletes every event older than `before_ns`.
+    pub fn delete_events_before(&self, before_ns: u64) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::Events)?;
+        let (from, to) = (event_key(0, 0), event_key(before_ns, 0));
+        self.db
+            .delete_range_cf(cf, &from, &to)
+            .map_err(|e| self.db_err(e.to_string()))?;
+        // Reclaim the files that now hold only deleted keys.
+        self.db
+            .delete_file_in_range_cf(cf, &from, &to)
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
+    /// Number of events written since the database was created.
+    pub fn events_written(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// Reads a value from the `meta` column family.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let cf = self.cf(Cf::Meta)?;
+        self.db
+            .get_cf(cf, key)
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
+    /// Writes a value to the `meta` column family.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::Meta)?;
+        self.db
+            .put_cf(cf, key, value)
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
+    /// A column family handle.
+    pub fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| self.db_err(format!("column family {} is missing", cf.name())))
+    }
+
+    fn db_err(&self, message: String) -> StorageError {
+        StorageError::Db {
+            path: self.path.clone(),
+            message,
+        }
+    }
+}
+
+fn event_key(time_ns: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&time_ns.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn split_key(key: &[u8]) -> Option<(u64, u64)> {
+    let time = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    Some((time, seq))
+}
+
+/// RocksDB's own message for an unwritable directory is obscure; check first.
+fn probe_writable(dir: &Path) -> Result<(), StorageError> {
+    let probe = dir.join(format!(".write-probe.{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|source| StorageError::Unwritable {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_by_time_then_seq() {
+        assert!(event_key(1, 9) < event_key(2, 0));
+        assert!(event_key(2, 0) < event_key(2, 1));
+        assert_eq!(split_key(&event_key(7, 8)), Some((7, 8)));
+        assert_eq!(split_key(&[1, 2]), None);
+    }
+}

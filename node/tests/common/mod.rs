@@ -1,0 +1,58 @@
+//! Helpers shared by the node's integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use amoskys_node::Config;
+use amoskys_node::config::Source;
+
+/// A valid configuration for a test node: its own data dir, an API on a free
+/// loopback port, procfs scanning fast.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config::load(&[
+        Source::Embedded,
+        Source::Set(vec![
+            format!("node.data_dir={}", data_dir.display()),
+            "api.listen=127.0.0.1:0".into(),
+            "mesh.listen=[\"127.0.0.1:0\"]".into(),
+            "sensors.procfs.interval_ms=20".into(),
+        ]),
+    ])
+    .expect("test config loads")
+}
+
+/// GET a path of a node's API; returns status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("API answers");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+/// GET and parse JSON.
+pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get(addr, path).await;
+    (status, serde_json::from_str(&body).expect("JSON body"))
+}
+
+/// Polls `probe` until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}

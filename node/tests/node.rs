@@ -1,0 +1,231 @@
+//! A real node on loopback: HTTP endpoints, procfs events of a spawned
+//! child, restart with the same identity, locked data dir, and the binary's
+//! `status` and graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amoskys_node::{Node, NodeError};
+use common::{eventually, get, get_json, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_of_a_running_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(test_config(dir.path()))
+        .await
+        .expect("node starts");
+    let addr = node.api_addr();
+    assert!(addr.ip().is_loopback());
+
+    let (status, body) = get_json(addr, "/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+
+    let (status, info) = get_json(addr, "/api/v1/node").await;
+    assert_eq!(status, 200);
+    assert_eq!(info["id"], node.identity().peer_id().to_string());
+    assert_eq!(info["version"], amoskys_node::VERSION);
+    assert!(info["uptime_secs"].is_u64());
+    assert!(info["peers"].as_array().is_some_and(|p| p.is_empty()));
+    let procfs = &info["sensors"][0];
+    assert_eq!(
+        (procfs["name"].as_str(), procfs["state"].as_str()),
+        (Some("procfs"), Some("healthy"))
+    );
+
+    let (status, metrics) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for needle in [
+        "amoskys_node_uptime_seconds ",
+        "amoskys_sensor_events_total{sensor=\"procfs\"}",
+        "amoskys_sensor_dropped_events_total{sensor=\"procfs\"} 0",
+        "amoskys_sensor_healthy{sensor=\"procfs\"} 1",
+        "amoskys_store_events_written_total",
+        "# EOF",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack {needle:?}:\n{metrics}"
+        );
+    }
+
+    let (status, body) = get_json(addr, "/api/v1/events?kind=flows").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("kind: unknown event class")),
+        "{body}"
+    );
+    let (status, body) = get_json(addr, "/api/v1/events?limit=abc").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("limit: ")),
+        "{body}"
+    );
+    let (status, _) = get(addr, "/api/v1/nope").await;
+    assert_eq!(status, 404);
+
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process_events_are_stored_and_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(test_config(dir.path()))
+        .await
+        .expect("node starts");
+    let addr = node.api_addr();
+    let me = std::process::id();
+    let mut child = tokio::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid");
+
+    let find = |activity: &'static str| async move {
+        let (_, body) = get_json(
+            addr,
+            "/api/v1/events?kind=process_activity&since=5m&limit=10000",
+        )
+        .await;
+        body["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["process"]["pid"] == pid && e["activity"] == activity)
+            .cloned()
+    };
+    let launch = eventually(Duration::from_secs(10), || find("launch"))
+        .await
+        .expect("launch event served");
+    assert_eq!(launch["class"], "process_activity");
+    assert_eq!(launch["process"]["ppid"], me);
+    assert_eq!(
+        launch["process"]["cmdline"],
+        serde_json::json!(["sleep", "30"])
+    );
+    assert_eq!(launch["lineage"][0]["pid"], me);
+    assert_eq!(launch["host"], node.identity().peer_id().to_string());
+
+    child.kill().await.expect("kill");
+    eventually(Duration::from_secs(10), || find("terminate"))
+        .await
+        .expect("terminate event served");
+
+    let id = node.identity().peer_id();
+    let stored = node.store().events_written();
+    node.shutdown().await;
+
+    // Same data dir: same identity, events kept.
+    let node = Node::start(test_config(dir.path()))
+        .await
+        .expect("restarts");
+    assert_eq!(node.identity().peer_id(), id);
+    assert!(node.store().events_written() >= stored);
+    let (_, info) = get_json(node.api_addr(), "/api/v1/node").await;
+    assert!(info["events_stored"].as_u64() >= Some(stored));
+
+    // A second node on the same data dir is refused with a clear error.
+    let err = Node::start(test_config(dir.path()))
+        .await
+        .expect_err("locked");
+    assert!(matches!(err, NodeError::Storage(_)), "{err}");
+    assert!(
+        err.to_string().contains("locked by another running node"),
+        "{err}"
+    );
+    node.shutdown().await;
+}
+
+#[test]
+fn binary_runs_reports_status_and_stops_on_sigterm() {
+    let bin = env!("CARGO_BIN_EXE_amoskys");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = KillOnDrop(
+        Command::new(bin)
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--api-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .args(["--set", "mesh.listen=[\"127.0.0.1:0\"]"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn node"),
+    );
+    let stderr = node.0.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut api = None;
+    while api.is_none() && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if log["message"] == "node started" {
+            api = log["api"].as_str().map(str::to_owned);
+        }
+    }
+    let api = api.expect("node logged its API address");
+
+    let out = Command::new(bin)
+        .args(["status", "--api", &api])
+        .output()
+        .expect("status runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("procfs healthy"), "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("node      12D3KooW")),
+        "{text}"
+    );
+
+    let pid = node.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = node.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "node did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "graceful exit: {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
+
+    let out = Command::new(bin)
+        .args(["status", "--api", &api])
+        .output()
+        .expect("status runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the node API"));
+}
+
+/// Kills the node process if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

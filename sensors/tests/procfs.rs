@@ -1,0 +1,86 @@
+//! The procfs sensor sees a child this test spawns, with its lineage.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use amoskys_sensors::event::ProcessActivityKind;
+use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
+use amoskys_sensors::{
+    Event, EventBody, EventSink, HealthState, ProcessActivity, Sensor, event_channel,
+};
+use tokio::sync::mpsc::Receiver;
+
+fn wait_for(
+    rx: &mut Receiver<Event>,
+    deadline: Duration,
+    pred: impl Fn(&ProcessActivity) -> bool,
+) -> Option<ProcessActivity> {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        match rx.try_recv() {
+            Ok(Event {
+                body: EventBody::ProcessActivity(a),
+                ..
+            }) if pred(&a) => return Some(a),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    None
+}
+
+#[test]
+fn child_launch_and_exit_with_lineage() {
+    let (tx, mut rx) = event_channel(100_000);
+    let mut sensor = ProcfsSensor::new(ProcfsConfig {
+        interval: Duration::from_millis(20),
+        host: "test-host".into(),
+    });
+    sensor
+        .start(EventSink::new(tx, sensor.stats()))
+        .expect("procfs sensor starts");
+    assert_eq!(sensor.stats().health().state, HealthState::Healthy);
+
+    let me = std::process::id() as i32;
+    let mut child = Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+    let pid = child.id() as i32;
+
+    let launch = wait_for(&mut rx, Duration::from_secs(10), |a| {
+        a.activity == ProcessActivityKind::Launch && a.process.pid == pid
+    })
+    .expect("launch event of the child");
+    assert_eq!(launch.process.ppid, me);
+    assert!(
+        launch.process.exe.ends_with("sleep"),
+        "{:?}",
+        launch.process.exe
+    );
+    assert_eq!(
+        launch.process.cmdline,
+        vec!["sleep".to_string(), "5".to_string()]
+    );
+    assert!(launch.process.start_time_ns > 0);
+    assert_eq!(
+        launch.lineage.first().map(|l| l.pid),
+        Some(me),
+        "parent first in lineage"
+    );
+    assert!(
+        launch.lineage.len() >= 2,
+        "lineage reaches past the test process: {:?}",
+        launch.lineage
+    );
+
+    child.kill().expect("kill child");
+    child.wait().expect("reap child");
+    let exit = wait_for(&mut rx, Duration::from_secs(10), |a| {
+        a.activity == ProcessActivityKind::Terminate && a.process.pid == pid
+    })
+    .expect("terminate event of the child");
+    assert_eq!(exit.lineage.first().map(|l| l.pid), Some(me));
+
+    sensor.stop();
+    assert_eq!(sensor.stats().health().state, HealthState::Stopped);
+    let (events, drops, _) = sensor.stats().counts();
+    assert!(events >= 2 && drops == 0);
+}
