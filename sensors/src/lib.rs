@@ -17,7 +17,10 @@ pub mod event;
 pub mod procfs;
 mod sink;
 
-pub use event::{Event, EventBody, EventClass, ProcessActivity, ProcessInfo, SCHEMA_VERSION};
+pub use event::{
+    DeviceMetrics, Event, EventBody, EventClass, FileActivity, FlowRecord, ProcessActivity,
+    ProcessInfo, ProcessRef, SCHEMA_VERSION, SocketActivity, Transport,
+};
 pub use sink::{EventSink, Health, HealthState, SensorStats, Sent, event_channel};
 
 use std::sync::Arc;
