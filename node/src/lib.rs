@@ -6,6 +6,7 @@
 //!   `AMOSKYS_*` environment, flags);
 //! - [`identity`]: the node's ed25519 key, which is also its libp2p PeerId;
 //! - [`storage`]: one RocksDB database with a column family per concern;
+//! - [`ingest`]: the single writer from the sensors' channel to the store;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
 //! - [`Node`]: start, the sensor → store event path, graceful shutdown.
 //!
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod config;
 pub mod identity;
+pub mod ingest;
 pub mod metrics;
 mod node;
 pub mod storage;

@@ -11,9 +11,11 @@ use amoskys_sensors::{HealthState, SensorStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -28,6 +30,7 @@ pub struct Metrics {
     pub store_write_errors: Counter,
     /// Time to write one batch.
     pub store_batch_seconds: Histogram,
+    sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -51,6 +54,12 @@ impl Metrics {
             "Time to write one event batch",
             store_batch_seconds.clone(),
         );
+        let sensor_lag = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "amoskys_sensor_lag_seconds",
+            "Age of a sensor's newest event when it was written to the store",
+            sensor_lag.clone(),
+        );
         registry.register_collector(Box::new(NodeCollector {
             version,
             started: Instant::now(),
@@ -61,7 +70,15 @@ impl Metrics {
             store_events,
             store_write_errors,
             store_batch_seconds,
+            sensor_lag,
         }
+    }
+
+    /// Records how old a sensor's newest event was when it was stored.
+    pub fn set_sensor_lag(&self, sensor: &str, seconds: f64) {
+        self.sensor_lag
+            .get_or_create(&vec![("sensor".to_owned(), sensor.to_owned())])
+            .set(seconds);
     }
 
     /// The metrics in OpenMetrics text format.

@@ -14,13 +14,12 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, ApiState, NodeInfo};
 use crate::config::{Config, Problem};
 use crate::identity::{Identity, IdentityError};
+use crate::ingest;
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Most events written in one batch.
-const MAX_BATCH: usize = 4096;
 /// How often age retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -94,11 +93,13 @@ impl Node {
             sensors.push(Box::new(ProcfsSensor::new(ProcfsConfig {
                 interval: config.procfs_interval(),
                 host: id.clone(),
+                sockets: config.sensors.procfs.sockets,
             })));
         }
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
         let metrics = Arc::new(Metrics::new(VERSION, stats.clone()));
-        let writer = spawn_writer(store.clone(), metrics.clone(), events_rx)?;
+        let writer = ingest::spawn_writer(store.clone(), metrics.clone(), events_rx)
+            .map_err(NodeError::Thread)?;
         for sensor in &mut sensors {
             let sink = EventSink::new(events_tx.clone(), sensor.stats());
             if let Err(e) = sensor.start(sink) {
@@ -149,6 +150,7 @@ impl Node {
         tasks.push(tokio::spawn(retention(
             store.clone(),
             config.event_retention(),
+            config.storage.event_max_mb.saturating_mul(1 << 20),
             shutdown_rx,
         )));
 
@@ -223,45 +225,12 @@ impl Node {
     }
 }
 
-/// The single writer of the events column family: drains the channel in
-/// batches until every sender is gone.
-fn spawn_writer(
+async fn retention(
     store: Arc<Store>,
-    metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<Event>,
-) -> Result<JoinHandle<()>, NodeError> {
-    std::thread::Builder::new()
-        .name("amoskys-store".into())
-        .spawn(move || {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(ev) => batch.push(ev),
-                        Err(_) => break,
-                    }
-                }
-                let started = Instant::now();
-                match store.put_events(&batch) {
-                    Ok(_) => {
-                        metrics.store_events.inc_by(batch.len() as u64);
-                    }
-                    Err(e) => {
-                        metrics.store_write_errors.inc();
-                        tracing::error!(error = %e, events = batch.len(), "cannot write events");
-                    }
-                }
-                metrics
-                    .store_batch_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                batch.clear();
-            }
-        })
-        .map_err(NodeError::Thread)
-}
-
-async fn retention(store: Arc<Store>, keep: Duration, mut shutdown: watch::Receiver<bool>) {
+    keep: Duration,
+    max_bytes: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
     loop {
         tokio::select! {
@@ -270,8 +239,20 @@ async fn retention(store: Arc<Store>, keep: Duration, mut shutdown: watch::Recei
         }
         let cutoff = now_ns().saturating_sub(u64::try_from(keep.as_nanos()).unwrap_or(u64::MAX));
         let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.delete_events_before(cutoff)).await {
-            Ok(Ok(())) => {}
+        let result = tokio::task::spawn_blocking(move || {
+            store.delete_events_before(cutoff)?;
+            store.enforce_events_size(max_bytes)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(cutoff_ns))) => {
+                tracing::info!(
+                    cutoff_ns,
+                    max_bytes,
+                    "event store over its size limit; oldest events deleted"
+                )
+            }
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "event retention failed"),
             Err(e) => tracing::warn!(error = %e, "event retention task failed"),
         }

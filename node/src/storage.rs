@@ -249,6 +249,58 @@ impl Store {
             .map_err(|e| self.db_err(e.to_string()))
     }
 
+    /// Bytes the events take on disk (live SST files) plus in memtables.
+    pub fn events_bytes(&self) -> Result<u64, StorageError> {
+        let cf = self.cf(Cf::Events)?;
+        let mut total = 0;
+        for property in [
+            "rocksdb.live-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ] {
+            total += self
+                .db
+                .property_int_value_cf(cf, property)
+                .map_err(|e| self.db_err(e.to_string()))?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Keeps the events under `max_bytes`: when over, deletes the oldest part
+    /// of the time range so that about 80% of the limit remains, and compacts
+    /// it away. Returns the cutoff time used, if any.
+    pub fn enforce_events_size(&self, max_bytes: u64) -> Result<Option<u64>, StorageError> {
+        let size = self.events_bytes()?;
+        if size <= max_bytes {
+            return Ok(None);
+        }
+        let cf = self.cf(Cf::Events)?;
+        let edge = |mode| -> Result<Option<u64>, StorageError> {
+            match self.db.iterator_cf(cf, mode).next() {
+                Some(Ok((key, _))) => Ok(split_key(&key).map(|(t, _)| t)),
+                Some(Err(e)) => Err(self.db_err(e.to_string())),
+                None => Ok(None),
+            }
+        };
+        let (Some(first), Some(last)) = (edge(IteratorMode::Start)?, edge(IteratorMode::End)?)
+        else {
+            return Ok(None);
+        };
+        let keep = (max_bytes as f64 * 0.8) / size as f64;
+        let span = last.saturating_sub(first) as f64;
+        let cutoff = first + (span * (1.0 - keep)).max(1.0) as u64;
+        self.delete_events_before(cutoff)?;
+        self.db
+            .compact_range_cf(cf, Some(event_key(0, 0)), Some(event_key(cutoff, 0)));
+        Ok(Some(cutoff))
+    }
+
+    /// Flushes the events memtable to disk (tests and benchmarks).
+    pub fn flush_events(&self) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::Events)?;
+        self.db.flush_cf(cf).map_err(|e| self.db_err(e.to_string()))
+    }
+
     /// Number of events written since the database was created.
     pub fn events_written(&self) -> u64 {
         self.next_seq.load(Ordering::Relaxed)

@@ -86,6 +86,40 @@ fn queries_and_reopen_keep_everything() {
 }
 
 #[test]
+fn size_retention_deletes_the_oldest_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    for chunk in 0..20u64 {
+        let batch: Vec<Event> = (0..1_000)
+            .map(|i| event(chunk * 1_000 + i, i as i32))
+            .collect();
+        store.put_events(&batch).expect("write");
+        store.flush_events().expect("flush");
+    }
+    let before = store.events_bytes().expect("size");
+    assert!(
+        store
+            .enforce_events_size(before * 10)
+            .expect("under limit")
+            .is_none()
+    );
+    let cutoff = store
+        .enforce_events_size(before / 2)
+        .expect("over limit")
+        .expect("deleted some");
+    let left = all_events(&store);
+    assert!(
+        !left.is_empty() && left.len() < 20_000,
+        "{} left",
+        left.len()
+    );
+    assert!(left.contains(&19_999), "newest kept");
+    assert!(!left.contains(&0), "oldest gone");
+    let after = store.events_bytes().expect("size");
+    assert!(after < before, "size {before} -> {after}, cutoff {cutoff}");
+}
+
+#[test]
 fn second_opener_gets_a_clear_lock_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = Store::open(dir.path()).expect("open");

@@ -3,10 +3,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use amoskys_sensors::event::ProcessActivityKind;
+use amoskys_sensors::event::{ProcessActivityKind, SocketActivityKind};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
 use amoskys_sensors::{
-    Event, EventBody, EventSink, HealthState, ProcessActivity, Sensor, event_channel,
+    Event, EventBody, EventSink, HealthState, ProcessActivity, Sensor, SocketActivity, Transport,
+    event_channel,
 };
 use tokio::sync::mpsc::Receiver;
 
@@ -35,6 +36,7 @@ fn child_launch_and_exit_with_lineage() {
     let mut sensor = ProcfsSensor::new(ProcfsConfig {
         interval: Duration::from_millis(20),
         host: "test-host".into(),
+        sockets: true,
     });
     sensor
         .start(EventSink::new(tx, sensor.stats()))
@@ -83,4 +85,70 @@ fn child_launch_and_exit_with_lineage() {
     assert_eq!(sensor.stats().health().state, HealthState::Stopped);
     let (events, drops, _) = sensor.stats().counts();
     assert!(events >= 2 && drops == 0);
+}
+
+fn wait_for_socket(
+    rx: &mut Receiver<Event>,
+    deadline: Duration,
+    pred: impl Fn(&SocketActivity) -> bool,
+) -> Option<SocketActivity> {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        match rx.try_recv() {
+            Ok(Event {
+                body: EventBody::SocketActivity(a),
+                ..
+            }) if pred(&a) => return Some(a),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    None
+}
+
+#[test]
+fn socket_listen_connect_accept_close_with_owner() {
+    let (tx, mut rx) = event_channel(100_000);
+    let mut sensor = ProcfsSensor::new(ProcfsConfig {
+        interval: Duration::from_millis(20),
+        host: "test-host".into(),
+        sockets: true,
+    });
+    sensor
+        .start(EventSink::new(tx, sensor.stats()))
+        .expect("procfs sensor starts");
+    let me = std::process::id() as i32;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let listen = wait_for_socket(&mut rx, Duration::from_secs(10), |a| {
+        a.activity == SocketActivityKind::Listen
+            && a.transport == Transport::Tcp
+            && a.local.port() == port
+    })
+    .expect("listen event");
+    assert_eq!(
+        listen.process.as_ref().map(|p| p.pid),
+        Some(me),
+        "owner is this test"
+    );
+
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server_side, _) = listener.accept().expect("accept");
+    let client_port = client.local_addr().expect("addr").port();
+    let connect = wait_for_socket(&mut rx, Duration::from_secs(10), |a| {
+        a.activity == SocketActivityKind::Connect && a.local.port() == client_port
+    })
+    .expect("connect event");
+    assert_eq!(connect.remote.map(|r| r.port()), Some(port));
+    assert_eq!(connect.process.as_ref().map(|p| p.pid), Some(me));
+
+    drop(client);
+    drop(server_side);
+    drop(listener);
+    wait_for_socket(&mut rx, Duration::from_secs(10), |a| {
+        a.activity == SocketActivityKind::Close && a.local.port() == port && a.remote.is_none()
+    })
+    .expect("close of the listener");
+    sensor.stop();
 }

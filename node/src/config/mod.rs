@@ -61,6 +61,7 @@ pub struct ApiSection {
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
     pub event_retention_hours: u64,
+    pub event_max_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,7 @@ pub struct SensorsSection {
 pub struct ProcfsSection {
     pub enabled: bool,
     pub interval_ms: u64,
+    pub sockets: bool,
 }
 
 /// Log output format.

@@ -1,11 +1,14 @@
-//! Process start and exit, with lineage, from `/proc`.
+//! Process start and exit, with lineage, and socket ownership, from `/proc`.
 //!
 //! A dedicated thread lists `/proc` every `interval`. A pid seen for the first
 //! time is read once (stat, exe, cmdline, uid) and reported as a launch; a pid
 //! that disappeared is reported as a terminate. Processes alive when the sensor
 //! starts seed the table without events, so lineage of later children resolves.
 //! Polling misses processes that live shorter than one interval; the eBPF exec
-//! sensor covers those. Kernel threads are not reported.
+//! sensor covers those. Kernel threads are not reported. Sockets are diffed
+//! the same way in [`sockets`].
+
+pub mod sockets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +17,12 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::event::{LineageEntry, ProcessActivityKind};
+use crate::event::{LineageEntry, ProcessActivityKind, ProcessRef};
 use crate::{
     Event, EventBody, EventSink, HealthState, ProcessActivity, ProcessInfo, Sensor, SensorError,
     SensorStats, Sent, now_ns,
 };
+use sockets::SocketTable;
 
 const NAME: &str = "procfs";
 /// Longest lineage chain reported; also guards against ppid cycles.
@@ -33,6 +37,8 @@ pub struct ProcfsConfig {
     pub interval: Duration,
     /// Host id written into every event.
     pub host: String,
+    /// Also report which process listens, connects or accepts where.
+    pub sockets: bool,
 }
 
 /// The procfs process sensor.
@@ -69,13 +75,23 @@ impl Sensor for ProcfsSensor {
         })?;
         let mut table = ProcessTable::default();
         table.pass(&pids, read_process);
+        let mut socket_table = SocketTable::default();
+        if self.config.sockets {
+            // Seed: sockets open at start are not reported.
+            let entries = sockets::read_tables().map_err(|source| SensorError::Io {
+                sensor: NAME,
+                context: "cannot read /proc/net socket tables".into(),
+                source,
+            })?;
+            socket_table.pass(entries, |new| sockets::find_owners(new, table.refs()));
+        }
         let (stop_tx, stop_rx) = std_mpsc::channel();
         let config = self.config.clone();
         let stats = self.stats.clone();
         stats.set_health(HealthState::Healthy, "");
         let handle = std::thread::Builder::new()
             .name("amoskys-procfs".into())
-            .spawn(move || run(config, table, sink, stop_rx))
+            .spawn(move || run(config, table, socket_table, sink, stop_rx))
             .map_err(|source| SensorError::Io {
                 sensor: NAME,
                 context: "cannot spawn thread".into(),
@@ -109,6 +125,7 @@ impl Drop for ProcfsSensor {
 fn run(
     config: ProcfsConfig,
     mut table: ProcessTable,
+    mut socket_table: SocketTable,
     sink: EventSink,
     stop: std_mpsc::Receiver<()>,
 ) {
@@ -124,14 +141,27 @@ fn run(
             }
         };
         let now = now_ns();
-        for activity in table.pass(&pids, read_process) {
-            let event = Event::new(
-                now,
-                &config.host,
-                NAME,
-                EventBody::ProcessActivity(activity),
-            );
-            if sink.send(event) == Sent::Closed {
+        let mut bodies: Vec<EventBody> = table
+            .pass(&pids, read_process)
+            .into_iter()
+            .map(EventBody::ProcessActivity)
+            .collect();
+        if config.sockets {
+            match sockets::read_tables() {
+                Ok(entries) => bodies.extend(
+                    socket_table
+                        .pass(entries, |new| sockets::find_owners(new, table.refs()))
+                        .into_iter()
+                        .map(EventBody::SocketActivity),
+                ),
+                Err(err) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %err, "cannot read socket tables");
+                }
+            }
+        }
+        for body in bodies {
+            if sink.send(Event::new(now, &config.host, NAME, body)) == Sent::Closed {
                 return;
             }
         }
@@ -222,6 +252,21 @@ impl ProcessTable {
             }
         }
         chain
+    }
+
+    /// Every tracked process as a short reference, for socket owner lookup.
+    pub fn refs(&self) -> impl Iterator<Item = (i32, ProcessRef)> + '_ {
+        self.procs.values().map(|p| {
+            (
+                p.pid,
+                ProcessRef {
+                    pid: p.pid,
+                    name: p.name.clone(),
+                    exe: p.exe.clone(),
+                    uid: p.uid,
+                },
+            )
+        })
     }
 
     /// Number of processes currently tracked.

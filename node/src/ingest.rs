@@ -1,0 +1,63 @@
+//! The event writer: the single consumer of the sensors' bounded channel and
+//! the single writer of the `events` column family.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use amoskys_sensors::{Event, now_ns};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::storage::Store;
+
+/// Most events written in one batch.
+pub const MAX_BATCH: usize = 4096;
+
+/// Starts the writer thread. It drains the channel in batches (whatever is
+/// queued, up to [`MAX_BATCH`]) and ends once every sender is dropped and the
+/// channel is empty, so a graceful shutdown loses nothing that was queued.
+pub fn spawn_writer(
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Event>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("amoskys-store".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut lag: HashMap<String, u64> = HashMap::new();
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(ev) => batch.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                let started = Instant::now();
+                match store.put_events(&batch) {
+                    Ok(_) => {
+                        metrics.store_events.inc_by(batch.len() as u64);
+                    }
+                    Err(e) => {
+                        metrics.store_write_errors.inc();
+                        tracing::error!(error = %e, events = batch.len(), "cannot write events");
+                    }
+                }
+                metrics
+                    .store_batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                // Lag: from observation to durable write, newest event per sensor.
+                let now = now_ns();
+                for ev in &batch {
+                    lag.insert(ev.sensor.clone(), now.saturating_sub(ev.time_ns));
+                }
+                for (sensor, ns) in lag.drain() {
+                    metrics.set_sensor_lag(&sensor, ns as f64 / 1e9);
+                }
+                batch.clear();
+            }
+        })
+}
