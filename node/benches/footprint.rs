@@ -42,7 +42,14 @@ fn main() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args(["run", "--api-listen", "127.0.0.1:0", "--log-level", "warn", "--data-dir"])
+        .args([
+            "run",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .args(["--set", "mesh.listen=[\"127.0.0.1:0\"]"])
         .stdout(Stdio::null())
@@ -66,6 +73,10 @@ fn main() {
     samples.sort_unstable();
     let median = samples.get(samples.len() / 2).copied().unwrap_or(0);
     println!("footprint at rest over {secs} s (after {warmup} s warm-up):");
-    println!("  RSS median {:.1} MiB, peak {:.1} MiB", median as f64 / 1024.0, peak as f64 / 1024.0);
+    println!(
+        "  RSS median {:.1} MiB, peak {:.1} MiB",
+        median as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
     println!("  CPU {cpu_pct:.2}% of one core");
 }

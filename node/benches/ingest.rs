@@ -83,8 +83,13 @@ fn main() {
     let cpu = cpu_seconds() - cpu0;
     assert_eq!(store.events_written(), n, "every event stored");
 
-    println!("ingest: {n} events of {bytes} bytes (JSON) through the bounded channel into RocksDB (WAL on)");
-    println!("  wall      {wall:.2} s  -> {:>10.0} events/s", n as f64 / wall);
+    println!(
+        "ingest: {n} events of {bytes} bytes (JSON) through the bounded channel into RocksDB (WAL on)"
+    );
+    println!(
+        "  wall      {wall:.2} s  -> {:>10.0} events/s",
+        n as f64 / wall
+    );
     println!(
         "  cpu       {cpu:.2} s (producer + writer + RocksDB threads) -> {:>10.0} events per CPU-second",
         n as f64 / cpu.max(1e-9)

@@ -95,6 +95,21 @@ fn each_bad_value_names_its_key_and_expected_form() {
 }
 
 #[test]
+fn snmp_devices_from_a_file_take_per_device_defaults() {
+    let f = file(
+        "[[sensors.snmp.devices]]\nname = \"sw1\"\naddress = \"127.0.0.1:1161\"\ncommunity = \"public\"\n\n\
+         [[sensors.snmp.devices]]\nname = \"sw2\"\naddress = \"router.site:161\"\nversion = \"v3\"\nuser = \"amoskys\"\n\
+         auth_password = \"authpass1\"\nprivacy_password = \"privpass1\"\n",
+    );
+    let c = Config::load(&[Source::Embedded, Source::File(f.path().into())]).expect("loads");
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    assert_eq!(c.sensors.snmp.devices.len(), 2);
+    assert_eq!(c.sensors.snmp.devices[0].version, "v2c");
+    assert_eq!(c.sensors.snmp.devices[1].auth_protocol, "sha");
+    assert_eq!(c.sensors.snmp.devices[1].privacy_protocol, "aes");
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let found = problems(&["api.listen=nope", "log.format=xml", "node.event_queue=0"]);
     assert_eq!(found.len(), 3, "{found:?}");

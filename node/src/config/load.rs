@@ -147,18 +147,8 @@ fn check_against(
         };
         match (expected, value) {
             (Value::Table(s), Value::Table(l)) => check_against(l, s, &path, origin, out),
-            (e, v) if e.type_str() == v.type_str() => {
-                if let (Value::Array(_), Value::Array(items)) = (e, v) {
-                    for (i, item) in items.iter().enumerate() {
-                        if item.type_str() != "string" {
-                            out.push(Problem::new(
-                                &format!("{path}[{i}]"),
-                                format!("expected a string, found {} in {origin}", describe(item)),
-                            ));
-                        }
-                    }
-                }
-            }
+            (Value::Array(_), Value::Array(items)) => check_items(items, &path, origin, out),
+            (e, v) if e.type_str() == v.type_str() => {}
             (e, v) => out.push(Problem::new(
                 &path,
                 format!(
@@ -168,6 +158,35 @@ fn check_against(
                 ),
             )),
         }
+    }
+}
+
+/// Items of an array are strings, or tables of the array's item schema.
+fn check_items(items: &[Value], path: &str, origin: &str, out: &mut Vec<Problem>) {
+    let schema = item_schema(path);
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        match (&schema, item) {
+            (Some(s), Value::Table(t)) => check_against(t, s, &item_path, origin, out),
+            (None, Value::String(_)) => {}
+            (s, other) => out.push(Problem::new(
+                &item_path,
+                format!(
+                    "expected {}, found {} in {origin}",
+                    if s.is_some() { "a table" } else { "a string" },
+                    describe(other)
+                ),
+            )),
+        }
+    }
+}
+
+/// Schemas of the items of arrays of tables, keyed by the array's path.
+/// Every key an item may have is listed with its default.
+fn item_schema(path: &str) -> Option<Table> {
+    match path {
+        "sensors.snmp.devices" => super::SNMP_DEVICE_TOML.parse::<Table>().ok(),
+        _ => None,
     }
 }
 

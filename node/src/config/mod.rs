@@ -21,6 +21,9 @@ pub use validate::Problem;
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// Every key of one `[[sensors.snmp.devices]]` entry, with its default.
+pub const SNMP_DEVICE_TOML: &str = include_str!("snmp_device.toml");
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "AMOSKYS_";
 
@@ -75,6 +78,67 @@ pub struct MeshSection {
 #[serde(deny_unknown_fields)]
 pub struct SensorsSection {
     pub procfs: ProcfsSection,
+    pub flows: FlowsSection,
+    pub snmp: SnmpSection,
+    pub ebpf: EbpfSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsSection {
+    pub enabled: bool,
+    pub interfaces: Vec<String>,
+    pub idle_timeout_ms: u64,
+    pub active_timeout_ms: u64,
+    pub max_flows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpSection {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub devices: Vec<SnmpDeviceSection>,
+}
+
+/// One polled device; keys absent from the file take the defaults of
+/// [`SNMP_DEVICE_TOML`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnmpDeviceSection {
+    pub name: String,
+    pub address: String,
+    pub version: String,
+    pub community: String,
+    pub user: String,
+    pub auth_protocol: String,
+    pub auth_password: String,
+    pub privacy_protocol: String,
+    pub privacy_password: String,
+}
+
+impl Default for SnmpDeviceSection {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            address: String::new(),
+            version: "v2c".into(),
+            community: String::new(),
+            user: String::new(),
+            auth_protocol: "sha".into(),
+            auth_password: String::new(),
+            privacy_protocol: "aes".into(),
+            privacy_password: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbpfSection {
+    pub enabled: bool,
+    pub watch_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
