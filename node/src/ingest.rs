@@ -27,7 +27,6 @@ pub fn spawn_writer(
         .name("amoskys-store".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            let mut lag: HashMap<String, u64> = HashMap::new();
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -51,11 +50,12 @@ pub fn spawn_writer(
                     .observe(started.elapsed().as_secs_f64());
                 // Lag: from observation to durable write, newest event per sensor.
                 let now = now_ns();
+                let mut newest: HashMap<&str, u64> = HashMap::new();
                 for ev in &batch {
-                    lag.insert(ev.sensor.clone(), now.saturating_sub(ev.time_ns));
+                    newest.insert(ev.sensor.as_str(), now.saturating_sub(ev.time_ns));
                 }
-                for (sensor, ns) in lag.drain() {
-                    metrics.set_sensor_lag(&sensor, ns as f64 / 1e9);
+                for (sensor, ns) in newest {
+                    metrics.set_sensor_lag(sensor, ns as f64 / 1e9);
                 }
                 batch.clear();
             }

@@ -185,9 +185,11 @@ impl Store {
             .next_seq
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let mut batch = WriteBatch::default();
+        let mut value = Vec::with_capacity(512);
         for (i, event) in events.iter().enumerate() {
-            let value = serde_json::to_vec(event).map_err(|e| self.db_err(e.to_string()))?;
-            batch.put_cf(cf, event_key(event.time_ns, first + i as u64), value);
+            value.clear();
+            serde_json::to_writer(&mut value, event).map_err(|e| self.db_err(e.to_string()))?;
+            batch.put_cf(cf, event_key(event.time_ns, first + i as u64), &value);
         }
         let next = first + events.len() as u64;
         batch.put_cf(self.cf(Cf::Meta)?, NEXT_SEQ_KEY, next.to_be_bytes());
