@@ -12,8 +12,10 @@
 //!
 //! Sources:
 //! - [`procfs`]: process start and exit with lineage, read from `/proc`.
+//! - [`flows`]: bidirectional network flow records from AF_PACKET capture.
 
 pub mod event;
+pub mod flows;
 pub mod procfs;
 mod sink;
 
