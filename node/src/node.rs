@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use amoskys_sensors::flows::{FlowConfig, FlowSensor};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
 use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel, now_ns};
 use tokio::sync::{mpsc, watch};
@@ -94,6 +95,16 @@ impl Node {
                 interval: config.procfs_interval(),
                 host: id.clone(),
                 sockets: config.sensors.procfs.sockets,
+            })));
+        }
+        let flows = &config.sensors.flows;
+        if flows.enabled {
+            sensors.push(Box::new(FlowSensor::new(FlowConfig {
+                host: id.clone(),
+                interfaces: flows.interfaces.clone(),
+                idle_timeout: Duration::from_millis(flows.idle_timeout_ms),
+                active_timeout: Duration::from_millis(flows.active_timeout_ms),
+                max_flows: flows.max_flows,
             })));
         }
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
