@@ -1,9 +1,15 @@
-//! Detection and learning for AMOSKYS: per-entity feature windows, policy
-//! rule detectors, the local anomaly model, and the pure logic of federated
-//! rounds and their aggregation rules.
+//! Detection and learning for AMOSKYS: per-entity windows, policy rule
+//! detectors, and (to come) the local anomaly model and the pure logic of
+//! federated rounds and their aggregation rules.
 //!
-//! Everything here is I/O-free (events in, findings or updates out); the node
-//! crate feeds it and acts on what it returns. It may use the event types of
-//! `amoskys-sensors`.
-//!
-//! Status: not built yet; events are collected and stored but not analysed.
+//! Everything here is I/O-free: events in, [`Finding`]s out. Time is the
+//! events' own time, so replaying the same events gives the same findings.
+//! The node crate feeds the detectors and turns findings into signed alerts.
+//! This crate may use the event types of `amoskys-sensors`.
+
+mod finding;
+pub mod rules;
+pub mod window;
+
+pub use finding::{Category, Finding, Severity, Subject};
+pub use rules::{RuleEngine, RulePolicy};

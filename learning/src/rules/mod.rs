@@ -1,0 +1,226 @@
+//! Policy-driven rule detectors: events in, findings out, no I/O.
+//!
+//! [`RuleEngine::observe`] takes one event and returns what it completed.
+//! Network rules keep per-entity state over tumbling windows of
+//! `window_secs` (event time); each rule fires at most once per entity and
+//! window, so an ongoing attack yields one finding per window, not a flood.
+
+mod host;
+mod network;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use amoskys_sensors::{Event, EventBody};
+use serde::{Deserialize, Serialize};
+
+use crate::{Category, Finding, Severity, Subject};
+
+/// Thresholds and allow-lists of the rule detectors (part of the policy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulePolicy {
+    /// Width of the counting windows.
+    pub window_secs: u64,
+    /// Sources never reported by network rules (e.g. the monitoring host).
+    pub allow_sources: Vec<IpAddr>,
+    /// Distinct ports on one host from one source: vertical port scan.
+    pub scan_min_ports: usize,
+    /// Distinct hosts on one port from one source: horizontal port scan.
+    pub scan_min_hosts: usize,
+    /// Unanswered SYNs to one host:port within a window: SYN flood.
+    pub flood_min_syn: u64,
+    /// At most this share of the SYNs may complete a handshake.
+    pub flood_max_completed_ratio: f64,
+    /// Service ports watched for brute force.
+    pub brute_force_ports: Vec<u16>,
+    /// Short connections from one source to one service within a window.
+    pub brute_force_min_attempts: u64,
+    /// A connection longer than this is a session, not an attempt.
+    pub brute_force_max_secs: u64,
+    /// Ports that may start listening without a finding.
+    pub listen_allow_ports: Vec<u16>,
+    /// Programs whose child shell is suspicious (network services).
+    pub lineage_services: Vec<String>,
+    /// Shell program names.
+    pub lineage_shells: Vec<String>,
+    /// Known-bad addresses (threat intel); traffic to or from them fires.
+    pub ioc_addresses: Vec<IpAddr>,
+}
+
+impl Default for RulePolicy {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Self {
+            window_secs: 60,
+            allow_sources: Vec::new(),
+            scan_min_ports: 20,
+            scan_min_hosts: 10,
+            flood_min_syn: 200,
+            flood_max_completed_ratio: 0.2,
+            brute_force_ports: vec![
+                21, 22, 23, 25, 110, 143, 389, 445, 1433, 3306, 3389, 5432, 5900,
+            ],
+            brute_force_min_attempts: 10,
+            brute_force_max_secs: 15,
+            listen_allow_ports: Vec::new(),
+            lineage_services: s(&[
+                "nginx",
+                "apache2",
+                "httpd",
+                "lighttpd",
+                "php-fpm",
+                "java",
+                "tomcat",
+                "node",
+                "mysqld",
+                "postgres",
+                "redis-server",
+                "named",
+                "smbd",
+                "vsftpd",
+                "proftpd",
+                "exim4",
+                "postfix",
+            ]),
+            lineage_shells: s(&[
+                "sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox",
+            ]),
+            ioc_addresses: Vec::new(),
+        }
+    }
+}
+
+impl RulePolicy {
+    /// Every problem, each with its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !(1..=86_400).contains(&self.window_secs) {
+            out.push(format!(
+                "window_secs: {} is out of range (expected 1 to 86400)",
+                self.window_secs
+            ));
+        }
+        let max = crate::window::MAX_DISTINCT;
+        for (key, v) in [
+            ("scan_min_ports", self.scan_min_ports),
+            ("scan_min_hosts", self.scan_min_hosts),
+        ] {
+            if !(2..=max).contains(&v) {
+                out.push(format!("{key}: {v} is out of range (expected 2 to {max})"));
+            }
+        }
+        if self.flood_min_syn < 2 {
+            out.push(format!(
+                "flood_min_syn: {} is out of range (expected at least 2)",
+                self.flood_min_syn
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.flood_max_completed_ratio) {
+            out.push(format!(
+                "flood_max_completed_ratio: {} is out of range (expected 0 to 1)",
+                self.flood_max_completed_ratio
+            ));
+        }
+        if self.brute_force_min_attempts < 2 {
+            out.push(format!(
+                "brute_force_min_attempts: {} is out of range (expected at least 2)",
+                self.brute_force_min_attempts
+            ));
+        }
+        out
+    }
+
+    fn window_ns(&self) -> u64 {
+        self.window_secs.saturating_mul(1_000_000_000)
+    }
+}
+
+/// The rule detectors with their window state.
+#[derive(Debug)]
+pub struct RuleEngine {
+    policy: RulePolicy,
+    allow: HashSet<IpAddr>,
+    ioc: HashSet<IpAddr>,
+    net: network::NetworkRules,
+    host: host::HostRules,
+}
+
+impl RuleEngine {
+    pub fn new(policy: RulePolicy) -> Self {
+        Self {
+            allow: policy.allow_sources.iter().copied().collect(),
+            ioc: policy.ioc_addresses.iter().copied().collect(),
+            net: network::NetworkRules::new(policy.window_ns()),
+            host: host::HostRules::new(policy.window_ns()),
+            policy,
+        }
+    }
+
+    /// Replaces the policy (a committed policy change applies live). Window
+    /// state is kept when the window width is unchanged.
+    pub fn set_policy(&mut self, policy: RulePolicy) {
+        if policy.window_secs != self.policy.window_secs {
+            self.net = network::NetworkRules::new(policy.window_ns());
+            self.host = host::HostRules::new(policy.window_ns());
+        }
+        self.allow = policy.allow_sources.iter().copied().collect();
+        self.ioc = policy.ioc_addresses.iter().copied().collect();
+        self.policy = policy;
+    }
+
+    /// Replaces the IOC addresses (threat intel changes live).
+    pub fn set_iocs(&mut self, iocs: impl IntoIterator<Item = IpAddr>) {
+        self.ioc = iocs.into_iter().collect();
+    }
+
+    pub fn policy(&self) -> &RulePolicy {
+        &self.policy
+    }
+
+    /// Feeds one event; returns the findings it completed.
+    pub fn observe(&mut self, event: &Event) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let t = event.time_ns;
+        match &event.body {
+            EventBody::NetworkActivity(flow) => {
+                self.ioc_check(t, flow.src, flow.dst, &mut out);
+                if !self.allow.contains(&flow.src) {
+                    self.net.observe(&self.policy, t, flow, &mut out);
+                }
+            }
+            EventBody::SocketActivity(sock) => {
+                if let Some(remote) = sock.remote {
+                    self.ioc_check(t, sock.local.ip(), remote.ip(), &mut out);
+                }
+                self.host.socket(&self.policy, t, sock, &mut out);
+            }
+            EventBody::ProcessActivity(p) => self.host.process(&self.policy, t, p, &mut out),
+            _ => {}
+        }
+        out
+    }
+
+    fn ioc_check(&mut self, time_ns: u64, a: IpAddr, b: IpAddr, out: &mut Vec<Finding>) {
+        for (ioc, peer) in [(b, a), (a, b)] {
+            if self.ioc.contains(&ioc) && self.net.first_in_window(time_ns, "ioc", ioc) {
+                out.push(Finding {
+                    time_ns,
+                    rule: "ioc_address".into(),
+                    category: Category::CommandAndControl,
+                    technique: "T1071".into(),
+                    severity: Severity::High,
+                    score: 0.95,
+                    subject: Subject::DestinationIp(ioc),
+                    evidence: vec![
+                        ("ioc".into(), ioc.to_string()),
+                        ("peer".into(), peer.to_string()),
+                    ],
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
