@@ -1,9 +1,13 @@
-//! Peer-to-peer transport of the AMOSKYS mesh.
+//! Peer-to-peer layer of the AMOSKYS mesh.
 //!
-//! This crate will hold the libp2p swarm, run as an actor behind a typed
-//! handle: one identity (the node's ed25519 key), one listening port, signed
-//! alert gossip with strict validation, and the request-response protocols
-//! that consensus and learning reuse. It knows nothing of the node crate.
+//! Today: [`alert`], the signed alert format that every node produces and
+//! every peer verifies (canonical bytes, ed25519 signature, size and field
+//! limits). To come: the libp2p swarm run as an actor behind a typed handle
+//! (one identity, one listening port, gossip with strict validation, and the
+//! request-response protocols that consensus and learning reuse).
 //!
-//! Status: not built yet; the node validates `mesh.*` configuration but opens
-//! no mesh socket.
+//! This crate knows nothing of the node crate.
+
+pub mod alert;
+
+pub use alert::{Alert, AlertBody, AlertError};
