@@ -66,7 +66,7 @@ fn main() {
     let store = Arc::new(Store::open(dir.path()).expect("open store"));
     let metrics = Arc::new(Metrics::new("bench", vec![]));
     let (tx, rx) = event_channel(65_536);
-    let writer = spawn_writer(store.clone(), metrics, rx).expect("writer");
+    let writer = spawn_writer(store.clone(), metrics, rx, None).expect("writer");
     let template = sample();
     let bytes = serde_json::to_vec(&template).expect("encode").len();
 

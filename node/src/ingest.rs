@@ -1,5 +1,6 @@
 //! The event writer: the single consumer of the sensors' bounded channel and
-//! the single writer of the `events` column family.
+//! the single writer of the `events` column family. Detection runs right
+//! after each batch is stored, on the same thread.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use amoskys_sensors::{Event, now_ns};
 use tokio::sync::mpsc;
 
+use crate::detect::Detector;
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
@@ -22,6 +24,7 @@ pub fn spawn_writer(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Event>,
+    mut detector: Option<Detector>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("amoskys-store".into())
@@ -39,6 +42,15 @@ pub fn spawn_writer(
                 match store.put_events(&batch) {
                     Ok(_) => {
                         metrics.store_events.inc_by(batch.len() as u64);
+                        if let Some(d) = detector.as_mut() {
+                            match d.process(&store, &batch) {
+                                Ok(alerts) => metrics.alerts_raised.inc_by(alerts.len() as u64),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot store alerts");
+                                    0
+                                }
+                            };
+                        }
                     }
                     Err(e) => {
                         metrics.store_write_errors.inc();

@@ -7,6 +7,7 @@
 //! - [`identity`]: the node's ed25519 key, which is also its libp2p PeerId;
 //! - [`storage`]: one RocksDB database with a column family per concern;
 //! - [`ingest`]: the single writer from the sensors' channel to the store;
+//! - [`detect`] and [`privacy`]: rules over stored events, signed alerts;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
 //! - [`Node`]: start, the sensor → store event path, graceful shutdown.
 //!
@@ -15,10 +16,12 @@
 
 pub mod api;
 pub mod config;
+pub mod detect;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;
 mod node;
+pub mod privacy;
 pub mod storage;
 pub mod telemetry;
 

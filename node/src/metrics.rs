@@ -30,6 +30,8 @@ pub struct Metrics {
     pub store_write_errors: Counter,
     /// Time to write one batch.
     pub store_batch_seconds: Histogram,
+    /// Alerts raised by this node.
+    pub alerts_raised: Counter,
     sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
 }
 
@@ -54,6 +56,12 @@ impl Metrics {
             "Time to write one event batch",
             store_batch_seconds.clone(),
         );
+        let alerts_raised = Counter::default();
+        registry.register(
+            "amoskys_detection_alerts_raised",
+            "Alerts raised by this node",
+            alerts_raised.clone(),
+        );
         let sensor_lag = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "amoskys_sensor_lag_seconds",
@@ -70,6 +78,7 @@ impl Metrics {
             store_events,
             store_write_errors,
             store_batch_seconds,
+            alerts_raised,
             sensor_lag,
         }
     }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use amoskys_sensors::flows::{FlowConfig, FlowSensor};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
 use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel, now_ns};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::{self, ApiState, NodeInfo};
 use crate::config::{Config, Problem};
+use crate::detect::Detector;
 use crate::identity::{Identity, IdentityError};
 use crate::ingest;
 use crate::metrics::Metrics;
@@ -21,6 +22,10 @@ use crate::storage::{StorageError, Store};
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Alerts buffered for each live stream subscriber before it lags.
+const ALERT_STREAM_CAPACITY: usize = 1024;
+/// How long shutdown waits for open API connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often age retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -109,7 +114,23 @@ impl Node {
         }
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
         let metrics = Arc::new(Metrics::new(VERSION, stats.clone()));
-        let writer = ingest::spawn_writer(store.clone(), metrics.clone(), events_rx)
+        let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
+        let detector = if config.detection.enabled {
+            let policy = config
+                .rule_policy()
+                .map_err(|p| NodeError::Config(vec![p]))?;
+            let privacy = config.privacy().map_err(|p| NodeError::Config(vec![p]))?;
+            Some(Detector::new(
+                policy,
+                privacy,
+                identity.signing_key().clone(),
+                config.detection.suppress_secs,
+                alerts_tx.clone(),
+            ))
+        } else {
+            None
+        };
+        let writer = ingest::spawn_writer(store.clone(), metrics.clone(), events_rx, detector)
             .map_err(NodeError::Thread)?;
         for sensor in &mut sensors {
             let sink = EventSink::new(events_tx.clone(), sensor.stats());
@@ -127,6 +148,7 @@ impl Node {
                 addr: api_listen,
                 source,
             })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let api_addr = listener.local_addr().map_err(|source| NodeError::ApiBind {
             addr: api_listen,
             source,
@@ -145,8 +167,9 @@ impl Node {
             sensors: stats,
             store: store.clone(),
             metrics,
+            alerts: alerts_tx,
+            shutdown: shutdown_rx.clone(),
         };
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let router = api::router(state, config.api.max_connections);
         let mut api_shutdown = shutdown_rx.clone();
@@ -204,8 +227,15 @@ impl Node {
     /// the database.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        for mut task in self.tasks.drain(..) {
+            // A client that keeps a connection open cannot hold the node.
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("api connections still open after the grace period; closing them");
+                task.abort();
+            }
         }
         let mut sensors = std::mem::take(&mut self.sensors);
         let events_tx = self.events_tx.take();

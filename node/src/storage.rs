@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use amoskys_mesh::Alert;
 use amoskys_sensors::{Event, EventClass};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
@@ -21,6 +22,12 @@ use serde::Serialize;
 
 /// Meta key holding the next event sequence number, written with each batch.
 const NEXT_SEQ_KEY: &str = "events.next_seq";
+
+/// Meta key holding the next local alert sequence number.
+const ALERT_SEQ_KEY: &str = "alerts.next_seq";
+/// Alert records are `b'r' ++ time_ns ++ id`; the id index is `b'i' ++ id`.
+const ALERT_RECORD_PREFIX: &[u8] = b"r";
+const ALERT_INDEX_PREFIX: &[u8] = b"i";
 
 /// Column families of the node database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +315,84 @@ impl Store {
         self.next_seq.load(Ordering::Relaxed)
     }
 
+    /// Stores alerts (local or from peers) once each; returns how many were
+    /// new. The record key is `time_ns ++ id`; an id index makes the write
+    /// idempotent. Local sequence numbers are taken by [`Store::next_alert_seq`].
+    pub fn put_alerts(&self, alerts: &[Alert]) -> Result<usize, StorageError> {
+        let cf = self.cf(Cf::Alerts)?;
+        let mut batch = WriteBatch::default();
+        let mut new = 0;
+        let mut seen = std::collections::HashSet::new();
+        for alert in alerts {
+            let index = alert_index_key(&alert.id);
+            if !seen.insert(alert.id.as_str())
+                || self
+                    .db
+                    .get_pinned_cf(cf, &index)
+                    .map_err(|e| self.db_err(e.to_string()))?
+                    .is_some()
+            {
+                continue;
+            }
+            let key = alert_key(alert.body.time_ns, &alert.id);
+            batch.put_cf(cf, &index, &key);
+            batch.put_cf(cf, &key, alert.encode());
+            new += 1;
+        }
+        self.db
+            .write(batch)
+            .map_err(|e| self.db_err(e.to_string()))?;
+        Ok(new)
+    }
+
+    /// Alerts at or after `since_ns` (oldest first), or the newest `limit`.
+    pub fn alerts(&self, since_ns: Option<u64>, limit: usize) -> Result<Vec<Alert>, StorageError> {
+        let cf = self.cf(Cf::Alerts)?;
+        let start;
+        let mode = match since_ns {
+            Some(t) => {
+                start = alert_key(t, "");
+                IteratorMode::From(&start, Direction::Forward)
+            }
+            // Records sort after the index ('r' > 'i'): the newest are last.
+            None => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, mode) {
+            let (key, value) = item.map_err(|e| self.db_err(e.to_string()))?;
+            if !key.starts_with(ALERT_RECORD_PREFIX) {
+                break;
+            }
+            let alert: Alert =
+                serde_json::from_slice(&value).map_err(|e| StorageError::Decode {
+                    path: self.path.clone(),
+                    what: "alert",
+                    key: hex::encode(&key),
+                    message: e.to_string(),
+                })?;
+            out.push(alert);
+            if out.len() >= limit.max(1) {
+                break;
+            }
+        }
+        if since_ns.is_none() {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Reserves the next local alert sequence number (persisted).
+    pub fn next_alert_seq(&self) -> Result<u64, StorageError> {
+        let next = match self.get_meta(ALERT_SEQ_KEY)? {
+            Some(b) => <[u8; 8]>::try_from(b.as_slice())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
+            None => 0,
+        };
+        self.put_meta(ALERT_SEQ_KEY, &(next + 1).to_be_bytes())?;
+        Ok(next)
+    }
+
     /// Reads a value from the `meta` column family.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let cf = self.cf(Cf::Meta)?;
@@ -343,6 +428,21 @@ fn event_key(time_ns: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&time_ns.to_be_bytes());
     key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn alert_key(time_ns: u64, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 8 + id.len());
+    key.extend_from_slice(ALERT_RECORD_PREFIX);
+    key.extend_from_slice(&time_ns.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn alert_index_key(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.extend_from_slice(ALERT_INDEX_PREFIX);
+    key.extend_from_slice(id.as_bytes());
     key
 }
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub log: LogSection,
     pub api: ApiSection,
     pub storage: StorageSection,
+    pub detection: DetectionSection,
+    pub privacy: PrivacySection,
     pub mesh: MeshSection,
     pub sensors: SensorsSection,
 }
@@ -65,6 +67,21 @@ pub struct ApiSection {
 pub struct StorageSection {
     pub event_retention_hours: u64,
     pub event_max_mb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSection {
+    pub enabled: bool,
+    pub policy: String,
+    pub suppress_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    pub addresses: String,
+    pub salt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +210,55 @@ impl Config {
 
     pub fn event_retention(&self) -> Duration {
         Duration::from_secs(self.storage.event_retention_hours.saturating_mul(3600))
+    }
+
+    /// The rule policy: the file named by `detection.policy`, or defaults.
+    pub fn rule_policy(&self) -> Result<amoskys_learning::RulePolicy, Problem> {
+        if self.detection.policy.is_empty() {
+            return Ok(amoskys_learning::RulePolicy::default());
+        }
+        let path = &self.detection.policy;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problem::new("detection.policy", format!("cannot read {path:?}: {e}")))?;
+        let policy: amoskys_learning::RulePolicy = toml::from_str(&text).map_err(|e| {
+            Problem::new(
+                "detection.policy",
+                format!("{path:?} is not a valid policy: {}", e.message()),
+            )
+        })?;
+        let problems = policy.validate();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(Problem::new(
+                "detection.policy",
+                format!("{path:?}: {}", problems.join("; ")),
+            ))
+        }
+    }
+
+    /// The privacy policy for alert contents.
+    pub fn privacy(&self) -> Result<crate::privacy::Privacy, Problem> {
+        use crate::privacy::{Addresses, Privacy};
+        let addresses = match self.privacy.addresses.as_str() {
+            "keep" => Addresses::Keep,
+            "hash" if self.privacy.salt.len() >= 16 => Addresses::Hash {
+                salt: self.privacy.salt.clone(),
+            },
+            "hash" => {
+                return Err(Problem::new(
+                    "privacy.salt",
+                    "expected at least 16 characters when privacy.addresses is \"hash\"".into(),
+                ));
+            }
+            other => {
+                return Err(Problem::new(
+                    "privacy.addresses",
+                    format!("{other:?} is not \"keep\" or \"hash\""),
+                ));
+            }
+        };
+        Ok(Privacy { addresses })
     }
 
     /// The node name: `node.name`, or the host name.

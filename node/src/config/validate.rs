@@ -67,6 +67,14 @@ impl Config {
             )));
         }
         check(socket_addr("api.listen", &self.api.listen).map(drop));
+        check(self.rule_policy().map(drop));
+        check(self.privacy().map(drop));
+        check(range(
+            "detection.suppress_secs",
+            self.detection.suppress_secs,
+            0,
+            86_400,
+        ));
         check(range(
             "api.max_connections",
             self.api.max_connections as u64,

@@ -15,7 +15,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{CONTENT_TYPE, Metrics};
+
+mod alerts;
 use crate::storage::{EventQuery, Store, StoredEvent};
+pub use alerts::ocsf;
 
 /// Largest `limit` accepted by `/api/v1/events`.
 pub const MAX_EVENTS_LIMIT: usize = 10_000;
@@ -29,6 +32,10 @@ pub struct ApiState {
     pub sensors: Vec<Arc<SensorStats>>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    /// New alerts, for the live stream.
+    pub alerts: tokio::sync::broadcast::Sender<amoskys_mesh::Alert>,
+    /// Turns true when the node shuts down; ends live streams.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Facts about the node fixed at start.
@@ -82,6 +89,9 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/node", get(node))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/stream", get(alerts::stream))
+        .route("/api/v1/alerts/export", get(alerts::export))
         .fallback(not_found)
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             max_connections.max(1),
@@ -174,30 +184,42 @@ fn parse_events_query(params: &EventsParams, now_ns: u64) -> Result<EventQuery, 
         ),
         None => None,
     };
-    let since_ns = match params.since.as_deref().filter(|s| !s.is_empty()) {
-        Some(since) => Some(parse_since(since, now_ns).ok_or_else(|| {
-            format!(
-                "since: {since:?} is not a time (expected RFC 3339 such as 2026-01-31T12:00:00Z, a duration ago such as 15m, or Unix nanoseconds)"
-            )
-        })?),
-        None => None,
+    Ok(EventQuery {
+        class,
+        since_ns: parse_since_at(params.since.as_deref(), now_ns)?,
+        limit: parse_limit(params.limit.as_deref())?,
+    })
+}
+
+/// `since=`: RFC 3339, a duration ago (`15m`), or Unix nanoseconds.
+fn parse_since(since: Option<&str>) -> Result<Option<u64>, String> {
+    parse_since_at(since, now_ns())
+}
+
+fn parse_since_at(since: Option<&str>, now_ns: u64) -> Result<Option<u64>, String> {
+    let Some(s) = since.filter(|s| !s.is_empty()) else {
+        return Ok(None);
     };
-    let limit = match params.limit.as_deref() {
+    time_of(s, now_ns).map(Some).ok_or_else(|| {
+        format!(
+            "since: {s:?} is not a time (expected RFC 3339 such as 2026-01-31T12:00:00Z, a duration ago such as 15m, or Unix nanoseconds)"
+        )
+    })
+}
+
+/// `limit=`: 1 to [`MAX_EVENTS_LIMIT`], default 100.
+fn parse_limit(limit: Option<&str>) -> Result<usize, String> {
+    match limit {
         Some(l) => l
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_EVENTS_LIMIT).contains(n))
-            .ok_or_else(|| format!("limit: {l:?} is not a number from 1 to {MAX_EVENTS_LIMIT}"))?,
-        None => DEFAULT_EVENTS_LIMIT,
-    };
-    Ok(EventQuery {
-        class,
-        since_ns,
-        limit,
-    })
+            .ok_or_else(|| format!("limit: {l:?} is not a number from 1 to {MAX_EVENTS_LIMIT}")),
+        None => Ok(DEFAULT_EVENTS_LIMIT),
+    }
 }
 
-fn parse_since(s: &str, now_ns: u64) -> Option<u64> {
+fn time_of(s: &str, now_ns: u64) -> Option<u64> {
     if let Ok(ns) = s.parse::<u64>() {
         return Some(ns);
     }
@@ -210,6 +232,10 @@ fn parse_since(s: &str, now_ns: u64) -> Option<u64> {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint".into())
+}
+
+fn internal(message: String) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, message)
 }
 
 fn bad_request(message: String) -> Response {

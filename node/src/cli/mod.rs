@@ -1,5 +1,7 @@
 //! Command-line interface of `amoskys` (clap lives only here).
 
+mod alerts;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +30,9 @@ enum Command {
     /// Check or show configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Follow, export or verify signed alerts.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
 }
 
 /// Options that select and override configuration.
@@ -124,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Status(args) => status(args),
         Command::Config(cmd) => config(cmd),
+        Command::Alerts(cmd) => alerts::run(cmd),
     }
 }
 
