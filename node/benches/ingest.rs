@@ -64,7 +64,7 @@ fn main() {
     let n: u64 = if full { 2_000_000 } else { 20_000 };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path()).expect("open store"));
-    let metrics = Arc::new(Metrics::new("bench", vec![]));
+    let metrics = Arc::new(Metrics::new("bench", vec![], None));
     let (tx, rx) = event_channel(65_536);
     let writer = spawn_writer(store.clone(), metrics, rx, None).expect("writer");
     let template = sample();

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use amoskys_sensors::snmp::{DeviceState, DeviceStatuses};
 use amoskys_sensors::{HealthState, SensorStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -36,7 +37,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(version: &'static str, sensors: Vec<Arc<SensorStats>>) -> Self {
+    pub fn new(
+        version: &'static str,
+        sensors: Vec<Arc<SensorStats>>,
+        snmp: Option<DeviceStatuses>,
+    ) -> Self {
         let mut registry = Registry::default();
         let store_events = Counter::default();
         let store_write_errors = Counter::default();
@@ -72,6 +77,7 @@ impl Metrics {
             version,
             started: Instant::now(),
             sensors,
+            snmp,
         }));
         Self {
             registry,
@@ -105,6 +111,7 @@ struct NodeCollector {
     version: &'static str,
     started: Instant,
     sensors: Vec<Arc<SensorStats>>,
+    snmp: Option<DeviceStatuses>,
 }
 
 impl Collector for NodeCollector {
@@ -162,6 +169,38 @@ impl Collector for NodeCollector {
         for s in &self.sensors {
             let healthy = i64::from(s.health().state == HealthState::Healthy);
             ConstGauge::new(healthy).encode(family.encode_family(&[("sensor", s.name())])?)?;
+        }
+        if let Some(snmp) = &self.snmp {
+            let devices = snmp
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            let mut up = encoder.encode_descriptor(
+                "amoskys_snmp_device_up",
+                "1 when the device's last poll succeeded, else 0 (label state says why)",
+                None,
+                ConstGauge::new(0i64).metric_type(),
+            )?;
+            for d in &devices {
+                let state = serde_json::to_value(d.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let value = i64::from(d.state == DeviceState::Ok);
+                ConstGauge::new(value).encode(
+                    up.encode_family(&[("device", d.name.as_str()), ("state", state.as_str())])?,
+                )?;
+            }
+            let mut failures = encoder.encode_descriptor(
+                "amoskys_snmp_device_poll_failures",
+                "Failed polls of a device",
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for d in &devices {
+                ConstCounter::new(d.failures)
+                    .encode(failures.encode_family(&[("device", d.name.as_str())])?)?;
+            }
         }
         Ok(())
     }

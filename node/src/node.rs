@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use amoskys_sensors::flows::{FlowConfig, FlowSensor};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
+use amoskys_sensors::snmp::{SnmpConfig, SnmpSensor};
 use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel, now_ns};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -112,8 +113,20 @@ impl Node {
                 max_flows: flows.max_flows,
             })));
         }
+        let snmp = &config.sensors.snmp;
+        let mut snmp_devices = None;
+        if snmp.enabled && !snmp.devices.is_empty() {
+            let sensor = SnmpSensor::new(SnmpConfig {
+                host: id.clone(),
+                interval: Duration::from_millis(snmp.interval_ms),
+                timeout: Duration::from_millis(snmp.timeout_ms),
+                devices: config.snmp_devices(),
+            });
+            snmp_devices = Some(sensor.device_status());
+            sensors.push(Box::new(sensor));
+        }
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
-        let metrics = Arc::new(Metrics::new(VERSION, stats.clone()));
+        let metrics = Arc::new(Metrics::new(VERSION, stats.clone(), snmp_devices.clone()));
         let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
         let detector = if config.detection.enabled {
             let policy = config
@@ -169,6 +182,7 @@ impl Node {
             metrics,
             alerts: alerts_tx,
             shutdown: shutdown_rx.clone(),
+            snmp_devices,
         };
         let mut tasks = Vec::new();
         let router = api::router(state, config.api.max_connections);

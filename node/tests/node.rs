@@ -141,6 +141,54 @@ async fn child_process_events_are_stored_and_served() {
     node.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_snmp_device_shows_in_status_and_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let mut config = test_config(dir.path());
+    config.sensors.snmp.interval_ms = 200;
+    config.sensors.snmp.timeout_ms = 100;
+    config.sensors.snmp.devices = vec![amoskys_node::config::SnmpDeviceSection {
+        name: "dead-switch".into(),
+        address: format!("127.0.0.1:{port}"),
+        community: "public".into(),
+        ..Default::default()
+    }];
+    let node = Node::start(config).await.expect("node starts");
+    let addr = node.api_addr();
+    let device = eventually(Duration::from_secs(10), || async {
+        let (_, info) = get_json(addr, "/api/v1/node").await;
+        let d = info["snmp_devices"][0].clone();
+        (d["state"] == "unreachable").then_some(d)
+    })
+    .await
+    .expect("device marked unreachable");
+    assert!(
+        device["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no answer")),
+        "{device}"
+    );
+    let (_, info) = get_json(addr, "/api/v1/node").await;
+    let snmp = info["sensors"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "snmp"))
+        .cloned();
+    assert_eq!(
+        snmp.map(|s| s["state"].clone()),
+        Some(serde_json::json!("degraded"))
+    );
+    let (_, metrics) = get(addr, "/metrics").await;
+    assert!(
+        metrics.contains("amoskys_snmp_device_up{device=\"dead-switch\",state=\"unreachable\"} 0"),
+        "{metrics}"
+    );
+    node.shutdown().await;
+}
+
 #[test]
 fn binary_runs_reports_status_and_stops_on_sigterm() {
     let bin = env!("CARGO_BIN_EXE_amoskys");

@@ -12,12 +12,14 @@
 //!
 //! Sources:
 //! - [`procfs`]: process start and exit with lineage, read from `/proc`.
+//! - [`snmp`]: device metrics polled from SNMP agents (v2c and v3).
 //! - [`flows`]: bidirectional network flow records from AF_PACKET capture.
 
 pub mod event;
 pub mod flows;
 pub mod procfs;
 mod sink;
+pub mod snmp;
 
 pub use event::{
     DeviceMetrics, Event, EventBody, EventClass, FileActivity, FlowRecord, ProcessActivity,

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
+use amoskys_sensors::snmp::{DeviceStatus, DeviceStatuses};
 use amoskys_sensors::{EventClass, Health, SensorStats, now_ns};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub alerts: tokio::sync::broadcast::Sender<amoskys_mesh::Alert>,
     /// Turns true when the node shuts down; ends live streams.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Status of each polled SNMP device, when the SNMP sensor runs.
+    pub snmp_devices: Option<DeviceStatuses>,
 }
 
 /// Facts about the node fixed at start.
@@ -61,6 +64,9 @@ pub struct NodeStatus {
     pub uptime_secs: u64,
     pub events_stored: u64,
     pub sensors: Vec<SensorStatus>,
+    /// SNMP devices and how their last poll went.
+    #[serde(default)]
+    pub snmp_devices: Vec<DeviceStatus>,
     pub peers: Vec<PeerStatus>,
 }
 
@@ -142,6 +148,15 @@ async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
         uptime_secs: state.started.elapsed().as_secs(),
         events_stored: state.store.events_written(),
         sensors,
+        snmp_devices: state
+            .snmp_devices
+            .as_ref()
+            .map(|d| {
+                d.lock()
+                    .map(|d| d.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone())
+            })
+            .unwrap_or_default(),
         peers: Vec::new(),
     })
 }

@@ -285,6 +285,22 @@ fn print_status(s: &NodeStatus) {
     if s.sensors.is_empty() {
         println!("sensors   none enabled");
     }
+    for (i, d) in s.snmp_devices.iter().enumerate() {
+        let label = if i == 0 { "devices" } else { "" };
+        let state = serde_json::to_value(d.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let note = if d.message.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", d.message)
+        };
+        println!(
+            "{label:<9} {} {} {state} (polls {}, failures {}){note}",
+            d.name, d.address, d.polls, d.failures
+        );
+    }
     if s.peers.is_empty() {
         println!("peers     none");
     }

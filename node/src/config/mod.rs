@@ -237,6 +237,44 @@ impl Config {
         }
     }
 
+    /// The SNMP devices to poll. Call after [`Config::validate`] passed;
+    /// unknown protocol names fall back to the defaults (SHA, AES).
+    pub fn snmp_devices(&self) -> Vec<amoskys_sensors::snmp::SnmpDevice> {
+        use amoskys_sensors::snmp::{AuthProtocol, PrivProtocol, SnmpAuth, SnmpDevice};
+        self.sensors
+            .snmp
+            .devices
+            .iter()
+            .map(|d| SnmpDevice {
+                name: d.name.clone(),
+                address: d.address.clone(),
+                auth: if d.version == "v3" {
+                    SnmpAuth::V3 {
+                        user: d.user.clone(),
+                        auth_protocol: match d.auth_protocol.as_str() {
+                            "md5" => AuthProtocol::Md5,
+                            "sha224" => AuthProtocol::Sha224,
+                            "sha256" => AuthProtocol::Sha256,
+                            "sha384" => AuthProtocol::Sha384,
+                            "sha512" => AuthProtocol::Sha512,
+                            _ => AuthProtocol::Sha1,
+                        },
+                        auth_password: d.auth_password.clone(),
+                        privacy: match d.privacy_protocol.as_str() {
+                            "none" => None,
+                            "des" => Some((PrivProtocol::Des, d.privacy_password.clone())),
+                            _ => Some((PrivProtocol::Aes128, d.privacy_password.clone())),
+                        },
+                    }
+                } else {
+                    SnmpAuth::V2c {
+                        community: d.community.clone(),
+                    }
+                },
+            })
+            .collect()
+    }
+
     /// The privacy policy for alert contents.
     pub fn privacy(&self) -> Result<crate::privacy::Privacy, Problem> {
         use crate::privacy::{Addresses, Privacy};
