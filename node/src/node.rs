@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use amoskys_sensors::ebpf::{EbpfConfig, EbpfSensor};
 use amoskys_sensors::flows::{FlowConfig, FlowSensor};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
 use amoskys_sensors::snmp::{SnmpConfig, SnmpSensor};
@@ -124,6 +125,12 @@ impl Node {
             });
             snmp_devices = Some(sensor.device_status());
             sensors.push(Box::new(sensor));
+        }
+        if config.sensors.ebpf.enabled {
+            sensors.push(Box::new(EbpfSensor::new(EbpfConfig {
+                host: id.clone(),
+                watch_paths: config.sensors.ebpf.watch_paths.clone(),
+            })));
         }
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
         let metrics = Arc::new(Metrics::new(VERSION, stats.clone(), snmp_devices.clone()));

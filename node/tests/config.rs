@@ -82,6 +82,50 @@ fn each_bad_value_names_its_key_and_expected_form() {
             "mesh.listen=[1]",
             "mesh.listen[0]: expected a string, found an integer 1",
         ),
+        (
+            "sensors.flows.active_timeout_ms=10000",
+            "sensors.flows.active_timeout_ms: 10000 is shorter than sensors.flows.idle_timeout_ms (15000)",
+        ),
+        (
+            r#"sensors.flows.interfaces=["a/b"]"#,
+            "sensors.flows.interfaces[0]: \"a/b\" is not an interface name",
+        ),
+        (
+            r#"sensors.snmp.devices=[{name="sw", address="127.0.0.1:161"}]"#,
+            "sensors.snmp.devices[0].community: is empty; v2c needs a community",
+        ),
+        (
+            r#"sensors.snmp.devices=[{name="sw", address="127.0.0.1:161", comunity="public"}]"#,
+            "sensors.snmp.devices[0].comunity: unknown key in --set (expected one of: ",
+        ),
+        (
+            r#"sensors.snmp.devices=[{name="sw", address="127.0.0.1:161", version="v3", user="u", auth_password="short", privacy_protocol="none"}]"#,
+            "sensors.snmp.devices[0].auth_password: expected at least 8 characters",
+        ),
+        (
+            r#"sensors.snmp.devices=["sw"]"#,
+            "sensors.snmp.devices[0]: expected a table, found a string \"sw\"",
+        ),
+        (
+            "sensors.snmp.timeout_ms=60000",
+            "sensors.snmp.timeout_ms: 60000 is not shorter than sensors.snmp.interval_ms",
+        ),
+        (
+            r#"sensors.ebpf.watch_paths=["etc/shadow"]"#,
+            "sensors.ebpf.watch_paths[0]: \"etc/shadow\" is not an absolute path",
+        ),
+        (
+            "privacy.addresses=hash",
+            "privacy.salt: expected at least 16 characters",
+        ),
+        (
+            "privacy.addresses=blur",
+            "privacy.addresses: \"blur\" is not \"keep\" or \"hash\"",
+        ),
+        (
+            "detection.policy=/nonexistent/policy.toml",
+            "detection.policy: cannot read \"/nonexistent/policy.toml\"",
+        ),
     ];
     for (set, expected) in cases {
         let found = problems(&[set]);

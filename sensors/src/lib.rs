@@ -14,7 +14,9 @@
 //! - [`procfs`]: process start and exit with lineage, read from `/proc`.
 //! - [`snmp`]: device metrics polled from SNMP agents (v2c and v3).
 //! - [`flows`]: bidirectional network flow records from AF_PACKET capture.
+//! - [`ebpf`]: exec, connect/accept and watched-file opens from eBPF programs.
 
+pub mod ebpf;
 pub mod event;
 pub mod flows;
 pub mod procfs;

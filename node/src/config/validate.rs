@@ -105,7 +105,164 @@ impl Config {
             10,
             600_000,
         ));
+        self.validate_sensors(&mut out);
         out
+    }
+
+    fn validate_sensors(&self, out: &mut Vec<Problem>) {
+        let mut check = |r: Result<(), Problem>| {
+            if let Err(p) = r {
+                out.push(p);
+            }
+        };
+        let flows = &self.sensors.flows;
+        for (i, name) in flows.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                check(Err(Problem::new(
+                    &format!("sensors.flows.interfaces[{i}]"),
+                    format!(
+                        "{name:?} is not an interface name (expected e.g. \"eth0\", at most 15 characters)"
+                    ),
+                )));
+            }
+        }
+        check(range(
+            "sensors.flows.idle_timeout_ms",
+            flows.idle_timeout_ms,
+            100,
+            3_600_000,
+        ));
+        check(range(
+            "sensors.flows.active_timeout_ms",
+            flows.active_timeout_ms,
+            1_000,
+            86_400_000,
+        ));
+        if flows.active_timeout_ms < flows.idle_timeout_ms {
+            check(Err(Problem::new(
+                "sensors.flows.active_timeout_ms",
+                format!(
+                    "{} is shorter than sensors.flows.idle_timeout_ms ({}); expected at least as long",
+                    flows.active_timeout_ms, flows.idle_timeout_ms
+                ),
+            )));
+        }
+        check(range(
+            "sensors.flows.max_flows",
+            flows.max_flows as u64,
+            16,
+            10_000_000,
+        ));
+
+        let snmp = &self.sensors.snmp;
+        check(range(
+            "sensors.snmp.interval_ms",
+            snmp.interval_ms,
+            100,
+            86_400_000,
+        ));
+        check(range(
+            "sensors.snmp.timeout_ms",
+            snmp.timeout_ms,
+            10,
+            60_000,
+        ));
+        if snmp.timeout_ms >= snmp.interval_ms {
+            check(Err(Problem::new(
+                "sensors.snmp.timeout_ms",
+                format!(
+                    "{} is not shorter than sensors.snmp.interval_ms ({})",
+                    snmp.timeout_ms, snmp.interval_ms
+                ),
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in snmp.devices.iter().enumerate() {
+            let key = |k: &str| format!("sensors.snmp.devices[{i}].{k}");
+            if d.name.is_empty() {
+                check(Err(Problem::new(
+                    &key("name"),
+                    "is empty; expected a unique device name".into(),
+                )));
+            } else if !names.insert(d.name.as_str()) {
+                check(Err(Problem::new(
+                    &key("name"),
+                    format!("{:?} is used by another device", d.name),
+                )));
+            }
+            check(host_port(&key("address"), &d.address));
+            let secret = |k: &str, v: &str| {
+                if v.len() < 8 {
+                    Err(Problem::new(
+                        &key(k),
+                        "expected at least 8 characters".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            match d.version.as_str() {
+                "v2c" if d.community.is_empty() => check(Err(Problem::new(
+                    &key("community"),
+                    "is empty; v2c needs a community".into(),
+                ))),
+                "v2c" => {}
+                "v3" => {
+                    if d.user.is_empty() {
+                        check(Err(Problem::new(
+                            &key("user"),
+                            "is empty; v3 needs a user".into(),
+                        )));
+                    }
+                    if !["md5", "sha", "sha224", "sha256", "sha384", "sha512"]
+                        .contains(&d.auth_protocol.as_str())
+                    {
+                        check(Err(Problem::new(
+                            &key("auth_protocol"),
+                            format!(
+                                "{:?} is not one of md5, sha, sha224, sha256, sha384, sha512",
+                                d.auth_protocol
+                            ),
+                        )));
+                    }
+                    check(secret("auth_password", &d.auth_password));
+                    match d.privacy_protocol.as_str() {
+                        "none" => {}
+                        "des" | "aes" => check(secret("privacy_password", &d.privacy_password)),
+                        other => check(Err(Problem::new(
+                            &key("privacy_protocol"),
+                            format!("{other:?} is not one of none, des, aes"),
+                        ))),
+                    }
+                }
+                other => check(Err(Problem::new(
+                    &key("version"),
+                    format!("{other:?} is not \"v2c\" or \"v3\""),
+                ))),
+            }
+        }
+
+        use amoskys_sensors::ebpf::{MAX_WATCH_PATH_LEN, MAX_WATCH_PATHS};
+        let watch = &self.sensors.ebpf.watch_paths;
+        if watch.len() > MAX_WATCH_PATHS {
+            check(Err(Problem::new(
+                "sensors.ebpf.watch_paths",
+                format!(
+                    "has {} paths; the kernel filter takes at most {MAX_WATCH_PATHS}",
+                    watch.len()
+                ),
+            )));
+        }
+        for (i, path) in watch.iter().enumerate() {
+            if !path.starts_with('/') || path.len() > MAX_WATCH_PATH_LEN {
+                check(Err(Problem::new(
+                    &format!("sensors.ebpf.watch_paths[{i}]"),
+                    format!(
+                        "{path:?} is not an absolute path of at most {MAX_WATCH_PATH_LEN} bytes"
+                    ),
+                )));
+            }
+        }
     }
 }
 
