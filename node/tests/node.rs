@@ -189,26 +189,40 @@ async fn unreachable_snmp_device_shows_in_status_and_metrics() {
     node.shutdown().await;
 }
 
-#[test]
-fn binary_runs_reports_status_and_stops_on_sigterm() {
+/// Starts `amoskys run` (optionally behind a wrapper such as setpriv) with
+/// JSON logs and returns the process, its remaining log lines and its API.
+fn spawn_node(
+    wrapper: &[&str],
+    data_dir: &std::path::Path,
+) -> (
+    KillOnDrop,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    String,
+) {
     let bin = env!("CARGO_BIN_EXE_amoskys");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     let mut node = KillOnDrop(
-        Command::new(bin)
-            .args([
-                "run",
-                "--log-format",
-                "json",
-                "--api-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .args(["--set", "mesh.listen=[\"127.0.0.1:0\"]"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn node"),
+        cmd.args([
+            "run",
+            "--log-format",
+            "json",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(["--set", "mesh.listen=[\"127.0.0.1:0\"]"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn node"),
     );
     let stderr = node.0.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
@@ -216,12 +230,77 @@ fn binary_runs_reports_status_and_stops_on_sigterm() {
     let mut api = None;
     while api.is_none() && Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
-        let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if log["message"] == "node started" {
             api = log["api"].as_str().map(str::to_owned);
         }
     }
     let api = api.expect("node logged its API address");
+    (node, lines, api)
+}
+
+#[test]
+fn refused_sensors_are_unhealthy_and_the_node_runs_on() {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !is_root {
+        eprintln!("SKIPPED refused-sensor test: needs root to drop capabilities with setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Root without any capability: BPF and AF_PACKET are refused.
+    let (_node, _lines, api) = spawn_node(
+        &[
+            "setpriv",
+            "--bounding-set",
+            "-all",
+            "--inh-caps",
+            "-all",
+            "--",
+        ],
+        dir.path(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let addr: std::net::SocketAddr = api.parse().expect("api address");
+    let (status, info) = rt.block_on(get_json(addr, "/api/v1/node"));
+    assert_eq!(status, 200);
+    let sensor = |name: &str| {
+        info["sensors"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("sensor {name} listed: {info}"))
+    };
+    assert_eq!(sensor("procfs")["state"], "healthy");
+    for name in ["ebpf", "flows"] {
+        let s = sensor(name);
+        assert_eq!(s["state"], "unhealthy", "{s}");
+        assert!(
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unavailable")),
+            "{s}"
+        );
+    }
+    let (_, metrics) = rt.block_on(get(addr, "/metrics"));
+    assert!(
+        metrics.contains("amoskys_sensor_healthy{sensor=\"ebpf\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn binary_runs_reports_status_and_stops_on_sigterm() {
+    let bin = env!("CARGO_BIN_EXE_amoskys");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut node, lines, api) = spawn_node(&[], dir.path());
 
     let out = Command::new(bin)
         .args(["status", "--api", &api])

@@ -106,8 +106,15 @@ fn preflight() -> Result<(), SensorError> {
     }
 }
 
-fn refused(what: &str, e: impl std::fmt::Display) -> SensorError {
-    let text = e.to_string();
+/// An aya error with its whole source chain (the OS error is at the end).
+fn refused(what: &str, e: impl std::error::Error) -> SensorError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
     let hint =
         if text.contains("ermission") || text.contains("EPERM") || text.contains("not permitted") {
             " (needs root, or CAP_BPF and CAP_PERFMON)"

@@ -195,8 +195,8 @@ impl Sensor for FlowSensor {
 }
 
 impl FlowSensor {
+    /// Marks the sensor unhealthy; the node logs the one warning.
     fn unhealthy(&self, err: &SensorError) {
-        tracing::warn!(sensor = NAME, error = %err, "flow sensor cannot start");
         self.stats
             .set_health(HealthState::Unhealthy, err.to_string());
     }
