@@ -22,6 +22,7 @@ pub mod flows;
 pub mod procfs;
 mod sink;
 pub mod snmp;
+pub mod worker;
 
 pub use event::{
     DeviceMetrics, Event, EventBody, EventClass, FileActivity, FlowRecord, ProcessActivity,

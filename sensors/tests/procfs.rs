@@ -11,23 +11,40 @@ use amoskys_sensors::{
 };
 use tokio::sync::mpsc::Receiver;
 
-fn wait_for(
+/// Waits (bounded) for the first event `pick` accepts.
+fn wait_for<T>(
     rx: &mut Receiver<Event>,
     deadline: Duration,
-    pred: impl Fn(&ProcessActivity) -> bool,
-) -> Option<ProcessActivity> {
+    pick: impl Fn(&EventBody) -> Option<T>,
+) -> Option<T> {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
         match rx.try_recv() {
-            Ok(Event {
-                body: EventBody::ProcessActivity(a),
-                ..
-            }) if pred(&a) => return Some(a),
-            Ok(_) => {}
+            Ok(ev) => {
+                if let Some(found) = pick(&ev.body) {
+                    return Some(found);
+                }
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     None
+}
+
+fn process(
+    pred: impl Fn(&ProcessActivity) -> bool,
+) -> impl Fn(&EventBody) -> Option<ProcessActivity> {
+    move |b| match b {
+        EventBody::ProcessActivity(a) if pred(a) => Some(a.clone()),
+        _ => None,
+    }
+}
+
+fn socket(pred: impl Fn(&SocketActivity) -> bool) -> impl Fn(&EventBody) -> Option<SocketActivity> {
+    move |b| match b {
+        EventBody::SocketActivity(a) if pred(a) => Some(a.clone()),
+        _ => None,
+    }
 }
 
 #[test]
@@ -47,9 +64,11 @@ fn child_launch_and_exit_with_lineage() {
     let mut child = Command::new("sleep").arg("5").spawn().expect("spawn sleep");
     let pid = child.id() as i32;
 
-    let launch = wait_for(&mut rx, Duration::from_secs(10), |a| {
-        a.activity == ProcessActivityKind::Launch && a.process.pid == pid
-    })
+    let launch = wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        process(|a| a.activity == ProcessActivityKind::Launch && a.process.pid == pid),
+    )
     .expect("launch event of the child");
     assert_eq!(launch.process.ppid, me);
     assert!(
@@ -75,9 +94,11 @@ fn child_launch_and_exit_with_lineage() {
 
     child.kill().expect("kill child");
     child.wait().expect("reap child");
-    let exit = wait_for(&mut rx, Duration::from_secs(10), |a| {
-        a.activity == ProcessActivityKind::Terminate && a.process.pid == pid
-    })
+    let exit = wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        process(|a| a.activity == ProcessActivityKind::Terminate && a.process.pid == pid),
+    )
     .expect("terminate event of the child");
     assert_eq!(exit.lineage.first().map(|l| l.pid), Some(me));
 
@@ -85,25 +106,6 @@ fn child_launch_and_exit_with_lineage() {
     assert_eq!(sensor.stats().health().state, HealthState::Stopped);
     let (events, drops, _) = sensor.stats().counts();
     assert!(events >= 2 && drops == 0);
-}
-
-fn wait_for_socket(
-    rx: &mut Receiver<Event>,
-    deadline: Duration,
-    pred: impl Fn(&SocketActivity) -> bool,
-) -> Option<SocketActivity> {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        match rx.try_recv() {
-            Ok(Event {
-                body: EventBody::SocketActivity(a),
-                ..
-            }) if pred(&a) => return Some(a),
-            Ok(_) => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    None
 }
 
 #[test]
@@ -121,11 +123,15 @@ fn socket_listen_connect_accept_close_with_owner() {
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let listen = wait_for_socket(&mut rx, Duration::from_secs(10), |a| {
-        a.activity == SocketActivityKind::Listen
-            && a.transport == Transport::Tcp
-            && a.local.port() == port
-    })
+    let listen = wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        socket(|a| {
+            a.activity == SocketActivityKind::Listen
+                && a.transport == Transport::Tcp
+                && a.local.port() == port
+        }),
+    )
     .expect("listen event");
     assert_eq!(
         listen.process.as_ref().map(|p| p.pid),
@@ -136,9 +142,11 @@ fn socket_listen_connect_accept_close_with_owner() {
     let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let (server_side, _) = listener.accept().expect("accept");
     let client_port = client.local_addr().expect("addr").port();
-    let connect = wait_for_socket(&mut rx, Duration::from_secs(10), |a| {
-        a.activity == SocketActivityKind::Connect && a.local.port() == client_port
-    })
+    let connect = wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        socket(|a| a.activity == SocketActivityKind::Connect && a.local.port() == client_port),
+    )
     .expect("connect event");
     assert_eq!(connect.remote.map(|r| r.port()), Some(port));
     assert_eq!(connect.process.as_ref().map(|p| p.pid), Some(me));
@@ -146,9 +154,13 @@ fn socket_listen_connect_accept_close_with_owner() {
     drop(client);
     drop(server_side);
     drop(listener);
-    wait_for_socket(&mut rx, Duration::from_secs(10), |a| {
-        a.activity == SocketActivityKind::Close && a.local.port() == port && a.remote.is_none()
-    })
+    wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        socket(|a| {
+            a.activity == SocketActivityKind::Close && a.local.port() == port && a.remote.is_none()
+        }),
+    )
     .expect("close of the listener");
     sensor.stop();
 }

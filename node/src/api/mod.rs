@@ -42,7 +42,7 @@ pub struct ApiState {
 }
 
 /// Facts about the node fixed at start.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub id: String,
     pub public_key: String,
@@ -55,12 +55,8 @@ pub struct NodeInfo {
 /// Body of `GET /api/v1/node`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
-    pub id: String,
-    pub public_key: String,
-    pub name: String,
-    pub version: String,
-    pub data_dir: String,
-    pub started_at: String,
+    #[serde(flatten)]
+    pub info: NodeInfo,
     pub uptime_secs: u64,
     pub events_stored: u64,
     pub sensors: Vec<SensorStatus>,
@@ -139,12 +135,7 @@ async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
         })
         .collect();
     Json(NodeStatus {
-        id: info.id.clone(),
-        public_key: info.public_key.clone(),
-        name: info.name.clone(),
-        version: info.version.clone(),
-        data_dir: info.data_dir.clone(),
-        started_at: info.started_at.clone(),
+        info: NodeInfo::clone(info),
         uptime_secs: state.started.elapsed().as_secs(),
         events_stored: state.store.events_written(),
         sensors,

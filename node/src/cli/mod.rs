@@ -122,6 +122,15 @@ enum ConfigCommand {
     Default,
 }
 
+/// Runs a client future on a small runtime of its own.
+fn block_on<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(fut)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -215,11 +224,7 @@ fn status(args: StatusArgs) -> ExitCode {
         },
     };
     let url = format!("http://{api}/api/v1/node");
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(fetch_status(&url)));
+    let fetched = block_on(fetch_status(&url));
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
@@ -260,15 +265,15 @@ async fn fetch_status(url: &str) -> Result<String, String> {
 }
 
 fn print_status(s: &NodeStatus) {
-    println!("node      {}", s.id);
-    println!("name      {}", s.name);
-    println!("version   {}", s.version);
+    println!("node      {}", s.info.id);
+    println!("name      {}", s.info.name);
+    println!("version   {}", s.info.version);
     println!(
         "started   {} (up {})",
-        s.started_at,
+        s.info.started_at,
         humantime::format_duration(Duration::from_secs(s.uptime_secs))
     );
-    println!("data dir  {}", s.data_dir);
+    println!("data dir  {}", s.info.data_dir);
     println!("events    {} stored", s.events_stored);
     for (i, sensor) in s.sensors.iter().enumerate() {
         let label = if i == 0 { "sensors" } else { "" };

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use aya::maps::{Array, MapData, RingBuf};
@@ -13,6 +12,7 @@ use aya::{Ebpf, include_bytes_aligned};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use super::{EbpfConfig, MAX_WATCH_PATH_LEN, MAX_WATCH_PATHS, NAME, body_of, records, unavailable};
+use crate::worker::{StopSignal, Worker};
 use crate::{Event, EventSink, SensorError, Sent, now_ns};
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/syscalls.bpf.o"));
@@ -32,39 +32,32 @@ const WAIT: Duration = Duration::from_millis(100);
 
 /// Loads the programs on a new thread and returns once they are attached
 /// (or with the reason they could not be).
-pub(super) fn spawn(
-    config: EbpfConfig,
-    sink: EventSink,
-) -> Result<(std_mpsc::Sender<()>, JoinHandle<()>), SensorError> {
+pub(super) fn spawn(config: EbpfConfig, sink: EventSink) -> Result<Worker, SensorError> {
     preflight()?;
-    let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
     let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(), SensorError>>();
-    let handle = std::thread::Builder::new()
-        .name("amoskys-ebpf".into())
-        .spawn(move || match load(&config) {
-            Ok((bpf, ring)) => {
-                let _ = ready_tx.send(Ok(()));
-                read(bpf, ring, &config, &sink, &stop_rx);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
-        })
-        .map_err(|source| SensorError::Io {
-            sensor: NAME,
-            context: "cannot spawn thread".into(),
-            source,
-        })?;
+    let worker = Worker::spawn(NAME, None, move |stop| match load(&config) {
+        Ok((bpf, ring)) => {
+            let _ = ready_tx.send(Ok(()));
+            read(bpf, ring, &config, &sink, &stop);
+        }
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
+        }
+    })?;
     match ready_rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(())) => Ok((stop_tx, handle)),
+        Ok(Ok(())) => Ok(worker),
         Ok(Err(e)) => {
-            let _ = handle.join();
+            worker.stop(NAME);
             Err(e)
         }
-        Err(_) => Err(unavailable(
-            "eBPF programs",
-            "loading did not finish within 30 s",
-        )),
+        Err(_) => {
+            // Not joined: a load stuck in the kernel must not hold the node.
+            drop(worker);
+            Err(unavailable(
+                "eBPF programs",
+                "loading did not finish within 30 s",
+            ))
+        }
     }
 }
 
@@ -176,7 +169,7 @@ fn read(
     mut ring: RingBuf<MapData>,
     config: &EbpfConfig,
     sink: &EventSink,
-    stop: &std_mpsc::Receiver<()>,
+    stop: &StopSignal,
 ) {
     let stats = sink.stats();
     let timeout = Timespec {

@@ -15,10 +15,6 @@ mod loader;
 pub mod records;
 
 use std::sync::Arc;
-#[cfg(feature = "ebpf")]
-use std::sync::mpsc as std_mpsc;
-#[cfg(feature = "ebpf")]
-use std::thread::JoinHandle;
 
 use crate::event::{FileActivityKind, LineageEntry, ProcessActivityKind, SocketActivityKind};
 use crate::{
@@ -50,7 +46,7 @@ pub struct EbpfSensor {
     config: EbpfConfig,
     stats: Arc<SensorStats>,
     #[cfg(feature = "ebpf")]
-    worker: Option<(std_mpsc::Sender<()>, JoinHandle<()>)>,
+    worker: Option<crate::worker::Worker>,
 }
 
 impl EbpfSensor {
@@ -74,9 +70,8 @@ impl Sensor for EbpfSensor {
         if self.worker.is_some() {
             return Err(SensorError::AlreadyStarted(NAME));
         }
-        let (stop, handle) = loader::spawn(self.config.clone(), sink)?;
+        self.worker = Some(loader::spawn(self.config.clone(), sink)?);
         self.stats.set_health(crate::HealthState::Healthy, "");
-        self.worker = Some((stop, handle));
         Ok(())
     }
 
@@ -90,11 +85,8 @@ impl Sensor for EbpfSensor {
 
     fn stop(&mut self) {
         #[cfg(feature = "ebpf")]
-        if let Some((stop, handle)) = self.worker.take() {
-            drop(stop);
-            if handle.join().is_err() {
-                tracing::error!(sensor = NAME, "sensor thread panicked");
-            }
+        if let Some(worker) = self.worker.take() {
+            worker.stop(NAME);
             self.stats.set_health(crate::HealthState::Stopped, "");
         }
     }

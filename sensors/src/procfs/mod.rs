@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
-use std::thread::JoinHandle;
+
+use crate::worker::{StopSignal, Worker};
 use std::time::Duration;
 
 use crate::event::{LineageEntry, ProcessActivityKind, ProcessRef};
@@ -46,7 +47,7 @@ pub struct ProcfsConfig {
 pub struct ProcfsSensor {
     config: ProcfsConfig,
     stats: Arc<SensorStats>,
-    worker: Option<(std_mpsc::Sender<()>, JoinHandle<()>)>,
+    worker: Option<Worker>,
 }
 
 impl ProcfsSensor {
@@ -85,28 +86,17 @@ impl Sensor for ProcfsSensor {
             })?;
             socket_table.pass(entries, |new| sockets::find_owners(new, table.refs()));
         }
-        let (stop_tx, stop_rx) = std_mpsc::channel();
         let config = self.config.clone();
-        let stats = self.stats.clone();
-        stats.set_health(HealthState::Healthy, "");
-        let handle = std::thread::Builder::new()
-            .name("amoskys-procfs".into())
-            .spawn(move || run(config, table, socket_table, sink, stop_rx))
-            .map_err(|source| SensorError::Io {
-                sensor: NAME,
-                context: "cannot spawn thread".into(),
-                source,
-            })?;
-        self.worker = Some((stop_tx, handle));
+        self.stats.set_health(HealthState::Healthy, "");
+        self.worker = Some(Worker::spawn(NAME, None, move |stop| {
+            run(config, table, socket_table, sink, stop)
+        })?);
         Ok(())
     }
 
     fn stop(&mut self) {
-        if let Some((stop, handle)) = self.worker.take() {
-            drop(stop);
-            if handle.join().is_err() {
-                tracing::error!(sensor = NAME, "sensor thread panicked");
-            }
+        if let Some(worker) = self.worker.take() {
+            worker.stop(NAME);
             self.stats.set_health(HealthState::Stopped, "");
         }
     }
@@ -127,7 +117,7 @@ fn run(
     mut table: ProcessTable,
     mut socket_table: SocketTable,
     sink: EventSink,
-    stop: std_mpsc::Receiver<()>,
+    stop: StopSignal,
 ) {
     let stats = sink.stats();
     // A closed or signalled stop channel ends the loop; only a timeout scans.

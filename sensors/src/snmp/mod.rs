@@ -14,7 +14,6 @@ pub mod rates;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,7 @@ pub use poll::PollError;
 pub use snmp2::v3::AuthProtocol;
 
 use crate::event::{DeviceMetrics, InterfaceRates};
+use crate::worker::{StopSignal, Worker};
 use crate::{
     Event, EventBody, EventSink, HealthState, Sensor, SensorError, SensorStats, Sent, now_ns,
 };
@@ -106,7 +106,7 @@ pub struct SnmpSensor {
     config: SnmpConfig,
     stats: Arc<SensorStats>,
     devices: Arc<Mutex<Vec<DeviceStatus>>>,
-    worker: Option<(std_mpsc::Sender<()>, JoinHandle<()>)>,
+    worker: Option<Worker>,
 }
 
 impl SnmpSensor {
@@ -156,30 +156,19 @@ impl Sensor for SnmpSensor {
         if self.worker.is_some() {
             return Err(SensorError::AlreadyStarted(NAME));
         }
-        let (stop_tx, stop_rx) = std_mpsc::channel();
         let config = self.config.clone();
         let devices = self.devices.clone();
         self.stats.set_health(HealthState::Healthy, "");
-        let handle = std::thread::Builder::new()
-            .name("amoskys-snmp".into())
-            // snmp2 sessions keep large buffers, moved by value when built.
-            .stack_size(8 << 20)
-            .spawn(move || run(config, devices, sink, stop_rx))
-            .map_err(|source| SensorError::Io {
-                sensor: NAME,
-                context: "cannot spawn thread".into(),
-                source,
-            })?;
-        self.worker = Some((stop_tx, handle));
+        // snmp2 sessions keep large buffers, moved by value when built.
+        self.worker = Some(Worker::spawn(NAME, Some(8 << 20), move |stop| {
+            run(config, devices, sink, stop)
+        })?);
         Ok(())
     }
 
     fn stop(&mut self) {
-        if let Some((stop, handle)) = self.worker.take() {
-            drop(stop);
-            if handle.join().is_err() {
-                tracing::error!(sensor = NAME, "sensor thread panicked");
-            }
+        if let Some(worker) = self.worker.take() {
+            worker.stop(NAME);
             self.stats.set_health(HealthState::Stopped, "");
         }
     }
@@ -199,7 +188,7 @@ fn run(
     config: SnmpConfig,
     devices: Arc<Mutex<Vec<DeviceStatus>>>,
     sink: EventSink,
-    stop: std_mpsc::Receiver<()>,
+    stop: StopSignal,
 ) {
     let stats = sink.stats();
     let mut pollers: Vec<(Poller, RateTracker)> = config
