@@ -198,15 +198,12 @@ async fn unreachable_snmp_device_shows_in_status_and_metrics() {
 }
 
 /// Starts `amoskys run` (optionally behind a wrapper such as setpriv) with
-/// JSON logs and returns the process, its remaining log lines and its API.
+/// JSON logs and returns the process, its remaining log lines (read on a
+/// thread of their own, so the node never blocks on a full pipe) and its API.
 fn spawn_node(
     wrapper: &[&str],
     data_dir: &std::path::Path,
-) -> (
-    KillOnDrop,
-    std::io::Lines<BufReader<std::process::ChildStderr>>,
-    String,
-) {
+) -> (KillOnDrop, std::sync::mpsc::Receiver<String>, String) {
     let bin = env!("CARGO_BIN_EXE_amoskys");
     let mut cmd = match wrapper.split_first() {
         Some((first, rest)) => {
@@ -246,7 +243,15 @@ fn spawn_node(
         }
     }
     let api = api.expect("node logged its API address");
-    (node, lines, api)
+    let (tx, rest) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (node, rest, api)
 }
 
 #[test]
@@ -344,7 +349,8 @@ fn binary_runs_reports_status_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "graceful exit: {status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    // The node has exited: its log ends, and so does this.
+    let rest: Vec<String> = lines.iter().collect();
     assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
 
     let out = Command::new(bin)

@@ -61,7 +61,7 @@ impl Default for RulePolicy {
             brute_force_ports: vec![
                 21, 22, 23, 25, 110, 143, 389, 445, 1433, 3306, 3389, 5432, 5900,
             ],
-            brute_force_min_attempts: 10,
+            brute_force_min_attempts: 5,
             brute_force_max_secs: 15,
             listen_allow_ports: Vec::new(),
             lineage_services: s(&[
