@@ -2,11 +2,15 @@
 //! detectors, and (to come) the local anomaly model and the pure logic of
 //! federated rounds and their aggregation rules.
 //!
+//! [`eval`] holds the ranking metrics and the KDD Cup 99 loader used to
+//! measure detectors on real labelled data.
+//!
 //! Everything here is I/O-free: events in, [`Finding`]s out. Time is the
 //! events' own time, so replaying the same events gives the same findings.
 //! The node crate feeds the detectors and turns findings into signed alerts.
 //! This crate may use the event types of `amoskys-sensors`.
 
+pub mod eval;
 mod finding;
 pub mod rules;
 pub mod window;
