@@ -10,6 +10,7 @@
 //! The node crate feeds the detectors and turns findings into signed alerts.
 //! This crate may use the event types of `amoskys-sensors`.
 
+pub mod anomaly;
 pub mod eval;
 mod finding;
 pub mod rules;

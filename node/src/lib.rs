@@ -17,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod detect;
+pub mod eval;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;
