@@ -1,6 +1,7 @@
-//! Detection and learning for AMOSKYS: per-entity windows, policy rule
-//! detectors, and (to come) the local anomaly model and the pure logic of
-//! federated rounds and their aggregation rules.
+//! Detection and learning for AMOSKYS: per-entity feature windows
+//! ([`features`]), policy rule detectors ([`rules`]), the local anomaly
+//! model ([`anomaly`]), and (to come) the pure logic of federated rounds and
+//! their aggregation rules.
 //!
 //! [`eval`] holds the ranking metrics and the KDD Cup 99 loader used to
 //! measure detectors on real labelled data.
@@ -12,6 +13,7 @@
 
 pub mod anomaly;
 pub mod eval;
+pub mod features;
 mod finding;
 pub mod rules;
 pub mod window;

@@ -1,20 +1,44 @@
-//! Detection in the node: events through the rule engine, findings through
+//! Detection in the node: events through the rule engine and into feature
+//! windows, closed windows scored by the anomaly models, findings through
 //! suppression and the privacy policy, then signed, stored and announced.
 //! Runs on the event writer thread, right after each batch is stored.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use amoskys_learning::{Finding, RuleEngine, RulePolicy, Severity};
+use amoskys_learning::features::{EntityKind, FeatureExtractor, FeatureWindow};
+use amoskys_learning::{Category, Finding, RuleEngine, RulePolicy, Severity};
 use amoskys_mesh::{Alert, AlertBody};
-use amoskys_sensors::Event;
+use amoskys_sensors::{Event, now_ns};
 use ed25519_dalek::SigningKey;
 use tokio::sync::broadcast;
 
+use crate::models::ModelSet;
 use crate::privacy::Privacy;
 use crate::storage::{StorageError, Store};
 
 /// Most (rule, subject) pairs remembered for suppression.
 const MAX_SUPPRESSED: usize = 10_000;
+/// Entities of one kind with an open feature window.
+const MAX_WINDOW_ENTITIES: usize = 10_000;
+/// Features named in an anomaly alert's evidence.
+const EXPLAINED_FEATURES: usize = 3;
+
+/// The anomaly half of detection: live feature windows and the models.
+#[derive(Debug)]
+pub struct AnomalyDetection {
+    pub features: FeatureExtractor,
+    pub models: Arc<ModelSet>,
+}
+
+impl AnomalyDetection {
+    pub fn new(window_ns: u64, models: Arc<ModelSet>) -> Self {
+        Self {
+            features: FeatureExtractor::new(window_ns, MAX_WINDOW_ENTITIES),
+            models,
+        }
+    }
+}
 
 /// Turns events into signed, stored alerts.
 #[derive(Debug)]
@@ -25,6 +49,7 @@ pub struct Detector {
     suppress_ns: u64,
     last: HashMap<(String, String), u64>,
     announce: broadcast::Sender<Alert>,
+    anomaly: Option<AnomalyDetection>,
 }
 
 impl Detector {
@@ -42,13 +67,30 @@ impl Detector {
             suppress_ns: suppress_secs.saturating_mul(1_000_000_000),
             last: HashMap::new(),
             announce,
+            anomaly: None,
         }
+    }
+
+    /// Also scores feature windows with the anomaly models.
+    pub fn with_anomaly(mut self, anomaly: AnomalyDetection) -> Self {
+        self.anomaly = Some(anomaly);
+        self
     }
 
     /// Runs the detectors over a stored batch; stores and announces the
     /// alerts raised.
     pub fn process(&mut self, store: &Store, events: &[Event]) -> Result<Vec<Alert>, StorageError> {
-        let findings: Vec<Finding> = events.iter().flat_map(|e| self.engine.observe(e)).collect();
+        let mut findings: Vec<Finding> =
+            events.iter().flat_map(|e| self.engine.observe(e)).collect();
+        if let Some(a) = self.anomaly.as_mut() {
+            let mut windows = Vec::new();
+            for e in events {
+                windows.extend(a.features.push(e));
+            }
+            windows.extend(a.features.flush(now_ns()));
+            let quantile = self.engine.policy().anomaly_quantile;
+            findings.extend(score_windows(&a.models, &windows, quantile));
+        }
         let mut alerts = Vec::new();
         for finding in findings {
             let subject = self.privacy.subject(&finding.subject);
@@ -105,6 +147,70 @@ impl Detector {
         self.last.insert(key, t);
         false
     }
+}
+
+/// Findings for the closed windows that score above the policy's quantile
+/// of their model's baseline scores.
+pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for kind in EntityKind::ALL {
+        let of_kind: Vec<&FeatureWindow> = windows.iter().filter(|w| w.kind == kind).collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        let Some(loaded) = models.get(kind) else {
+            continue;
+        };
+        let model = &loaded.model;
+        let rows: Vec<&[f32]> = of_kind.iter().map(|w| w.values.as_slice()).collect();
+        let threshold = model.threshold_at(quantile);
+        for (w, score) in of_kind.iter().zip(model.score(&rows)) {
+            // Strictly above: baseline scores are discrete, and a tie at the
+            // quantile is a score the baseline has.
+            if !score.is_finite() || score <= threshold {
+                continue;
+            }
+            let rank = model.baseline_rank(score);
+            let names = kind.features();
+            let mut evidence = vec![
+                (
+                    "window_secs".to_owned(),
+                    ((w.end_ns - w.start_ns) / 1_000_000_000).to_string(),
+                ),
+                ("anomaly_score".to_owned(), format!("{score:.2}")),
+                ("threshold".to_owned(), format!("{threshold:.2}")),
+                (
+                    "model_sha256".to_owned(),
+                    loaded.info.sha256.chars().take(16).collect(),
+                ),
+            ];
+            for (j, tail) in model.explain(&w.values, EXPLAINED_FEATURES) {
+                let (name, value) = match names.get(j) {
+                    Some(n) => (*n, format!("{:.3}", w.values[j])),
+                    None => ("reconstruction_error", "-".to_owned()),
+                };
+                evidence.push((
+                    format!("feature.{name}"),
+                    format!("{value} (tail {tail:.1})"),
+                ));
+            }
+            out.push(Finding {
+                time_ns: w.end_ns,
+                rule: format!("anomaly_{}", kind.as_str()),
+                category: Category::Anomaly,
+                technique: String::new(),
+                severity: if rank >= 1.0 {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                score: rank,
+                subject: w.subject.clone(),
+                evidence,
+            });
+        }
+    }
+    out
 }
 
 fn severity_name(s: Severity) -> &'static str {

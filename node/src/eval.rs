@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use amoskys_learning::anomaly::{AnomalyModel, TrainConfig};
+use amoskys_learning::anomaly::{AnomalyModel, ModelKind, TrainConfig};
 use amoskys_learning::eval::kdd::{self, Dataset};
 use amoskys_learning::eval::{Confusion, average_precision, roc_auc};
 use serde::Serialize;
@@ -28,6 +28,7 @@ pub struct Report {
     pub roc_auc: f64,
     pub pr_auc: f64,
     pub threshold: f64,
+    pub kind: ModelKind,
     pub f1: f64,
     pub precision: f64,
     pub recall: f64,
@@ -111,11 +112,11 @@ pub fn evaluate(train: &Dataset, test: &Dataset, cfg: &TrainConfig) -> Result<Re
     }
     let rows: Vec<&[f32]> = train.features.iter().map(|f| f.as_slice()).collect();
     let started = Instant::now();
-    let model = AnomalyModel::train(&rows, cfg)?;
+    let model = AnomalyModel::train("kdd99", &rows, cfg)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let test_rows: Vec<&[f32]> = test.features.iter().map(|f| f.as_slice()).collect();
     let scores = model.score(&test_rows);
-    let c = Confusion::at(&scores, &test.labels, model.threshold);
+    let c = Confusion::at(&scores, &test.labels, model.threshold());
     Ok(Report {
         train_rows: train.len(),
         train_attacks: train.attacks(),
@@ -123,7 +124,8 @@ pub fn evaluate(train: &Dataset, test: &Dataset, cfg: &TrainConfig) -> Result<Re
         test_attacks: test.attacks(),
         roc_auc: roc_auc(&scores, &test.labels).unwrap_or(f64::NAN),
         pr_auc: average_precision(&scores, &test.labels).unwrap_or(f64::NAN),
-        threshold: model.threshold,
+        threshold: model.threshold(),
+        kind: cfg.kind,
         f1: c.f1(),
         precision: c.precision(),
         recall: c.recall(),

@@ -21,6 +21,7 @@ pub mod eval;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;
+pub mod models;
 mod node;
 pub mod privacy;
 pub mod storage;

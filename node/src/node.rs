@@ -16,10 +16,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::{self, ApiState, NodeInfo};
 use crate::config::{Config, Problem};
-use crate::detect::Detector;
+use crate::detect::{AnomalyDetection, Detector};
 use crate::identity::{Identity, IdentityError};
 use crate::ingest;
 use crate::metrics::Metrics;
+use crate::models::{ModelSet, Trainer};
 use crate::storage::{StorageError, Store};
 
 /// Version of this build.
@@ -68,6 +69,7 @@ pub struct Node {
     sensors: Vec<Box<dyn Sensor>>,
     events_tx: Option<mpsc::Sender<Event>>,
     writer: Option<JoinHandle<()>>,
+    trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -135,18 +137,30 @@ impl Node {
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
         let metrics = Arc::new(Metrics::new(VERSION, stats.clone(), snmp_devices.clone()));
         let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
+        let models = Arc::new(ModelSet::load(&store)?);
+        let learning = config.learning();
         let detector = if config.detection.enabled {
             let policy = config
                 .rule_policy()
                 .map_err(|p| NodeError::Config(vec![p]))?;
             let privacy = config.privacy().map_err(|p| NodeError::Config(vec![p]))?;
-            Some(Detector::new(
-                policy,
-                privacy,
-                identity.signing_key().clone(),
-                config.detection.suppress_secs,
-                alerts_tx.clone(),
-            ))
+            Some(
+                Detector::new(
+                    policy,
+                    privacy,
+                    identity.signing_key().clone(),
+                    config.detection.suppress_secs,
+                    alerts_tx.clone(),
+                )
+                .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone())),
+            )
+        } else {
+            None
+        };
+        let trainer = if config.learning.enabled {
+            let t = Trainer::spawn(store.clone(), models.clone(), learning)
+                .map_err(NodeError::Thread)?;
+            Some(Arc::new(std::sync::Mutex::new(t)))
         } else {
             None
         };
@@ -190,6 +204,8 @@ impl Node {
             alerts: alerts_tx,
             shutdown: shutdown_rx.clone(),
             snmp_devices,
+            models,
+            trainer: trainer.clone(),
         };
         let mut tasks = Vec::new();
         let router = api::router(state, config.api.max_connections);
@@ -217,6 +233,7 @@ impl Node {
             sensors,
             events_tx: Some(events_tx),
             writer: Some(writer),
+            trainer,
             shutdown_tx,
             tasks,
         })
@@ -261,8 +278,15 @@ impl Node {
         let mut sensors = std::mem::take(&mut self.sensors);
         let events_tx = self.events_tx.take();
         let writer = self.writer.take();
-        // Sensor threads and the writer are joined off the async runtime.
+        let trainer = self.trainer.take();
+        // Sensor threads, the writer and the trainer are joined off the
+        // async runtime.
         let joined = tokio::task::spawn_blocking(move || {
+            if let Some(t) = trainer
+                && let Ok(mut t) = t.lock()
+            {
+                t.stop();
+            }
             for sensor in &mut sensors {
                 sensor.stop();
             }

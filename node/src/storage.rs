@@ -98,6 +98,15 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// A model as stored: its name (the entity kind), its description and its
+/// bytes.
+#[derive(Debug, Clone)]
+pub struct StoredModel {
+    pub name: String,
+    pub info: Vec<u8>,
+    pub model: Vec<u8>,
+}
+
 /// An event as read back, with its storage sequence number.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredEvent {
@@ -241,6 +250,72 @@ impl Store {
         }
         if query.since_ns.is_none() {
             out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Calls `visit` with every event in `[since_ns, until_ns)`, oldest
+    /// first, without holding them all in memory, until it returns false.
+    /// An event that cannot be decoded is skipped and counted; the count is
+    /// returned.
+    pub fn scan_events(
+        &self,
+        since_ns: u64,
+        until_ns: u64,
+        mut visit: impl FnMut(&Event) -> bool,
+    ) -> Result<u64, StorageError> {
+        let cf = self.cf(Cf::Events)?;
+        let start = event_key(since_ns, 0);
+        let mut undecodable = 0;
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item.map_err(|e| self.db_err(e.to_string()))?;
+            if split_key(&key).is_none_or(|(t, _)| t >= until_ns) {
+                break;
+            }
+            match serde_json::from_slice::<Event>(&value) {
+                Ok(event) => {
+                    if !visit(&event) {
+                        break;
+                    }
+                }
+                Err(_) => undecodable += 1,
+            }
+        }
+        Ok(undecodable)
+    }
+
+    /// Stores a model and its description under `name`, both in one write.
+    pub fn put_model(&self, name: &str, info: &[u8], model: &[u8]) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::Models)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, format!("{name}.info"), info);
+        batch.put_cf(cf, format!("{name}.model"), model);
+        self.db.write(batch).map_err(|e| self.db_err(e.to_string()))
+    }
+
+    /// Every stored model.
+    pub fn models(&self) -> Result<Vec<StoredModel>, StorageError> {
+        let cf = self.cf(Cf::Models)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, info) = item.map_err(|e| self.db_err(e.to_string()))?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let Some(name) = key.strip_suffix(".info") else {
+                continue;
+            };
+            let model = self
+                .db
+                .get_cf(cf, format!("{name}.model"))
+                .map_err(|e| self.db_err(e.to_string()))?
+                .unwrap_or_default();
+            out.push(StoredModel {
+                name: name.to_owned(),
+                info: info.to_vec(),
+                model,
+            });
         }
         Ok(out)
     }

@@ -1,22 +1,73 @@
-//! The local anomaly model: a small autoencoder (burn, CPU backend) trained
-//! on a node's own baseline windows; the score of a window is its mean
-//! squared reconstruction error, and the alert threshold is a quantile of the
-//! training scores (set by policy).
+//! The local anomaly model, trained on a node's own baseline windows with no
+//! labels. Inputs are feature vectors scaled to [0, 1] (see
+//! [`crate::features`]).
 //!
-//! Why an autoencoder: it learns the joint shape of normal feature vectors
-//! without labels, scores a window in one small forward pass, and its
-//! weights are plain tensors that federated averaging can combine.
-//! Training and scoring are CPU work: callers run them off the async runtime.
+//! Two parts, combined by [`ModelKind`]:
+//! - **tails**: per-feature histograms over fixed bins; a value's tail score
+//!   is `-ln` of the share of baseline values at least as extreme. This
+//!   catches a window that is extreme in a few features (a burst of failed
+//!   connections, a root shell) whatever the others do.
+//! - **autoencoder** (burn, CPU backend): a seeded ensemble of small
+//!   autoencoders; a window's error relative to training catches one whose
+//!   features are each ordinary but whose combination is not.
+//!
+//! The combined score is the sum of the `top_k` largest tail scores, where
+//! the autoencoder's error is one more (right-sided) column. The alert
+//! threshold is a quantile of the training scores (set by policy). Both
+//! parts merge across sites: histogram counts add up, network parameters
+//! average. Why not an autoencoder alone: on KDD Cup 99 it ranks attacks
+//! worse than the tails (docs/BENCHMARKS.md). Training and scoring are CPU
+//! work: callers run them off the async runtime.
 
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor, TensorData};
+mod autoencoder;
+mod tails;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+pub use autoencoder::Shape;
+use autoencoder::{Fit, Member, Scorer};
+pub use tails::{Side, TailCounts, Tails};
+
+/// Version of the stored model format ([`AnomalyModel::to_bytes`]).
+pub const MODEL_FORMAT: u16 = 1;
+/// Bins of the autoencoder-error column: `log2(error)` over [-10, 22].
+const ERROR_LOG2_RANGE: (f32, f32) = (-10.0, 22.0);
+/// Training scores kept to turn a score into a baseline quantile.
+const CALIBRATION_POINTS: usize = 1001;
+
+/// Which parts score a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Tails,
+    Autoencoder,
+    Combined,
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tails" => Ok(Self::Tails),
+            "autoencoder" => Ok(Self::Autoencoder),
+            "combined" => Ok(Self::Combined),
+            _ => Err(format!(
+                "unknown model kind {s:?} (expected tails, autoencoder or combined)"
+            )),
+        }
+    }
+}
 
 /// Settings of one training run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    pub kind: ModelKind,
+    /// Histogram bins per feature.
+    pub bins: usize,
+    /// Tail scores summed into a window's score.
+    pub top_k: usize,
     pub hidden: usize,
     pub bottleneck: usize,
     pub epochs: usize,
@@ -25,14 +76,17 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Quantile of the training scores used as the alert threshold.
     pub threshold_quantile: f64,
-    /// Autoencoders trained with seeds `seed, seed+1, …`; a row's score is
-    /// the mean of their errors, each divided by its median training error.
+    /// Autoencoders trained with seeds `seed, seed+1, …`; their errors are
+    /// averaged.
     pub members: usize,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            kind: ModelKind::Combined,
+            bins: 128,
+            top_k: 5,
             hidden: 12,
             bottleneck: 3,
             epochs: 20,
@@ -40,47 +94,41 @@ impl Default for TrainConfig {
             learning_rate: 1e-3,
             seed: 42,
             threshold_quantile: 0.99,
-            members: 5,
+            members: 3,
         }
     }
 }
 
-/// Encoder and decoder, two layers each.
-#[derive(Module, Debug)]
-pub struct Autoencoder {
-    enc1: Linear,
-    enc2: Linear,
-    dec1: Linear,
-    dec2: Linear,
-}
-
-impl Autoencoder {
-    fn new(inputs: usize, cfg: &TrainConfig, device: &Device) -> Self {
-        Self {
-            enc1: LinearConfig::new(inputs, cfg.hidden).init(device),
-            enc2: LinearConfig::new(cfg.hidden, cfg.bottleneck).init(device),
-            dec1: LinearConfig::new(cfg.bottleneck, cfg.hidden).init(device),
-            dec2: LinearConfig::new(cfg.hidden, inputs).init(device),
-        }
+impl TrainConfig {
+    /// Problems with these settings, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut need = |ok: bool, msg: &str| {
+            if !ok {
+                out.push(msg.to_owned());
+            }
+        };
+        need((2..=4096).contains(&self.bins), "bins must be 2..=4096");
+        need(self.top_k >= 1, "top_k must be at least 1");
+        need(self.hidden >= 1, "hidden must be at least 1");
+        need(self.bottleneck >= 1, "bottleneck must be at least 1");
+        need(self.epochs >= 1, "epochs must be at least 1");
+        need(self.batch >= 1, "batch must be at least 1");
+        need(
+            self.learning_rate > 0.0 && self.learning_rate.is_finite(),
+            "learning_rate must be positive",
+        );
+        need(
+            (0.5..1.0).contains(&self.threshold_quantile),
+            "threshold_quantile must be in [0.5, 1)",
+        );
+        need((1..=32).contains(&self.members), "members must be 1..=32");
+        out
     }
 
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let h = relu(self.enc1.forward(x));
-        let z = relu(self.enc2.forward(h));
-        let h = relu(self.dec1.forward(z));
-        self.dec2.forward(h)
+    fn uses_network(&self) -> bool {
+        self.kind != ModelKind::Tails
     }
-}
-
-/// A trained model with its calibrated threshold.
-#[derive(Debug)]
-pub struct AnomalyModel {
-    /// Each member with the median of its training errors.
-    members: Vec<(Autoencoder, f64)>,
-    device: Device,
-    inputs: usize,
-    /// Scores at or above this raise a finding.
-    pub threshold: f64,
 }
 
 /// Why training could not run.
@@ -94,118 +142,197 @@ pub enum TrainError {
         found: usize,
         expected: usize,
     },
+    #[error("row {row} feature {feature} is not a finite number")]
+    NotFinite { row: usize, feature: usize },
+    #[error("invalid training settings: {}", .0.join("; "))]
+    Config(Vec<String>),
 }
 
-/// Trains one autoencoder with its own seed (init and shuffle).
-fn train_one(
-    rows: &[&[f32]],
+/// Why stored model bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("not a model file: {0}")]
+    Decode(String),
+    #[error("model format {found} is not supported (this build reads {MODEL_FORMAT})")]
+    Format { found: u16 },
+    #[error("inconsistent model: {0}")]
+    Invalid(String),
+}
+
+/// Everything a model is, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    format: u16,
+    /// Feature schema the inputs follow, e.g. `source@1`.
+    schema: String,
     inputs: usize,
-    cfg: &TrainConfig,
-    seed: u64,
-    device: &Device,
-) -> Autoencoder {
-    device.seed(seed);
-    let mut net = Autoencoder::new(inputs, cfg, device);
-    let mut optimizer = AdamConfig::new().init();
-    // A seeded shuffle per epoch (xorshift), so runs replay exactly.
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    let mut state = seed.max(1);
-    for _ in 0..cfg.epochs {
-        for i in (1..order.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
-        for chunk in order.chunks(cfg.batch.max(1)) {
-            let batch: Vec<&[f32]> = chunk.iter().map(|&i| rows[i]).collect();
-            let x = matrix(&batch, inputs, device);
-            let diff = net.forward(x.clone()) - x;
-            let loss = (diff.clone() * diff).mean();
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optimizer.step(cfg.learning_rate, net, grads);
-        }
-    }
-    net
+    config: TrainConfig,
+    train_rows: u64,
+    threshold: f64,
+    /// Sorted training scores, evenly spaced quantiles.
+    calibration: Vec<f64>,
+    tails: Tails,
+    shape: Shape,
+    members: Vec<Member>,
 }
 
-/// Mean squared reconstruction error of each row (all of width `inputs`).
-fn errors_of(net: &Autoencoder, rows: &[&[f32]], inputs: usize, device: &Device) -> Vec<f64> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(4096) {
-        let x = matrix(chunk, inputs, device);
-        let diff = net.forward(x.clone()) - x;
-        let errors = (diff.clone() * diff)
-            .mean_dim(1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        out.extend(errors.into_iter().map(f64::from));
-    }
-    out.resize(rows.len(), f64::INFINITY);
-    out
-}
-
-fn matrix(rows: &[&[f32]], inputs: usize, device: &Device) -> Tensor<2> {
-    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
-    Tensor::from_data(TensorData::new(flat, [rows.len(), inputs]), device)
+/// A trained model with its calibrated threshold.
+#[derive(Debug)]
+pub struct AnomalyModel {
+    stored: Stored,
+    scorers: Vec<autoencoder::Scorer>,
+    device: Device,
 }
 
 impl AnomalyModel {
-    /// Trains on `rows` (labels are never seen) and calibrates the threshold.
-    pub fn train(rows: &[&[f32]], cfg: &TrainConfig) -> Result<AnomalyModel, TrainError> {
+    /// Trains on `rows` (labels are never seen) and calibrates the
+    /// threshold. `schema` names the feature schema of the rows.
+    pub fn train(
+        schema: &str,
+        rows: &[&[f32]],
+        cfg: &TrainConfig,
+    ) -> Result<AnomalyModel, TrainError> {
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            return Err(TrainError::Config(problems));
+        }
         let inputs = rows.first().map(|r| r.len()).ok_or(TrainError::Empty)?;
-        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != inputs) {
-            return Err(TrainError::Width {
-                row,
-                found: r.len(),
-                expected: inputs,
-            });
+        for (row, r) in rows.iter().enumerate() {
+            if r.len() != inputs {
+                return Err(TrainError::Width {
+                    row,
+                    found: r.len(),
+                    expected: inputs,
+                });
+            }
+            if let Some(feature) = r.iter().position(|v| !v.is_finite()) {
+                return Err(TrainError::NotFinite { row, feature });
+            }
         }
-        let device = Device::flex().autodiff();
-        let mut model = AnomalyModel {
-            members: Vec::new(),
-            device: device.clone(),
+        let shape = Shape {
             inputs,
-            threshold: f64::INFINITY,
+            hidden: cfg.hidden,
+            bottleneck: cfg.bottleneck,
         };
-        for m in 0..cfg.members.max(1) {
-            let seed = cfg.seed.wrapping_add(m as u64);
-            let net = train_one(rows, inputs, cfg, seed, &device);
-            let errors = errors_of(&net, rows, inputs, &device);
-            let scale = crate::eval::quantile(&errors, 0.5)
-                .filter(|s| *s > 0.0)
-                .unwrap_or(1.0);
-            model.members.push((net, scale));
+        let device = Device::flex();
+        let mut members = Vec::new();
+        if cfg.uses_network() {
+            for m in 0..cfg.members {
+                let fit = Fit {
+                    epochs: cfg.epochs,
+                    batch: cfg.batch,
+                    learning_rate: cfg.learning_rate,
+                    seed: cfg.seed.wrapping_add(m as u64),
+                };
+                let params = autoencoder::train(rows, shape, fit, None);
+                let feature_error = autoencoder::feature_error(shape, &params, rows, &device);
+                members.push(Member {
+                    params,
+                    feature_error,
+                });
+            }
         }
-        let scores = model.score(rows);
-        model.threshold =
+        let mut model = AnomalyModel::assemble(Stored {
+            format: MODEL_FORMAT,
+            schema: schema.to_owned(),
+            inputs,
+            config: cfg.clone(),
+            train_rows: rows.len() as u64,
+            threshold: f64::INFINITY,
+            calibration: Vec::new(),
+            tails: Tails::fit(&[], cfg.bins),
+            shape,
+            members,
+        })
+        .map_err(|e| TrainError::Config(vec![e.to_string()]))?;
+        // Histograms of every feature, and of the network's error.
+        let mut columns: Vec<(Side, Vec<f32>)> = (0..inputs)
+            .map(|j| (Side::Both, rows.iter().map(|r| r[j]).collect()))
+            .collect();
+        if cfg.uses_network() {
+            let errors = model.network_errors(rows);
+            columns.push((
+                Side::Right,
+                errors.iter().map(|e| error_column(*e)).collect(),
+            ));
+        }
+        model.stored.tails = Tails::fit(&columns, cfg.bins);
+        let mut scores = model.score(rows);
+        scores.sort_by(f64::total_cmp);
+        model.stored.threshold =
             crate::eval::quantile(&scores, cfg.threshold_quantile).unwrap_or(f64::INFINITY);
+        model.stored.calibration = (0..CALIBRATION_POINTS)
+            .map(|i| {
+                let pos = i * (scores.len() - 1) / (CALIBRATION_POINTS - 1);
+                scores[pos]
+            })
+            .collect();
         Ok(model)
     }
 
-    /// Reconstruction error of each row relative to training (higher =
-    /// more unusual). Rows of the wrong width score infinity.
-    pub fn score(&self, rows: &[&[f32]]) -> Vec<f64> {
-        let good: Vec<&[f32]> = rows
+    fn assemble(stored: Stored) -> Result<AnomalyModel, ModelError> {
+        let device = Device::flex();
+        let scorers = stored
+            .members
             .iter()
-            .copied()
-            .filter(|r| r.len() == self.inputs)
-            .collect();
-        let mut sum = vec![0.0; good.len()];
-        for (net, scale) in &self.members {
-            for (s, e) in sum
-                .iter_mut()
-                .zip(errors_of(net, &good, self.inputs, &self.device))
-            {
-                *s += e / scale;
+            .enumerate()
+            .map(|(i, m)| {
+                Scorer::new(stored.shape, m, &device).ok_or_else(|| {
+                    ModelError::Invalid(format!("member {i} does not fit shape {:?}", stored.shape))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(AnomalyModel {
+            stored,
+            scorers,
+            device,
+        })
+    }
+
+    /// Mean normalised network error of each row (all of width `inputs`).
+    fn network_errors(&self, rows: &[&[f32]]) -> Vec<f32> {
+        let mut sum = vec![0f32; rows.len()];
+        for s in &self.scorers {
+            for (acc, e) in sum.iter_mut().zip(s.errors(rows, &self.device)) {
+                *acc += e;
             }
         }
-        let members = self.members.len().max(1) as f64;
-        let mut scores = sum.into_iter().map(|s| s / members);
+        let n = self.scorers.len().max(1) as f32;
+        sum.into_iter().map(|s| s / n).collect()
+    }
+
+    /// Score of each row (higher = more unusual). Rows of the wrong width or
+    /// with a non-finite value score infinity.
+    pub fn score(&self, rows: &[&[f32]]) -> Vec<f64> {
+        let inputs = self.stored.inputs;
+        let valid = |r: &[f32]| r.len() == inputs && r.iter().all(|v| v.is_finite());
+        let good: Vec<&[f32]> = rows.iter().copied().filter(|r| valid(r)).collect();
+        let errors = if self.stored.config.uses_network() {
+            self.network_errors(&good)
+        } else {
+            vec![0.0; good.len()]
+        };
+        let k = self.stored.config.top_k;
+        let mut cells = Vec::with_capacity(inputs + 1);
+        let mut scores = good.iter().zip(errors).map(|(r, err)| {
+            if self.stored.config.kind == ModelKind::Autoencoder {
+                return f64::from(err);
+            }
+            cells.clear();
+            cells.extend(
+                r.iter()
+                    .enumerate()
+                    .map(|(j, v)| self.stored.tails.score(j, *v)),
+            );
+            if self.stored.config.kind == ModelKind::Combined {
+                cells.push(self.stored.tails.score(inputs, error_column(err)));
+            }
+            f64::from(tails::top_k_sum(&mut cells, k))
+        });
         rows.iter()
             .map(|r| {
-                if r.len() == self.inputs {
+                if valid(r) {
                     scores.next().unwrap_or(f64::INFINITY)
                 } else {
                     f64::INFINITY
@@ -214,26 +341,144 @@ impl AnomalyModel {
             .collect()
     }
 
-    pub fn inputs(&self) -> usize {
-        self.inputs
+    /// The `n` columns that add most to a row's combined or tails score,
+    /// largest first: `(feature index, tail score)`, where index
+    /// [`AnomalyModel::inputs`] is the autoencoder's error. Empty for the
+    /// autoencoder alone or a row of the wrong width.
+    pub fn explain(&self, row: &[f32], n: usize) -> Vec<(usize, f32)> {
+        let inputs = self.stored.inputs;
+        if row.len() != inputs || self.stored.config.kind == ModelKind::Autoencoder {
+            return Vec::new();
+        }
+        let mut cells: Vec<(usize, f32)> = row
+            .iter()
+            .enumerate()
+            .map(|(j, v)| (j, self.stored.tails.score(j, *v)))
+            .collect();
+        if self.stored.config.uses_network() {
+            let err = self.network_errors(&[row]).first().copied().unwrap_or(0.0);
+            cells.push((inputs, self.stored.tails.score(inputs, error_column(err))));
+        }
+        cells.sort_by(|a, b| b.1.total_cmp(&a.1));
+        cells.truncate(n);
+        cells
     }
+
+    /// Share of baseline windows that scored below `score`, in [0, 1]: the
+    /// confidence an alert carries.
+    pub fn baseline_rank(&self, score: f64) -> f64 {
+        let c = &self.stored.calibration;
+        if c.is_empty() {
+            return 0.0;
+        }
+        let below = c.partition_point(|s| *s < score);
+        below as f64 / c.len() as f64
+    }
+
+    /// Scores at or above this raise a finding (the training quantile set
+    /// at training time).
+    pub fn threshold(&self) -> f64 {
+        self.stored.threshold
+    }
+
+    /// The training-score quantile `q` (from the stored calibration points),
+    /// so a policy can move the threshold without retraining.
+    pub fn threshold_at(&self, q: f64) -> f64 {
+        let c = &self.stored.calibration;
+        if c.is_empty() || !(0.0..=1.0).contains(&q) {
+            return self.stored.threshold;
+        }
+        crate::eval::quantile(c, q).unwrap_or(self.stored.threshold)
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.stored.inputs
+    }
+
+    /// The feature schema the model was trained on.
+    pub fn schema(&self) -> &str {
+        &self.stored.schema
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.stored.config
+    }
+
+    pub fn train_rows(&self) -> u64 {
+        self.stored.train_rows
+    }
+
+    /// Parameters of the networks (for federated rounds and size reports).
+    pub fn parameters(&self) -> usize {
+        self.stored.members.iter().map(|m| m.params.len()).sum()
+    }
+
+    /// The stored form (JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.stored).unwrap_or_default()
+    }
+
+    /// Reads a stored model, checking its format and consistency.
+    pub fn from_bytes(bytes: &[u8]) -> Result<AnomalyModel, ModelError> {
+        #[derive(Deserialize)]
+        struct Head {
+            format: u16,
+        }
+        let head: Head =
+            serde_json::from_slice(bytes).map_err(|e| ModelError::Decode(e.to_string()))?;
+        if head.format != MODEL_FORMAT {
+            return Err(ModelError::Format { found: head.format });
+        }
+        let stored: Stored =
+            serde_json::from_slice(bytes).map_err(|e| ModelError::Decode(e.to_string()))?;
+        let expected_columns = stored.inputs + usize::from(stored.config.uses_network());
+        if stored.tails.columns() != expected_columns {
+            return Err(ModelError::Invalid(format!(
+                "{} tail columns for {} inputs",
+                stored.tails.columns(),
+                stored.inputs
+            )));
+        }
+        if stored.shape.inputs != stored.inputs {
+            return Err(ModelError::Invalid(
+                "network shape does not match inputs".into(),
+            ));
+        }
+        if stored.config.uses_network() && stored.members.is_empty() {
+            return Err(ModelError::Invalid("no network members".into()));
+        }
+        if let Some(p) = stored.config.problems().first() {
+            return Err(ModelError::Invalid(p.clone()));
+        }
+        AnomalyModel::assemble(stored)
+    }
+}
+
+/// The error column's value in [0, 1].
+fn error_column(err: f32) -> f32 {
+    let (lo, hi) = ERROR_LOG2_RANGE;
+    (err.max(1e-30).log2() - lo) / (hi - lo)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn learns_a_normal_pattern_and_flags_the_odd_row() {
+    fn normal_rows() -> Vec<Vec<f32>> {
         // Normal rows lie on a line; anomalies do not.
-        let normal: Vec<Vec<f32>> = (0..512)
+        (0..512)
             .map(|i| {
                 let t = (i % 64) as f32 / 64.0;
                 vec![t, 1.0 - t, t * 0.5, 0.25]
             })
-            .collect();
-        let rows: Vec<&[f32]> = normal.iter().map(Vec::as_slice).collect();
-        let cfg = TrainConfig {
+            .collect()
+    }
+
+    fn small(kind: ModelKind) -> TrainConfig {
+        TrainConfig {
+            kind,
+            bins: 16,
+            top_k: 2,
             hidden: 8,
             bottleneck: 2,
             epochs: 30,
@@ -241,21 +486,94 @@ mod tests {
             learning_rate: 1e-2,
             members: 2,
             ..TrainConfig::default()
-        };
-        let model = AnomalyModel::train(&rows, &cfg).expect("trains");
-        let odd = [1.0f32, 1.0, 0.0, 1.0];
-        let scores = model.score(&[rows[10], &odd, &[0.0, 1.0]]);
-        assert!(
-            scores[1] > model.threshold,
-            "odd row {} vs threshold {}",
-            scores[1],
-            model.threshold
-        );
-        assert!(scores[0] < scores[1]);
-        assert_eq!(scores[2], f64::INFINITY, "wrong width");
+        }
+    }
+
+    #[test]
+    fn every_kind_flags_the_odd_row() {
+        let normal = normal_rows();
+        let rows: Vec<&[f32]> = normal.iter().map(Vec::as_slice).collect();
+        // Each value is common on its own; together they break the line.
+        let odd = [0.1f32, 0.1, 0.05, 0.25];
+        // One value far outside anything seen.
+        let extreme = [0.5f32, 0.5, 0.25, 0.9];
+        for kind in [
+            ModelKind::Tails,
+            ModelKind::Autoencoder,
+            ModelKind::Combined,
+        ] {
+            let model = AnomalyModel::train("test@1", &rows, &small(kind)).expect("trains");
+            let s = model.score(&[rows[10], &odd, &extreme, &[0.0, 1.0]]);
+            assert!(s[2] > model.threshold(), "{kind:?}: extreme {s:?}");
+            if kind != ModelKind::Tails {
+                assert!(s[1] > model.threshold(), "{kind:?}: odd {s:?}");
+            }
+            assert!(s[0] < model.threshold(), "{kind:?}: normal {s:?}");
+            assert_eq!(s[3], f64::INFINITY, "wrong width");
+            assert!(model.baseline_rank(s[2]) > 0.99);
+            assert!(model.baseline_rank(s[0]) < 0.99);
+            let at = model.threshold_at(model.config().threshold_quantile);
+            assert!((at - model.threshold()).abs() <= 0.05 * model.threshold().abs() + 1e-9);
+            assert!(model.threshold_at(0.5) <= model.threshold());
+            if kind == ModelKind::Tails {
+                // The out-of-range last feature is what makes it extreme.
+                assert_eq!(model.explain(&extreme, 1)[0].0, 3);
+            }
+        }
+    }
+
+    #[test]
+    fn stored_model_scores_the_same_and_bad_bytes_are_refused() {
+        let normal = normal_rows();
+        let rows: Vec<&[f32]> = normal.iter().map(Vec::as_slice).collect();
+        let model =
+            AnomalyModel::train("test@1", &rows, &small(ModelKind::Combined)).expect("trains");
+        let bytes = model.to_bytes();
+        let back = AnomalyModel::from_bytes(&bytes).expect("loads");
+        assert_eq!(back.score(&rows[..20]), model.score(&rows[..20]));
+        assert_eq!(back.schema(), "test@1");
+        assert_eq!(back.to_bytes(), bytes);
+
+        assert!(matches!(
+            AnomalyModel::from_bytes(b"{nope"),
+            Err(ModelError::Decode(_))
+        ));
+        let text = String::from_utf8(bytes).expect("json");
+        let newer = text.replacen("\"format\":1", "\"format\":9", 1);
         assert_eq!(
-            AnomalyModel::train(&[], &cfg).err(),
+            AnomalyModel::from_bytes(newer.as_bytes()).err(),
+            Some(ModelError::Format { found: 9 })
+        );
+        let wrong = text.replacen("\"inputs\":4", "\"inputs\":5", 1);
+        assert!(AnomalyModel::from_bytes(wrong.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bad_training_input_is_named() {
+        let cfg = small(ModelKind::Tails);
+        assert_eq!(
+            AnomalyModel::train("t", &[], &cfg).err(),
             Some(TrainError::Empty)
         );
+        let a = [0.1f32, 0.2];
+        let b = [0.1f32];
+        let c = [0.1f32, f32::NAN];
+        assert_eq!(
+            AnomalyModel::train("t", &[&a, &b], &cfg).err(),
+            Some(TrainError::Width {
+                row: 1,
+                found: 1,
+                expected: 2
+            })
+        );
+        assert_eq!(
+            AnomalyModel::train("t", &[&a, &c], &cfg).err(),
+            Some(TrainError::NotFinite { row: 1, feature: 1 })
+        );
+        let bad = TrainConfig { top_k: 0, ..cfg };
+        assert!(matches!(
+            AnomalyModel::train("t", &[&a], &bad),
+            Err(TrainError::Config(p)) if p[0].contains("top_k")
+        ));
     }
 }

@@ -46,6 +46,9 @@ pub struct RulePolicy {
     pub lineage_shells: Vec<String>,
     /// Known-bad addresses (threat intel); traffic to or from them fires.
     pub ioc_addresses: Vec<IpAddr>,
+    /// Quantile of the baseline windows' anomaly scores above which a
+    /// window raises an anomaly finding (0.99: one baseline window in 100).
+    pub anomaly_quantile: f64,
 }
 
 impl Default for RulePolicy {
@@ -87,6 +90,7 @@ impl Default for RulePolicy {
                 "sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox",
             ]),
             ioc_addresses: Vec::new(),
+            anomaly_quantile: 0.99,
         }
     }
 }
@@ -120,6 +124,12 @@ impl RulePolicy {
             out.push(format!(
                 "flood_max_completed_ratio: {} is out of range (expected 0 to 1)",
                 self.flood_max_completed_ratio
+            ));
+        }
+        if !(0.5..=1.0).contains(&self.anomaly_quantile) {
+            out.push(format!(
+                "anomaly_quantile: {} is out of range (expected 0.5 to 1)",
+                self.anomaly_quantile
             ));
         }
         if self.brute_force_min_attempts < 2 {

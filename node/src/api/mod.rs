@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{CONTENT_TYPE, Metrics};
 
 mod alerts;
+mod models;
 use crate::storage::{EventQuery, Store, StoredEvent};
 pub use alerts::ocsf;
 
@@ -39,6 +40,10 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Status of each polled SNMP device, when the SNMP sensor runs.
     pub snmp_devices: Option<DeviceStatuses>,
+    /// The anomaly models in use.
+    pub models: Arc<crate::models::ModelSet>,
+    /// The training thread, when learning is enabled.
+    pub trainer: Option<Arc<std::sync::Mutex<crate::models::Trainer>>>,
 }
 
 /// Facts about the node fixed at start.
@@ -94,6 +99,8 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/alerts/export", get(alerts::export))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/train", axum::routing::post(models::train))
         .fallback(not_found)
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             max_connections.max(1),

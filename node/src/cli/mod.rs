@@ -1,6 +1,7 @@
 //! Command-line interface of `amoskys` (clap lives only here).
 
 mod alerts;
+mod models;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     /// Follow, export or verify signed alerts.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// List or retrain the node's anomaly models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -58,8 +62,17 @@ enum EvalCommand {
         #[arg(long, default_value_t = 3)]
         bottleneck: usize,
         /// Autoencoders in the ensemble.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 3)]
         members: usize,
+        /// Which parts score a window: tails, autoencoder or combined.
+        #[arg(long, default_value = "combined")]
+        kind: amoskys_learning::anomaly::ModelKind,
+        /// Largest tail scores summed into a window's score.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Histogram bins per feature.
+        #[arg(long, default_value_t = 128)]
+        bins: usize,
         #[arg(long, default_value_t = 1e-3)]
         learning_rate: f64,
         /// Print the report as JSON.
@@ -172,6 +185,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status(args),
         Command::Config(cmd) => config(cmd),
         Command::Alerts(cmd) => alerts::run(cmd),
+        Command::Models(cmd) => models::run(cmd),
         Command::Eval(EvalCommand::Kdd99 {
             cache,
             seed,
@@ -179,6 +193,9 @@ pub fn main() -> ExitCode {
             hidden,
             bottleneck,
             members,
+            kind,
+            top_k,
+            bins,
             learning_rate,
             json,
         }) => eval_kdd99(
@@ -189,6 +206,9 @@ pub fn main() -> ExitCode {
                 hidden,
                 bottleneck,
                 members,
+                kind,
+                top_k,
+                bins,
                 learning_rate,
                 ..Default::default()
             },
@@ -422,7 +442,8 @@ fn eval_kdd99(
         .and_then(|arff| eval::split(&arff))
         .and_then(|(train, test)| {
             eprintln!(
-                "kdd99: training on {} rows ({} attacks, labels hidden), {} epochs, seed {}",
+                "kdd99: training the {:?} model on {} rows ({} attacks, labels hidden), {} epochs, seed {}",
+                cfg.kind,
                 train.len(),
                 train.attacks(),
                 cfg.epochs,
@@ -437,8 +458,8 @@ fn eval_kdd99(
         }
         Ok(r) => {
             println!(
-                "KDD Cup 99 (DAMI), test split: {} rows, {} attacks",
-                r.test_rows, r.test_attacks
+                "KDD Cup 99 (DAMI), test split: {} rows, {} attacks; {:?} model",
+                r.test_rows, r.test_attacks, r.kind
             );
             println!("  ROC-AUC   {:.4}", r.roc_auc);
             println!("  PR-AUC    {:.4}", r.pr_auc);

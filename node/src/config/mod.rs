@@ -35,6 +35,7 @@ pub struct Config {
     pub api: ApiSection,
     pub storage: StorageSection,
     pub detection: DetectionSection,
+    pub learning: LearningSection,
     pub privacy: PrivacySection,
     pub mesh: MeshSection,
     pub sensors: SensorsSection,
@@ -75,6 +76,21 @@ pub struct DetectionSection {
     pub enabled: bool,
     pub policy: String,
     pub suppress_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningSection {
+    pub enabled: bool,
+    pub window_secs: u64,
+    pub baseline_hours: u64,
+    pub retrain_hours: u64,
+    pub min_windows: usize,
+    pub max_windows: usize,
+    pub model: String,
+    pub epochs: usize,
+    pub members: usize,
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,6 +250,30 @@ impl Config {
                 "detection.policy",
                 format!("{path:?}: {}", problems.join("; ")),
             ))
+        }
+    }
+
+    /// The anomaly models' settings. Call after [`Config::validate`]
+    /// passed; an unknown model kind falls back to the default.
+    pub fn learning(&self) -> crate::models::LearningSettings {
+        let l = &self.learning;
+        crate::models::LearningSettings {
+            window_ns: l.window_secs.saturating_mul(1_000_000_000),
+            baseline_ns: l.baseline_hours.saturating_mul(3_600_000_000_000),
+            retrain: (l.retrain_hours > 0)
+                .then(|| std::time::Duration::from_secs(l.retrain_hours.saturating_mul(3600))),
+            min_windows: l.min_windows,
+            max_windows: l.max_windows,
+            train: amoskys_learning::anomaly::TrainConfig {
+                kind: l
+                    .model
+                    .parse()
+                    .unwrap_or(amoskys_learning::anomaly::ModelKind::Combined),
+                epochs: l.epochs,
+                members: l.members,
+                seed: l.seed,
+                ..Default::default()
+            },
         }
     }
 

@@ -75,6 +75,37 @@ impl Config {
             0,
             86_400,
         ));
+        let l = &self.learning;
+        check(range("learning.window_secs", l.window_secs, 1, 86_400));
+        check(range(
+            "learning.baseline_hours",
+            l.baseline_hours,
+            1,
+            24 * 365 * 10,
+        ));
+        check(range(
+            "learning.retrain_hours",
+            l.retrain_hours,
+            0,
+            24 * 365,
+        ));
+        check(range(
+            "learning.min_windows",
+            l.min_windows as u64,
+            2,
+            10_000_000,
+        ));
+        check(range(
+            "learning.max_windows",
+            l.max_windows as u64,
+            l.min_windows.max(2) as u64,
+            10_000_000,
+        ));
+        check(range("learning.epochs", l.epochs as u64, 1, 10_000));
+        check(range("learning.members", l.members as u64, 1, 32));
+        if let Err(e) = l.model.parse::<amoskys_learning::anomaly::ModelKind>() {
+            check(Err(Problem::new("learning.model", e)));
+        }
         check(range(
             "api.max_connections",
             self.api.max_connections as u64,

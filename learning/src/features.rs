@@ -1,0 +1,824 @@
+//! Per-entity feature windows: the anomaly model's input.
+//!
+//! Events are counted into tumbling windows of a fixed width, aligned to
+//! multiples of it, one accumulator per entity: a flow's source address, the
+//! host, a program (by executable), an SNMP device. When an event falls past
+//! the open window, or [`FeatureExtractor::flush`] is called with a later
+//! time, every entity's window closes into a [`FeatureWindow`] whose values
+//! are scaled to [0, 1]: counts on a log scale up to a stated ceiling,
+//! ratios as they are. The names and order of the values are the feature
+//! schema, versioned by [`FEATURE_SCHEMA_VERSION`]; a model records the
+//! schema it was trained on and is never fed another.
+//!
+//! Two pieces of state outlive a window: the parent→child pairs seen so far
+//! (for "rare lineage") and per-interface moving averages of SNMP rates (for
+//! rate z-scores). Both are bounded.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use amoskys_sensors::event::{
+    DeviceMetrics, Event, EventBody, FlowEnd, FlowRecord, ProcessActivity, ProcessActivityKind,
+    SocketActivity, SocketActivityKind, Transport,
+};
+
+use crate::Subject;
+use crate::window::CappedSet;
+
+/// Version of every schema below; bumped when a feature is added, removed,
+/// reordered or rescaled.
+pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+/// Parent→child pairs remembered for the rarity of a launch.
+const MAX_PAIRS: usize = 65_536;
+/// Interfaces with a moving average of their rates.
+const MAX_INTERFACES: usize = 4_096;
+/// Weight of the newest window in an interface's moving average.
+const EWMA_ALPHA: f64 = 0.1;
+/// A pair seen fewer times than this before a launch makes it rare.
+const RARE_PAIR: u32 = 2;
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "busybox",
+];
+
+/// What a window is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntityKind {
+    /// A flow's source address.
+    Source,
+    /// The node's own host.
+    Host,
+    /// A program, by executable path.
+    Process,
+    /// An SNMP device.
+    Device,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 4] = [Self::Source, Self::Host, Self::Process, Self::Device];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Host => "host",
+            Self::Process => "process",
+            Self::Device => "device",
+        }
+    }
+
+    /// The feature schema, e.g. `source@1`.
+    pub fn schema(self) -> String {
+        format!("{}@{FEATURE_SCHEMA_VERSION}", self.as_str())
+    }
+
+    /// Names of the features, in order.
+    pub fn features(self) -> &'static [&'static str] {
+        match self {
+            Self::Source => &[
+                "flows",
+                "distinct_dst_ports",
+                "distinct_dst_hosts",
+                "syn_without_ack_ratio",
+                "failed_tcp_ratio",
+                "completed_tcp_ratio",
+                "bytes_out",
+                "bytes_in",
+                "packets_out",
+                "packets_in",
+                "bytes_out_per_flow",
+                "udp_ratio",
+                "icmp_ratio",
+            ],
+            Self::Host => &[
+                "launches",
+                "distinct_programs",
+                "rare_parent_child",
+                "shell_launches",
+                "root_launch_ratio",
+                "exits",
+                "listens",
+                "connects",
+                "accepts",
+                "distinct_remotes",
+                "file_opens",
+                "distinct_files",
+            ],
+            Self::Process => &[
+                "launches",
+                "children",
+                "distinct_children",
+                "shell_children",
+                "connects",
+                "accepts",
+                "listens",
+                "distinct_remotes",
+                "distinct_remote_ports",
+                "file_opens",
+                "distinct_files",
+            ],
+            Self::Device => &[
+                "cpu",
+                "load_1m",
+                "memory_used_ratio",
+                "in_bytes_rate",
+                "out_bytes_rate",
+                "in_packets_rate",
+                "out_packets_rate",
+                "error_rate",
+                "max_rate_zscore",
+                "rebooted",
+            ],
+        }
+    }
+}
+
+impl std::str::FromStr for EntityKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown entity kind {s:?} (source, host, process, device)"))
+    }
+}
+
+/// One entity's closed window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureWindow {
+    pub kind: EntityKind,
+    pub subject: Subject,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// In [0, 1], named by [`EntityKind::features`].
+    pub values: Vec<f32>,
+}
+
+/// `ln(1 + x) / ln(1 + ceiling)`, clamped to [0, 1].
+pub fn log_scale(x: f64, ceiling: f64) -> f32 {
+    if x.is_nan() || x <= 0.0 {
+        return 0.0;
+    }
+    ((x.ln_1p() / ceiling.ln_1p()) as f32).min(1.0)
+}
+
+fn ratio(part: u64, whole: u64) -> f32 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64) as f32
+    }
+}
+
+fn is_shell(exe: &str) -> bool {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    SHELLS.contains(&name)
+}
+
+#[derive(Debug, Default)]
+struct SourceAcc {
+    flows: u64,
+    ports: CappedSet<u16>,
+    hosts: CappedSet<IpAddr>,
+    syn: u64,
+    syn_no_ack: u64,
+    tcp: u64,
+    failed: u64,
+    completed: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    packets_in: u64,
+    udp: u64,
+    icmp: u64,
+}
+
+impl SourceAcc {
+    fn add(&mut self, f: &FlowRecord) {
+        self.flows += 1;
+        self.ports.insert(f.dst_port);
+        self.hosts.insert(f.dst);
+        self.bytes_out += f.forward.bytes;
+        self.bytes_in += f.reverse.bytes;
+        self.packets_out += f.forward.packets;
+        self.packets_in += f.reverse.packets;
+        match f.transport {
+            Transport::Tcp => {
+                self.tcp += 1;
+                self.syn += u64::from(f.tcp_flags.syn);
+                self.syn_no_ack += u64::from(f.tcp_flags.syn_no_ack);
+                if f.tcp_flags.syn_ack == 0 || f.reverse.packets == 0 {
+                    self.failed += 1;
+                } else if f.end == FlowEnd::End {
+                    self.completed += 1;
+                }
+            }
+            Transport::Udp => self.udp += 1,
+            Transport::Icmp | Transport::Icmpv6 => self.icmp += 1,
+            Transport::Other(_) => {}
+        }
+    }
+
+    fn values(&self) -> Vec<f32> {
+        vec![
+            log_scale(self.flows as f64, 1e5),
+            log_scale(self.ports.len() as f64, 65_536.0),
+            log_scale(self.hosts.len() as f64, 65_536.0),
+            ratio(self.syn_no_ack, self.syn),
+            ratio(self.failed, self.tcp),
+            ratio(self.completed, self.tcp),
+            log_scale(self.bytes_out as f64, 1e10),
+            log_scale(self.bytes_in as f64, 1e10),
+            log_scale(self.packets_out as f64, 1e8),
+            log_scale(self.packets_in as f64, 1e8),
+            log_scale(self.bytes_out as f64 / self.flows.max(1) as f64, 1e8),
+            ratio(self.udp, self.flows),
+            ratio(self.icmp, self.flows),
+        ]
+    }
+}
+
+#[derive(Debug, Default)]
+struct HostAcc {
+    launches: u64,
+    programs: CappedSet<String>,
+    rare_pairs: u64,
+    shells: u64,
+    root_launches: u64,
+    exits: u64,
+    listens: u64,
+    connects: u64,
+    accepts: u64,
+    remotes: CappedSet<IpAddr>,
+    opens: u64,
+    files: CappedSet<String>,
+}
+
+impl HostAcc {
+    fn values(&self) -> Vec<f32> {
+        vec![
+            log_scale(self.launches as f64, 1e5),
+            log_scale(self.programs.len() as f64, 1e4),
+            log_scale(self.rare_pairs as f64, 1e3),
+            log_scale(self.shells as f64, 1e4),
+            ratio(self.root_launches, self.launches),
+            log_scale(self.exits as f64, 1e5),
+            log_scale(self.listens as f64, 1e3),
+            log_scale(self.connects as f64, 1e5),
+            log_scale(self.accepts as f64, 1e5),
+            log_scale(self.remotes.len() as f64, 1e5),
+            log_scale(self.opens as f64, 1e6),
+            log_scale(self.files.len() as f64, 1e5),
+        ]
+    }
+}
+
+#[derive(Debug, Default)]
+struct ProcessAcc {
+    launches: u64,
+    children: u64,
+    child_programs: CappedSet<String>,
+    shell_children: u64,
+    connects: u64,
+    accepts: u64,
+    listens: u64,
+    remotes: CappedSet<IpAddr>,
+    remote_ports: CappedSet<u16>,
+    opens: u64,
+    files: CappedSet<String>,
+}
+
+impl ProcessAcc {
+    fn values(&self) -> Vec<f32> {
+        vec![
+            log_scale(self.launches as f64, 1e4),
+            log_scale(self.children as f64, 1e4),
+            log_scale(self.child_programs.len() as f64, 1e3),
+            log_scale(self.shell_children as f64, 1e3),
+            log_scale(self.connects as f64, 1e5),
+            log_scale(self.accepts as f64, 1e5),
+            log_scale(self.listens as f64, 1e3),
+            log_scale(self.remotes.len() as f64, 1e5),
+            log_scale(self.remote_ports.len() as f64, 65_536.0),
+            log_scale(self.opens as f64, 1e6),
+            log_scale(self.files.len() as f64, 1e5),
+        ]
+    }
+}
+
+#[derive(Debug, Default)]
+struct DeviceAcc {
+    polls: u64,
+    cpu: f64,
+    load: f64,
+    memory_used: f64,
+    in_bytes: f64,
+    out_bytes: f64,
+    in_packets: f64,
+    out_packets: f64,
+    errors: f64,
+    max_z: f64,
+    rebooted: bool,
+}
+
+impl DeviceAcc {
+    fn values(&self) -> Vec<f32> {
+        let n = self.polls.max(1) as f64;
+        vec![
+            (self.cpu / n / 100.0).clamp(0.0, 1.0) as f32,
+            log_scale(self.load / n, 1e3),
+            (self.memory_used / n).clamp(0.0, 1.0) as f32,
+            log_scale(self.in_bytes / n, 1e11),
+            log_scale(self.out_bytes / n, 1e11),
+            log_scale(self.in_packets / n, 1e9),
+            log_scale(self.out_packets / n, 1e9),
+            log_scale(self.errors / n, 1e6),
+            (self.max_z / 10.0).min(1.0) as f32,
+            f32::from(u8::from(self.rebooted)),
+        ]
+    }
+}
+
+/// Moving mean and variance of one interface's log byte rate.
+#[derive(Debug, Clone, Copy)]
+struct Ewma {
+    mean: f64,
+    var: f64,
+    seen: u32,
+}
+
+impl Ewma {
+    /// The z-score of `x` against what came before, then `x` joins.
+    fn observe(&mut self, x: f64) -> f64 {
+        let z = if self.seen >= 3 {
+            (x - self.mean).abs() / (self.var + 0.01).sqrt()
+        } else {
+            0.0
+        };
+        if self.seen == 0 {
+            self.mean = x;
+        } else {
+            let d = x - self.mean;
+            self.mean += EWMA_ALPHA * d;
+            self.var = (1.0 - EWMA_ALPHA) * (self.var + EWMA_ALPHA * d * d);
+        }
+        self.seen = self.seen.saturating_add(1);
+        z
+    }
+}
+
+/// Turns a stream of events into closed feature windows.
+#[derive(Debug)]
+pub struct FeatureExtractor {
+    width_ns: u64,
+    max_entities: usize,
+    /// Start of the open window; none before the first event.
+    open: Option<u64>,
+    sources: HashMap<IpAddr, SourceAcc>,
+    host: Option<HostAcc>,
+    processes: HashMap<String, ProcessAcc>,
+    devices: HashMap<String, DeviceAcc>,
+    pairs: HashMap<(String, String), u32>,
+    rates: HashMap<(String, u32), Ewma>,
+}
+
+impl FeatureExtractor {
+    /// Windows of `width_ns`; at most `max_entities` sources, programs and
+    /// devices each per window (events of further ones are not counted).
+    pub fn new(width_ns: u64, max_entities: usize) -> Self {
+        Self {
+            width_ns: width_ns.max(1),
+            max_entities: max_entities.max(1),
+            open: None,
+            sources: HashMap::new(),
+            host: None,
+            processes: HashMap::new(),
+            devices: HashMap::new(),
+            pairs: HashMap::new(),
+            rates: HashMap::new(),
+        }
+    }
+
+    pub fn width_ns(&self) -> u64 {
+        self.width_ns
+    }
+
+    /// Counts `event`, first closing the open window when the event lies
+    /// past it. Events older than the open window count into it.
+    pub fn push(&mut self, event: &Event) -> Vec<FeatureWindow> {
+        let closed = self.flush(event.time_ns);
+        let start = event.time_ns - event.time_ns % self.width_ns;
+        self.open.get_or_insert(start);
+        match &event.body {
+            EventBody::NetworkActivity(f) => self.flow(f),
+            EventBody::ProcessActivity(p) => self.process(p),
+            EventBody::SocketActivity(s) => self.socket(s),
+            EventBody::FileActivity(f) => {
+                let h = self.host.get_or_insert_with(HostAcc::default);
+                h.opens += 1;
+                h.files.insert(f.path.clone());
+                if let Some(p) = self.program(&f.process.exe) {
+                    p.opens += 1;
+                    p.files.insert(f.path.clone());
+                }
+            }
+            EventBody::DeviceMetrics(d) => self.device(d),
+            _ => {}
+        }
+        closed
+    }
+
+    /// Closes the open window if `now_ns` lies past its end.
+    pub fn flush(&mut self, now_ns: u64) -> Vec<FeatureWindow> {
+        match self.open {
+            Some(start) if now_ns >= start.saturating_add(self.width_ns) => self.close(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Closes the open window whatever the time (at shutdown, or at the end
+    /// of a replay).
+    pub fn close(&mut self) -> Vec<FeatureWindow> {
+        let Some(start_ns) = self.open.take() else {
+            return Vec::new();
+        };
+        let end_ns = start_ns.saturating_add(self.width_ns);
+        let window = |kind, subject, values| FeatureWindow {
+            kind,
+            subject,
+            start_ns,
+            end_ns,
+            values,
+        };
+        let mut out = Vec::new();
+        let mut sources: Vec<_> = self.sources.drain().collect();
+        sources.sort_by_key(|(ip, _)| *ip);
+        for (ip, acc) in sources {
+            out.push(window(
+                EntityKind::Source,
+                Subject::SourceIp(ip),
+                acc.values(),
+            ));
+        }
+        if let Some(h) = self.host.take() {
+            out.push(window(EntityKind::Host, Subject::Host, h.values()));
+        }
+        let mut processes: Vec<_> = self.processes.drain().collect();
+        processes.sort_by(|a, b| a.0.cmp(&b.0));
+        for (exe, acc) in processes {
+            out.push(window(
+                EntityKind::Process,
+                Subject::Process { pid: 0, exe },
+                acc.values(),
+            ));
+        }
+        let mut devices: Vec<_> = self.devices.drain().collect();
+        devices.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, acc) in devices {
+            out.push(window(
+                EntityKind::Device,
+                Subject::Device(name),
+                acc.values(),
+            ));
+        }
+        out
+    }
+
+    fn program(&mut self, exe: &str) -> Option<&mut ProcessAcc> {
+        if exe.is_empty() {
+            return None;
+        }
+        if !self.processes.contains_key(exe) && self.processes.len() >= self.max_entities {
+            return None;
+        }
+        Some(self.processes.entry(exe.to_owned()).or_default())
+    }
+
+    fn flow(&mut self, f: &FlowRecord) {
+        let full = self.sources.len() >= self.max_entities;
+        if full && !self.sources.contains_key(&f.src) {
+            return;
+        }
+        self.sources.entry(f.src).or_default().add(f);
+    }
+
+    fn process(&mut self, p: &ProcessActivity) {
+        let h = self.host.get_or_insert_with(HostAcc::default);
+        if p.activity == ProcessActivityKind::Terminate {
+            h.exits += 1;
+            return;
+        }
+        let exe = p.process.exe.as_str();
+        let parent = p.lineage.first().map(|l| l.exe.as_str()).unwrap_or("");
+        h.launches += 1;
+        h.programs.insert(exe.to_owned());
+        h.shells += u64::from(is_shell(exe));
+        h.root_launches += u64::from(p.process.uid == 0);
+        let key = (parent.to_owned(), exe.to_owned());
+        let seen = self.pairs.get(&key).copied().unwrap_or(0);
+        if seen < RARE_PAIR {
+            h.rare_pairs += 1;
+        }
+        if seen > 0 || self.pairs.len() < MAX_PAIRS {
+            *self.pairs.entry(key).or_insert(0) += 1;
+        }
+        if let Some(acc) = self.program(exe) {
+            acc.launches += 1;
+        }
+        if let Some(acc) = self.program(parent) {
+            acc.children += 1;
+            acc.child_programs.insert(exe.to_owned());
+            acc.shell_children += u64::from(is_shell(exe));
+        }
+    }
+
+    fn socket(&mut self, s: &SocketActivity) {
+        let h = self.host.get_or_insert_with(HostAcc::default);
+        match s.activity {
+            SocketActivityKind::Listen => h.listens += 1,
+            SocketActivityKind::Connect => h.connects += 1,
+            SocketActivityKind::Accept => h.accepts += 1,
+            SocketActivityKind::Close => return,
+        }
+        if let Some(r) = s.remote {
+            h.remotes.insert(r.ip());
+        }
+        let Some(exe) = s.process.as_ref().map(|p| p.exe.as_str()) else {
+            return;
+        };
+        if let Some(acc) = self.program(exe) {
+            match s.activity {
+                SocketActivityKind::Listen => acc.listens += 1,
+                SocketActivityKind::Connect => acc.connects += 1,
+                SocketActivityKind::Accept => acc.accepts += 1,
+                SocketActivityKind::Close => {}
+            }
+            if let Some(r) = s.remote {
+                acc.remotes.insert(r.ip());
+                acc.remote_ports.insert(r.port());
+            }
+        }
+    }
+
+    fn device(&mut self, d: &DeviceMetrics) {
+        let full = self.devices.len() >= self.max_entities;
+        if full && !self.devices.contains_key(&d.device) {
+            return;
+        }
+        let mut max_z = 0f64;
+        let (mut in_b, mut out_b, mut in_p, mut out_p, mut errors) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in &d.interfaces {
+            let ib = i.in_bytes_per_sec.unwrap_or(0.0);
+            let ob = i.out_bytes_per_sec.unwrap_or(0.0);
+            in_b += ib;
+            out_b += ob;
+            in_p += i.in_packets_per_sec.unwrap_or(0.0);
+            out_p += i.out_packets_per_sec.unwrap_or(0.0);
+            errors += i.in_errors_per_sec.unwrap_or(0.0) + i.out_errors_per_sec.unwrap_or(0.0);
+            if i.in_bytes_per_sec.is_none() && i.out_bytes_per_sec.is_none() {
+                continue;
+            }
+            let key = (d.device.clone(), i.index);
+            if !self.rates.contains_key(&key) && self.rates.len() >= MAX_INTERFACES {
+                continue;
+            }
+            let ewma = self.rates.entry(key).or_insert(Ewma {
+                mean: 0.0,
+                var: 0.0,
+                seen: 0,
+            });
+            max_z = max_z.max(ewma.observe((ib + ob).max(0.0).ln_1p()));
+        }
+        let acc = self.devices.entry(d.device.clone()).or_default();
+        acc.polls += 1;
+        if !d.cpu_percent.is_empty() {
+            let sum: f64 = d.cpu_percent.iter().map(|c| f64::from(*c)).sum();
+            acc.cpu += sum / d.cpu_percent.len() as f64;
+        }
+        acc.load += d.load.map_or(0.0, |l| l[0].max(0.0));
+        if let (Some(total), Some(avail)) = (d.memory_total_kib, d.memory_available_kib) {
+            acc.memory_used += 1.0 - ratio(avail.min(total), total) as f64;
+        }
+        acc.in_bytes += in_b;
+        acc.out_bytes += out_b;
+        acc.in_packets += in_p;
+        acc.out_packets += out_p;
+        acc.errors += errors;
+        acc.max_z = acc.max_z.max(max_z);
+        acc.rebooted |= d.rebooted;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amoskys_sensors::event::{
+        FlowCounters, InterfaceRates, LineageEntry, ProcessInfo, ProcessRef, TcpFlagCounts,
+    };
+
+    const S: u64 = 1_000_000_000;
+
+    fn flow(t: u64, src: &str, dst: &str, port: u16, answered: bool) -> Event {
+        let body = EventBody::NetworkActivity(FlowRecord {
+            interface: "eth0".into(),
+            transport: Transport::Tcp,
+            src: src.parse().expect("ip"),
+            src_port: 40_000,
+            dst: dst.parse().expect("ip"),
+            dst_port: port,
+            first_ns: t,
+            last_ns: t,
+            forward: FlowCounters {
+                packets: 1,
+                bytes: 60,
+            },
+            reverse: FlowCounters {
+                packets: u64::from(answered),
+                bytes: if answered { 60 } else { 0 },
+            },
+            tcp_flags: TcpFlagCounts {
+                syn: 1,
+                syn_no_ack: 1,
+                syn_ack: u32::from(answered),
+                ..Default::default()
+            },
+            end: if answered {
+                FlowEnd::End
+            } else {
+                FlowEnd::Idle
+            },
+        });
+        Event::new(t, "h", "flows", body)
+    }
+
+    fn launch(t: u64, exe: &str, parent: &str) -> Event {
+        let name = exe.rsplit('/').next().unwrap_or(exe).to_owned();
+        Event::new(
+            t,
+            "h",
+            "procfs",
+            EventBody::ProcessActivity(ProcessActivity {
+                activity: ProcessActivityKind::Launch,
+                process: ProcessInfo {
+                    pid: 10,
+                    ppid: 1,
+                    name,
+                    exe: exe.into(),
+                    cmdline: vec![],
+                    uid: 0,
+                    start_time_ns: t,
+                },
+                lineage: vec![LineageEntry {
+                    pid: 1,
+                    name: "p".into(),
+                    exe: parent.into(),
+                }],
+            }),
+        )
+    }
+
+    fn value(w: &FeatureWindow, name: &str) -> f32 {
+        let i = w
+            .kind
+            .features()
+            .iter()
+            .position(|f| *f == name)
+            .expect("feature");
+        w.values[i]
+    }
+
+    #[test]
+    fn every_window_matches_its_schema_and_stays_in_range() {
+        let mut fx = FeatureExtractor::new(60 * S, 100);
+        fx.push(&flow(S, "10.0.0.1", "10.0.0.2", 22, true));
+        fx.push(&launch(2 * S, "/usr/bin/bash", "/usr/sbin/sshd"));
+        fx.push(&Event::new(
+            3 * S,
+            "h",
+            "sockets",
+            EventBody::SocketActivity(SocketActivity {
+                activity: SocketActivityKind::Accept,
+                transport: Transport::Tcp,
+                local: "10.0.0.2:22".parse().expect("addr"),
+                remote: Some("10.0.0.1:40000".parse().expect("addr")),
+                process: Some(ProcessRef {
+                    pid: 5,
+                    name: "sshd".into(),
+                    exe: "/usr/sbin/sshd".into(),
+                    uid: 0,
+                }),
+            }),
+        ));
+        let windows = fx.close();
+        assert_eq!(windows.len(), 4, "source, host, sshd, bash");
+        for w in &windows {
+            assert_eq!(w.values.len(), w.kind.features().len(), "{:?}", w.kind);
+            assert!(w.values.iter().all(|v| (0.0..=1.0).contains(v)), "{w:?}");
+            assert_eq!((w.start_ns, w.end_ns), (0, 60 * S));
+        }
+        let sshd = windows
+            .iter()
+            .find(|w| {
+                w.subject
+                    == Subject::Process {
+                        pid: 0,
+                        exe: "/usr/sbin/sshd".into(),
+                    }
+            })
+            .expect("sshd window");
+        assert!(value(sshd, "shell_children") > 0.0);
+        assert!(value(sshd, "accepts") > 0.0);
+        assert!(fx.close().is_empty(), "closing twice gives nothing");
+    }
+
+    #[test]
+    fn a_scan_differs_from_a_session() {
+        let mut fx = FeatureExtractor::new(60 * S, 100);
+        for port in 1..=500u16 {
+            fx.push(&flow(S, "10.0.0.9", "10.0.0.2", port, false));
+        }
+        fx.push(&flow(S, "10.0.0.1", "10.0.0.2", 443, true));
+        // The next window's first event closes this one.
+        let closed = fx.push(&flow(61 * S, "10.0.0.1", "10.0.0.2", 443, true));
+        let scan = &closed[1];
+        let session = &closed[0];
+        assert_eq!(
+            scan.subject,
+            Subject::SourceIp("10.0.0.9".parse().expect("ip"))
+        );
+        assert!(value(scan, "distinct_dst_ports") > 0.5);
+        assert_eq!(value(scan, "failed_tcp_ratio"), 1.0);
+        assert_eq!(value(scan, "syn_without_ack_ratio"), 1.0);
+        assert_eq!(
+            value(session, "distinct_dst_ports"),
+            0.0f32.max(log_scale(1.0, 65_536.0))
+        );
+        assert_eq!(value(session, "completed_tcp_ratio"), 1.0);
+        assert_eq!(fx.flush(100 * S).len(), 0, "the open window runs to 120 s");
+        assert_eq!(fx.flush(120 * S).len(), 1);
+    }
+
+    #[test]
+    fn a_pair_is_rare_until_seen_twice() {
+        let mut fx = FeatureExtractor::new(60 * S, 100);
+        let rare = |fx: &mut FeatureExtractor, t: u64| {
+            fx.push(&launch(t, "/usr/bin/ls", "/usr/bin/bash"));
+            let w = fx.close();
+            value(&w[0], "rare_parent_child")
+        };
+        assert!(rare(&mut fx, S) > 0.0);
+        assert!(rare(&mut fx, 61 * S) > 0.0);
+        assert_eq!(rare(&mut fx, 121 * S), 0.0);
+    }
+
+    #[test]
+    fn a_rate_jump_raises_the_zscore() {
+        let mut fx = FeatureExtractor::new(60 * S, 100);
+        let poll = |t: u64, rate: f64| {
+            Event::new(
+                t,
+                "h",
+                "snmp",
+                EventBody::DeviceMetrics(DeviceMetrics {
+                    device: "sw1".into(),
+                    address: "127.0.0.1:161".into(),
+                    uptime_ticks: 1,
+                    description: String::new(),
+                    rebooted: false,
+                    load: Some([0.5, 0.5, 0.5]),
+                    cpu_percent: vec![10, 30],
+                    memory_total_kib: Some(1000),
+                    memory_available_kib: Some(250),
+                    interfaces: vec![InterfaceRates {
+                        index: 1,
+                        name: "eth0".into(),
+                        in_bytes_per_sec: Some(rate),
+                        out_bytes_per_sec: Some(rate),
+                        in_packets_per_sec: Some(rate / 100.0),
+                        out_packets_per_sec: Some(rate / 100.0),
+                        in_errors_per_sec: Some(0.0),
+                        out_errors_per_sec: Some(0.0),
+                    }],
+                }),
+            )
+        };
+        let mut last = Vec::new();
+        for i in 0..10u64 {
+            fx.push(&poll(i * 60 * S, 1000.0 + (i % 2) as f64 * 50.0));
+            last = fx.close();
+        }
+        let calm = value(&last[0], "max_rate_zscore");
+        assert!((value(&last[0], "cpu") - 0.2).abs() < 1e-6);
+        assert!((value(&last[0], "memory_used_ratio") - 0.75).abs() < 1e-6);
+        fx.push(&poll(11 * 60 * S, 1e8));
+        let jump = value(&fx.close()[0], "max_rate_zscore");
+        assert!(calm < 0.2 && jump > 0.9, "calm {calm}, jump {jump}");
+    }
+
+    #[test]
+    fn entity_tables_are_bounded() {
+        let mut fx = FeatureExtractor::new(60 * S, 3);
+        for i in 0..10 {
+            fx.push(&flow(S, &format!("10.0.0.{i}"), "10.0.0.100", 80, true));
+        }
+        assert_eq!(fx.close().len(), 3);
+    }
+}
