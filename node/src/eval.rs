@@ -33,6 +33,9 @@ pub struct Report {
     pub precision: f64,
     pub recall: f64,
     pub false_positive_rate: f64,
+    /// Share of attacks flagged at the threshold that flags 5% of the
+    /// normal test rows (the predecessor's false-positive budget).
+    pub recall_at_5pct_fpr: f64,
     pub train_seconds: f64,
     pub seed: u64,
 }
@@ -130,9 +133,30 @@ pub fn evaluate(train: &Dataset, test: &Dataset, cfg: &TrainConfig) -> Result<Re
         precision: c.precision(),
         recall: c.recall(),
         false_positive_rate: c.fpr(),
+        recall_at_5pct_fpr: recall_at_fpr(&scores, &test.labels, 0.05),
         train_seconds,
         seed: cfg.seed,
     })
+}
+
+/// Recall at the score that `fpr` of the normal rows exceed.
+fn recall_at_fpr(scores: &[f64], labels: &[bool], fpr: f64) -> f64 {
+    let normal: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, a)| !**a)
+        .map(|(s, _)| *s)
+        .collect();
+    let Some(cut) = amoskys_learning::eval::quantile(&normal, 1.0 - fpr) else {
+        return f64::NAN;
+    };
+    let attacks = labels.iter().filter(|a| **a).count();
+    let caught = scores
+        .iter()
+        .zip(labels)
+        .filter(|(s, a)| **a && **s > cut)
+        .count();
+    caught as f64 / attacks.max(1) as f64
 }
 
 /// Splits the data by the fixed test ids.

@@ -4,16 +4,19 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use amoskys_learning::RulePolicy;
 use amoskys_learning::anomaly::{ModelKind, TrainConfig};
 use amoskys_learning::features::{EntityKind, FeatureExtractor};
 use amoskys_learning::{Category, Subject};
 use amoskys_node::Node;
 use amoskys_node::config::Source;
-use amoskys_node::detect::score_windows;
+use amoskys_node::detect::{AnomalyDetection, Detector, score_windows};
 use amoskys_node::models::{LearningSettings, ModelSet, train_all};
+use amoskys_node::privacy::{Addresses, Privacy};
 use amoskys_node::storage::Store;
 use amoskys_sensors::event::{FlowCounters, FlowEnd, FlowRecord, TcpFlagCounts, Transport};
 use amoskys_sensors::{Event, EventBody, now_ns};
@@ -148,6 +151,31 @@ fn models_train_from_stored_events_score_windows_and_verify_on_load() {
         keys.iter().any(|k| k.starts_with("feature.")),
         "the features that made it unusual are named: {keys:?}"
     );
+
+    // Through the detector: events in, a signed anomaly alert out, with the
+    // scanner's address hashed by the privacy policy.
+    let (announce, _) = tokio::sync::broadcast::channel(16);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let privacy = Privacy {
+        addresses: Addresses::Hash {
+            salt: "a-salt-of-16-chars".into(),
+        },
+    };
+    let mut detector = Detector::new(RulePolicy::default(), privacy, key, 300, announce)
+        .with_anomaly(AnomalyDetection::new(WINDOW, Arc::new(reloaded)));
+    let scan: Vec<Event> = (1..=300u16)
+        .map(|port| flow(until - 2 * WINDOW, 66, port, false))
+        .collect();
+    let alerts = detector.process(&store, &scan).expect("process");
+    let anomaly = alerts
+        .iter()
+        .find(|a| a.body.rule == "anomaly_source")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    anomaly.verify().expect("signed");
+    assert_eq!(anomaly.body.category, "anomaly");
+    let text = String::from_utf8_lossy(&anomaly.encode()).to_string();
+    assert!(!text.contains("10.0.0.66"), "{text}");
+    assert!(anomaly.body.subject.starts_with("source_ip:h:"), "{text}");
 
     // Changed bytes are refused on load; nothing stored is deleted.
     let mut stored = store.models().expect("models").remove(0);

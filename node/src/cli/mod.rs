@@ -468,6 +468,10 @@ fn eval_kdd99(
                 r.threshold, r.f1, r.precision, r.recall, r.false_positive_rate
             );
             println!(
+                "  recall at a 5% false-positive rate: {:.3}",
+                r.recall_at_5pct_fpr
+            );
+            println!(
                 "  training {:.1} s on {} rows, seed {}",
                 r.train_seconds, r.train_rows, r.seed
             );
