@@ -9,21 +9,7 @@ use std::time::Duration;
 
 use amoskys_mesh::Alert;
 use amoskys_node::Node;
-use amoskys_node::config::Source;
 use common::{eventually, get, get_json};
-
-fn config(dir: &std::path::Path, extra: &[&str]) -> amoskys_node::Config {
-    let mut sets = vec![
-        format!("node.data_dir={}", dir.display()),
-        "api.listen=127.0.0.1:0".into(),
-        "mesh.listen=[\"127.0.0.1:0\"]".into(),
-        "sensors.procfs.interval_ms=20".into(),
-        "sensors.flows.enabled=false".into(),
-        "sensors.ebpf.enabled=false".into(),
-    ];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    amoskys_node::Config::load(&[Source::Embedded, Source::Set(sets)]).expect("config")
-}
 
 async fn alerts(addr: std::net::SocketAddr) -> Vec<Alert> {
     let (_, body) = get_json(addr, "/api/v1/alerts?limit=1000").await;
@@ -33,7 +19,7 @@ async fn alerts(addr: std::net::SocketAddr) -> Vec<Alert> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_spawned_by_a_service_is_alerted_signed_and_streamed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(config(dir.path(), &[]))
+    let node = Node::start(common::quiet_config(dir.path(), &[]))
         .await
         .expect("node starts");
     let addr = node.api_addr();
@@ -135,7 +121,7 @@ async fn shell_spawned_by_a_service_is_alerted_signed_and_streamed() {
 
     // Alerts survive a restart.
     node.shutdown().await;
-    let node = Node::start(config(dir.path(), &[]))
+    let node = Node::start(common::quiet_config(dir.path(), &[]))
         .await
         .expect("restarts");
     assert!(
@@ -150,7 +136,7 @@ async fn shell_spawned_by_a_service_is_alerted_signed_and_streamed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashed_addresses_keep_raw_addresses_out_of_alerts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(config(
+    let node = Node::start(common::quiet_config(
         dir.path(),
         &[
             "privacy.addresses=hash",

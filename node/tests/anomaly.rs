@@ -192,17 +192,7 @@ fn models_train_from_stored_events_score_windows_and_verify_on_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_api_lists_models_and_queues_training() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = amoskys_node::Config::load(&[
-        Source::Embedded,
-        Source::Set(vec![
-            format!("node.data_dir={}", dir.path().display()),
-            "api.listen=127.0.0.1:0".into(),
-            "mesh.listen=[\"127.0.0.1:0\"]".into(),
-            "sensors.flows.enabled=false".into(),
-            "sensors.ebpf.enabled=false".into(),
-        ]),
-    ])
-    .expect("config");
+    let config = common::quiet_config(dir.path(), &[]);
     let node = Node::start(config).await.expect("node starts");
     let addr = node.api_addr();
 
@@ -270,18 +260,7 @@ async fn model_api_lists_models_and_queues_training() {
 
     // With learning off, a request is refused with the reason.
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = amoskys_node::Config::load(&[
-        Source::Embedded,
-        Source::Set(vec![
-            format!("node.data_dir={}", dir.path().display()),
-            "api.listen=127.0.0.1:0".into(),
-            "mesh.listen=[\"127.0.0.1:0\"]".into(),
-            "sensors.flows.enabled=false".into(),
-            "sensors.ebpf.enabled=false".into(),
-            "learning.enabled=false".into(),
-        ]),
-    ])
-    .expect("config");
+    let config = common::quiet_config(dir.path(), &["learning.enabled=false"]);
     let node = Node::start(config).await.expect("node starts");
     let addr = node.api_addr();
     let resp = reqwest::Client::new()

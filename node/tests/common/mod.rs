@@ -23,6 +23,21 @@ pub fn test_config(data_dir: &Path) -> Config {
     .expect("test config loads")
 }
 
+/// A test node's configuration with the flows and eBPF sensors off (they
+/// need root) and `extra` `KEY=VALUE` settings on top.
+pub fn quiet_config(data_dir: &Path, extra: &[&str]) -> Config {
+    let mut sets = vec![
+        format!("node.data_dir={}", data_dir.display()),
+        "api.listen=127.0.0.1:0".into(),
+        "mesh.listen=[\"127.0.0.1:0\"]".into(),
+        "sensors.procfs.interval_ms=20".into(),
+        "sensors.flows.enabled=false".into(),
+        "sensors.ebpf.enabled=false".into(),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    Config::load(&[Source::Embedded, Source::Set(sets)]).expect("test config loads")
+}
+
 /// GET a path of a node's API; returns status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let resp = reqwest::Client::new()
