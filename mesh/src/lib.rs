@@ -1,13 +1,23 @@
 //! Peer-to-peer layer of the AMOSKYS mesh.
 //!
-//! Today: [`alert`], the signed alert format that every node produces and
-//! every peer verifies (canonical bytes, ed25519 signature, size and field
-//! limits). To come: the libp2p swarm run as an actor behind a typed handle
-//! (one identity, one listening port, gossip with strict validation, and the
-//! request-response protocols that consensus and learning reuse).
+//! - [`alert`]: the signed alert format that every node produces and every
+//!   peer verifies (canonical bytes, ed25519 signature, size and field
+//!   limits);
+//! - [`gossip`]: the ordered validation of gossiped alerts (rate, size,
+//!   decode, admitted origin, signature, time window, duplicates);
+//! - [`net`]: the libp2p swarm as an actor task behind [`MeshHandle`]: one
+//!   identity, TCP+noise+yamux and QUIC (or TCP behind a pre-shared key),
+//!   static bootstrap and mDNS, alert gossip that forwards only what the
+//!   receiver has stored.
 //!
-//! This crate knows nothing of the node crate.
+//! To come: reconciliation after partitions, Kademlia, cross-site
+//! correlation, and the request-response protocols that consensus and
+//! learning reuse. This crate knows nothing of the node crate.
 
 pub mod alert;
+pub mod gossip;
+pub mod net;
 
 pub use alert::{Alert, AlertBody, AlertError};
+pub use gossip::{Reject, Validator, ValidatorConfig};
+pub use net::{MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received};

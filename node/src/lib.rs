@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod models;
 mod node;
+pub mod peering;
 pub mod privacy;
 pub mod storage;
 pub mod telemetry;

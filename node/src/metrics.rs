@@ -4,8 +4,11 @@
 //! uptime are read at scrape time by a collector, so sensors need no
 //! dependency on the metrics library.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+use amoskys_mesh::{MeshStats, Reject};
 
 use amoskys_sensors::snmp::{DeviceState, DeviceStatuses};
 use amoskys_sensors::{HealthState, SensorStats};
@@ -34,6 +37,7 @@ pub struct Metrics {
     /// Alerts raised by this node.
     pub alerts_raised: Counter,
     sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    mesh: Arc<OnceLock<Arc<MeshStats>>>,
 }
 
 impl Metrics {
@@ -73,7 +77,9 @@ impl Metrics {
             "Age of a sensor's newest event when it was written to the store",
             sensor_lag.clone(),
         );
+        let mesh = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
+            mesh: mesh.clone(),
             version,
             started: Instant::now(),
             sensors,
@@ -86,7 +92,13 @@ impl Metrics {
             store_batch_seconds,
             alerts_raised,
             sensor_lag,
+            mesh,
         }
+    }
+
+    /// Reports the mesh's counters from now on.
+    pub fn set_mesh(&self, stats: Arc<MeshStats>) {
+        let _ = self.mesh.set(stats);
     }
 
     /// Records how old a sensor's newest event was when it was stored.
@@ -108,6 +120,7 @@ impl Metrics {
 
 #[derive(Debug)]
 struct NodeCollector {
+    mesh: Arc<OnceLock<Arc<MeshStats>>>,
     version: &'static str,
     started: Instant,
     sensors: Vec<Arc<SensorStats>>,
@@ -169,6 +182,41 @@ impl Collector for NodeCollector {
         for s in &self.sensors {
             let healthy = i64::from(s.health().state == HealthState::Healthy);
             ConstGauge::new(healthy).encode(family.encode_family(&[("sensor", s.name())])?)?;
+        }
+        if let Some(m) = self.mesh.get() {
+            let read = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            let peers = ConstGauge::new(read(&m.connected_peers) as i64);
+            peers.encode(encoder.encode_descriptor(
+                "amoskys_mesh_peers",
+                "Connected mesh peers",
+                None,
+                peers.metric_type(),
+            )?)?;
+            for (name, help, value) in [
+                (
+                    "amoskys_mesh_alerts_published",
+                    "Own alerts gossiped",
+                    read(&m.published),
+                ),
+                (
+                    "amoskys_mesh_alerts_received",
+                    "Peers' alerts received and verified",
+                    read(&m.received),
+                ),
+            ] {
+                let c = ConstCounter::new(value);
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+            let mut rejected = encoder.encode_descriptor(
+                "amoskys_mesh_messages_rejected",
+                "Gossip messages refused, by reason",
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for r in Reject::ALL {
+                ConstCounter::new(m.rejected(r))
+                    .encode(rejected.encode_family(&[("reason", r.as_str())])?)?;
+            }
         }
         if let Some(snmp) = &self.snmp {
             let devices = snmp

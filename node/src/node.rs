@@ -21,6 +21,7 @@ use crate::identity::{Identity, IdentityError};
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::models::{ModelSet, Trainer};
+use crate::peering::{Peering, PeeringError};
 use crate::storage::{StorageError, Store};
 
 /// Version of this build.
@@ -49,6 +50,8 @@ pub enum NodeError {
     },
     #[error("cannot start the event writer thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("cannot start the mesh: {0}")]
+    Mesh(#[from] PeeringError),
 }
 
 fn render(problems: &[Problem]) -> String {
@@ -70,6 +73,7 @@ pub struct Node {
     events_tx: Option<mpsc::Sender<Event>>,
     writer: Option<JoinHandle<()>>,
     trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
+    peering: Option<Peering>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -176,6 +180,14 @@ impl Node {
             }
         }
 
+        let peering = if config.mesh.enabled {
+            let p = Peering::start(&config, &identity, store.clone(), alerts_tx.clone()).await?;
+            metrics.set_mesh(p.handle.stats().clone());
+            Some(p)
+        } else {
+            None
+        };
+
         let listener = tokio::net::TcpListener::bind(api_listen)
             .await
             .map_err(|source| NodeError::ApiBind {
@@ -204,6 +216,7 @@ impl Node {
             alerts: alerts_tx,
             shutdown: shutdown_rx.clone(),
             snmp_devices,
+            mesh: peering.as_ref().map(|p| p.handle.clone()),
             models,
             trainer: trainer.clone(),
         };
@@ -234,6 +247,7 @@ impl Node {
             events_tx: Some(events_tx),
             writer: Some(writer),
             trainer,
+            peering,
             shutdown_tx,
             tasks,
         })
@@ -247,6 +261,11 @@ impl Node {
     /// Where the API actually listens (resolves a `:0` port).
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The node's mesh, when it runs.
+    pub fn mesh(&self) -> Option<&amoskys_mesh::MeshHandle> {
+        self.peering.as_ref().map(|p| &p.handle)
     }
 
     /// The node's database.
@@ -274,6 +293,9 @@ impl Node {
                 tracing::warn!("api connections still open after the grace period; closing them");
                 task.abort();
             }
+        }
+        if let Some(mut p) = self.peering.take() {
+            p.stop();
         }
         let mut sensors = std::mem::take(&mut self.sensors);
         let events_tx = self.events_tx.take();

@@ -97,13 +97,18 @@ impl Alert {
     /// Decodes JSON with the size limit applied first, then checks every
     /// field and the signature.
     pub fn decode(bytes: &[u8]) -> Result<Alert, AlertError> {
+        let alert = Alert::parse(bytes)?;
+        alert.verify()?;
+        Ok(alert)
+    }
+
+    /// Size check and JSON decoding only, without verification: for a
+    /// receiver that checks who sent it before spending a signature check.
+    pub fn parse(bytes: &[u8]) -> Result<Alert, AlertError> {
         if bytes.len() > MAX_ALERT_BYTES {
             return Err(AlertError::TooLarge(bytes.len()));
         }
-        let alert: Alert =
-            serde_json::from_slice(bytes).map_err(|e| AlertError::Malformed(e.to_string()))?;
-        alert.verify()?;
-        Ok(alert)
+        serde_json::from_slice(bytes).map_err(|e| AlertError::Malformed(e.to_string()))
     }
 
     /// JSON encoding.

@@ -40,6 +40,8 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Status of each polled SNMP device, when the SNMP sensor runs.
     pub snmp_devices: Option<DeviceStatuses>,
+    /// The mesh, when it runs.
+    pub mesh: Option<amoskys_mesh::MeshHandle>,
     /// The anomaly models in use.
     pub models: Arc<crate::models::ModelSet>,
     /// The training thread, when learning is enabled.
@@ -100,6 +102,7 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/alerts/export", get(alerts::export))
         .route("/api/v1/models", get(models::list))
+        .route("/api/v1/peers", get(peers))
         .route("/api/v1/models/train", axum::routing::post(models::train))
         .fallback(not_found)
         .layer(tower::limit::ConcurrencyLimitLayer::new(
@@ -241,6 +244,22 @@ fn time_of(s: &str, now_ns: u64) -> Option<u64> {
     }
     let t = humantime::parse_rfc3339_weak(s).ok()?;
     u64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()
+}
+
+/// `GET /api/v1/peers`: connected mesh peers.
+async fn peers(State(state): State<ApiState>) -> Response {
+    let Some(mesh) = state.mesh.as_ref() else {
+        return Json(serde_json::json!({ "mesh": false, "peers": [] })).into_response();
+    };
+    match mesh.peers().await {
+        Ok(peers) => Json(serde_json::json!({
+            "mesh": true,
+            "id": mesh.peer_id().to_string(),
+            "peers": peers,
+        }))
+        .into_response(),
+        Err(e) => internal(e.to_string()),
+    }
 }
 
 async fn not_found() -> Response {

@@ -103,8 +103,13 @@ pub struct PrivacySection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeshSection {
+    pub enabled: bool,
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
+    pub mdns: bool,
+    pub admitted: Vec<String>,
+    pub network_key_file: String,
+    pub alert_window_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +282,33 @@ impl Config {
         }
     }
 
+    /// The admitted members' public keys. Call after [`Config::validate`]
+    /// passed (invalid entries are skipped).
+    pub fn mesh_admitted(&self) -> Vec<[u8; 32]> {
+        self.mesh
+            .admitted
+            .iter()
+            .filter_map(|k| parse_key_hex(k).ok())
+            .collect()
+    }
+
+    /// The pre-shared network key, when a file is set.
+    pub fn mesh_network_key(&self) -> Result<Option<[u8; 32]>, Problem> {
+        let path = &self.mesh.network_key_file;
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problem::new(
+                "mesh.network_key_file",
+                format!("cannot read {path:?}: {e}"),
+            )
+        })?;
+        parse_key_hex(text.trim())
+            .map(Some)
+            .map_err(|e| Problem::new("mesh.network_key_file", format!("{path:?}: {e}")))
+    }
+
     /// The SNMP devices to poll. Call after [`Config::validate`] passed;
     /// unknown protocol names fall back to the defaults (SHA, AES).
     pub fn snmp_devices(&self) -> Vec<amoskys_sensors::snmp::SnmpDevice> {
@@ -354,4 +386,12 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
+}
+
+/// 32 bytes from 64 hex characters.
+pub fn parse_key_hex(text: &str) -> Result<[u8; 32], String> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| format!("{text:?} is not 64 hex characters (32 bytes)"))
 }

@@ -130,6 +130,18 @@ impl Config {
         for (i, addr) in self.mesh.bootstrap.iter().enumerate() {
             check(host_port(&format!("mesh.bootstrap[{i}]"), addr));
         }
+        for (i, key) in self.mesh.admitted.iter().enumerate() {
+            if let Err(e) = super::parse_key_hex(key) {
+                check(Err(Problem::new(&format!("mesh.admitted[{i}]"), e)));
+            }
+        }
+        check(self.mesh_network_key().map(drop));
+        check(range(
+            "mesh.alert_window_secs",
+            self.mesh.alert_window_secs,
+            10,
+            7 * 86_400,
+        ));
         check(range(
             "sensors.procfs.interval_ms",
             self.sensors.procfs.interval_ms,

@@ -1,0 +1,512 @@
+//! The libp2p swarm, run as an actor task behind a [`MeshHandle`].
+//!
+//! One identity (the node's ed25519 key) and one port per listen address:
+//! TCP with noise and yamux, and QUIC on the same UDP port. With a
+//! pre-shared network key (libp2p private network) the transport is TCP
+//! only, wrapped in the PSK handshake: QUIC cannot carry it, and a peer
+//! without the key cannot complete a connection.
+//!
+//! Alerts travel on one gossipsub topic. Every message is held until it is
+//! checked ([`crate::gossip::Validator`]) and the receiver has stored it;
+//! only then is it accepted and forwarded, so an alert is never relayed by a
+//! node that could lose it. A bad message is rejected (the relaying peer's
+//! score drops) and counted by reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::core::upgrade::Version;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, mdns, noise, ping, tcp, yamux};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::alert::{Alert, MAX_ALERT_BYTES};
+use crate::gossip::{Reject, Validator, ValidatorConfig};
+
+/// The gossipsub topic of alerts (versioned with the alert format).
+pub const ALERT_TOPIC: &str = "/amoskys/alerts/1";
+const PROTOCOL_VERSION: &str = "/amoskys/1.0.0";
+/// Bootstrap peers that are not connected are dialled again this often.
+const REDIAL_EVERY: Duration = Duration::from_secs(5);
+const COMMAND_QUEUE: usize = 1024;
+/// Received alerts waiting for the receiver to store them.
+const MAX_PENDING: usize = 4096;
+
+/// How the mesh runs.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    pub keypair: Keypair,
+    /// Each address listens on TCP, and on QUIC (UDP, same port) unless a
+    /// pre-shared key is set.
+    pub listen: Vec<SocketAddr>,
+    /// Peers dialled at start and whenever they are not connected (the
+    /// air-gapped case needs nothing else).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Find peers on the local network by multicast DNS.
+    pub mdns: bool,
+    /// Closes the mesh to peers without this key.
+    pub psk: Option<[u8; 32]>,
+    pub validator: ValidatorConfig,
+}
+
+/// An alert received from the mesh, verified, to be stored. Answer `true`
+/// once it is stored (it is then forwarded), `false` if it could not be.
+#[derive(Debug)]
+pub struct Received {
+    pub alert: Alert,
+    /// The peer that relayed it (not necessarily its origin).
+    pub from: PeerId,
+    pub stored: oneshot::Sender<bool>,
+}
+
+/// Counters of the mesh, read by the node's metrics.
+#[derive(Debug, Default)]
+pub struct MeshStats {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub connected_peers: AtomicU64,
+    rejected: [AtomicU64; Reject::ALL.len()],
+}
+
+impl MeshStats {
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected[reason as usize].load(Ordering::Relaxed)
+    }
+
+    fn reject(&self, reason: Reject) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A connected peer, for `GET /api/v1/peers`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    pub id: String,
+    pub address: String,
+    /// Last ping round trip, milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Gossipsub peer score.
+    pub score: Option<f64>,
+    pub connected_for_secs: u64,
+}
+
+/// Why the mesh could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("cannot build the transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("cannot publish: {0}")]
+    Publish(String),
+    #[error("the mesh has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Publish(Vec<u8>, oneshot::Sender<Result<(), MeshError>>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Remember(String),
+}
+
+/// The typed handle to the mesh task. Cloning it is cheap; the task ends
+/// when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct MeshHandle {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    stats: Arc<MeshStats>,
+}
+
+impl MeshHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn stats(&self) -> &Arc<MeshStats> {
+        &self.stats
+    }
+
+    /// Gossips one of our own alerts.
+    pub async fn publish(&self, alert: &Alert) -> Result<(), MeshError> {
+        self.send(Command::Remember(alert.id.clone())).await?;
+        self.publish_bytes(alert.encode()).await
+    }
+
+    /// Gossips `bytes` as they are. Receivers validate everything; this is
+    /// how tests and tools put malformed messages on the wire.
+    pub async fn publish_bytes(&self, bytes: Vec<u8>) -> Result<(), MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Publish(bytes, tx)).await?;
+        rx.await.map_err(|_| MeshError::Stopped)?
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Peers(tx)).await?;
+        rx.await.map_err(|_| MeshError::Stopped)
+    }
+
+    /// Addresses the mesh listens on (ports resolved).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ListenAddrs(tx)).await?;
+        rx.await.map_err(|_| MeshError::Stopped)
+    }
+
+    async fn send(&self, c: Command) -> Result<(), MeshError> {
+        self.tx.send(c).await.map_err(|_| MeshError::Stopped)
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// `/ip4/…/tcp/…` (and `/udp/…/quic-v1`) of a socket address.
+pub fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
+    Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
+}
+
+fn quic_multiaddr(addr: SocketAddr) -> Multiaddr {
+    Multiaddr::from(addr.ip())
+        .with(Protocol::Udp(addr.port()))
+        .with(Protocol::QuicV1)
+}
+
+fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshError> {
+    let err = |e: &dyn std::fmt::Display| MeshError::Transport(e.to_string());
+    let behaviour = |key: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+        let gossip_cfg = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .max_transmit_size(MAX_ALERT_BYTES + 1024)
+            .heartbeat_interval(Duration::from_millis(500))
+            .message_id_fn(|m: &gossipsub::Message| {
+                MessageId::from(hex::encode(&Sha256::digest(&m.data)[..16]))
+            })
+            .build()?;
+        let gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+        let mdns = if cfg.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                key.public().to_peer_id(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            gossipsub,
+            identify: identify::Behaviour::new(identify::Config::new(
+                PROTOCOL_VERSION.into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::default(),
+            mdns: Toggle::from(mdns),
+        })
+    };
+    let builder = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
+    let swarm = match cfg.psk {
+        None => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| err(&e))?
+            .with_quic()
+            .with_behaviour(behaviour)
+            .map_err(|e| err(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build(),
+        Some(psk) => builder
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let psk = PnetConfig::new(PreSharedKey::new(psk));
+                    Ok(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .and_then(move |socket, _| psk.handshake(socket))
+                            .upgrade(Version::V1)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default()),
+                    )
+                },
+            )
+            .map_err(|e| err(&e))?
+            .with_behaviour(behaviour)
+            .map_err(|e| err(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build(),
+    };
+    Ok(swarm)
+}
+
+/// Starts the mesh task; verified alerts from peers go to `received`.
+pub async fn start(
+    cfg: MeshConfig,
+    received: mpsc::Sender<Received>,
+) -> Result<(MeshHandle, JoinHandle<()>), MeshError> {
+    let mut swarm = build_swarm(&cfg)?;
+    let topic = IdentTopic::new(ALERT_TOPIC);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| MeshError::Transport(e.to_string()))?;
+    for addr in &cfg.listen {
+        let mut addrs = vec![tcp_multiaddr(*addr)];
+        if cfg.psk.is_none() {
+            addrs.push(quic_multiaddr(*addr));
+        }
+        for a in addrs {
+            swarm.listen_on(a.clone()).map_err(|e| MeshError::Listen {
+                addr: a.to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    let peer_id = *swarm.local_peer_id();
+    let stats = Arc::new(MeshStats::default());
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let actor = Actor {
+        swarm,
+        topic,
+        validator: Validator::new(cfg.validator.clone()),
+        bootstrap: cfg.bootstrap.clone(),
+        received,
+        stats: stats.clone(),
+        peers: HashMap::new(),
+        pending: FuturesUnordered::new(),
+    };
+    let task = tokio::spawn(actor.run(rx));
+    Ok((MeshHandle { tx, peer_id, stats }, task))
+}
+
+struct PeerState {
+    address: Multiaddr,
+    since: Instant,
+    rtt: Option<Duration>,
+    connections: u32,
+}
+
+type Pending = std::pin::Pin<Box<dyn Future<Output = (MessageId, PeerId, bool)> + Send>>;
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    validator: Validator,
+    bootstrap: Vec<Multiaddr>,
+    received: mpsc::Sender<Received>,
+    stats: Arc<MeshStats>,
+    peers: HashMap<PeerId, PeerState>,
+    pending: FuturesUnordered<Pending>,
+}
+
+impl Actor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut redial = tokio::time::interval(REDIAL_EVERY);
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.event(event),
+                Some((id, from, stored)) = self.pending.next(), if !self.pending.is_empty() => {
+                    let acceptance = if stored {
+                        MessageAcceptance::Accept
+                    } else {
+                        MessageAcceptance::Ignore
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(&id, &from, acceptance);
+                }
+                _ = redial.tick() => self.redial(),
+            }
+        }
+    }
+
+    fn redial(&mut self) {
+        let connected: Vec<Multiaddr> = self.peers.values().map(|p| p.address.clone()).collect();
+        for addr in self.bootstrap.clone() {
+            let known = connected
+                .iter()
+                .any(|c| c.to_string().starts_with(&addr.to_string()));
+            if !known && let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "bootstrap dial failed");
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Publish(bytes, reply) => {
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes);
+                let r = match r {
+                    Ok(_) => {
+                        self.stats.published.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    // Alone in the mesh: nothing to send to, not an error;
+                    // peers fetch it when they connect.
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
+                    Err(e) => Err(MeshError::Publish(e.to_string())),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Peers(reply) => {
+                let gossip = &self.swarm.behaviour().gossipsub;
+                let list = self
+                    .peers
+                    .iter()
+                    .map(|(id, p)| PeerInfo {
+                        id: id.to_string(),
+                        address: p.address.to_string(),
+                        latency_ms: p.rtt.map(|d| d.as_secs_f64() * 1e3),
+                        score: gossip.peer_score(id),
+                        connected_for_secs: p.since.elapsed().as_secs(),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Remember(id) => self.validator.remember(&id),
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.message(propagation_source, message_id, &message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.rtt = Some(rtt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if !self.peers.contains_key(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let p = self.peers.entry(peer_id).or_insert(PeerState {
+                    address: endpoint.get_remote_address().clone(),
+                    since: Instant::now(),
+                    rtt: None,
+                    connections: 0,
+                });
+                p.connections += 1;
+                self.stats
+                    .connected_peers
+                    .store(self.peers.len() as u64, Ordering::Relaxed);
+                tracing::debug!(peer = %peer_id, "peer connected");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.connections = p.connections.saturating_sub(1);
+                    if p.connections == 0 {
+                        self.peers.remove(&peer_id);
+                    }
+                }
+                self.stats
+                    .connected_peers
+                    .store(self.peers.len() as u64, Ordering::Relaxed);
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "mesh listening");
+            }
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, from: PeerId, id: MessageId, data: &[u8]) {
+        let now = now_ns();
+        let checked = if self.pending.len() >= MAX_PENDING {
+            Err(Reject::RateLimited)
+        } else {
+            self.validator.check(data, &from.to_string(), now)
+        };
+        let alert = match checked {
+            Ok(a) => a,
+            Err(reason) => {
+                self.stats.reject(reason);
+                tracing::debug!(peer = %from, reason = reason.as_str(), "gossip message rejected");
+                let acceptance = if reason.penalises() {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &from, acceptance);
+                return;
+            }
+        };
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let (stored, answer) = oneshot::channel();
+        let sent = self.received.try_send(Received {
+            alert,
+            from,
+            stored,
+        });
+        if sent.is_err() {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
+            return;
+        }
+        self.pending.push(Box::pin(async move {
+            let ok = tokio::time::timeout(Duration::from_secs(10), answer)
+                .await
+                .is_ok_and(|r| r.unwrap_or(false));
+            (id, from, ok)
+        }));
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,273 @@
+//! Alert gossip over real libp2p sockets on loopback: five meshes in a
+//! star around a bootstrap node, forwarding only what each has stored;
+//! forged, tampered, unknown, replayed, oversized and garbage messages
+//! rejected and counted while good alerts still flow; a pre-shared key that
+//! keeps strangers out.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amoskys_mesh::net::{self, tcp_multiaddr};
+use amoskys_mesh::{Alert, AlertBody, MeshConfig, MeshHandle, Received, Reject, ValidatorConfig};
+use ed25519_dalek::SigningKey;
+use libp2p::Multiaddr;
+use libp2p::identity::Keypair;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn keypair(k: &SigningKey) -> Keypair {
+    Keypair::ed25519_from_bytes(k.to_bytes()).expect("ed25519 key")
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+struct Node {
+    key: SigningKey,
+    handle: MeshHandle,
+    got: Arc<Mutex<Vec<Alert>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn node(
+    seed: u8,
+    admitted: &[[u8; 32]],
+    bootstrap: Vec<Multiaddr>,
+    psk: Option<[u8; 32]>,
+) -> Node {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let (tx, mut rx) = mpsc::channel::<Received>(1024);
+    let (handle, task) = net::start(
+        MeshConfig {
+            keypair: keypair(&key),
+            listen: vec![loopback()],
+            bootstrap,
+            mdns: false,
+            psk,
+            validator: ValidatorConfig {
+                admitted: admitted.to_vec(),
+                ..ValidatorConfig::default()
+            },
+        },
+        tx,
+    )
+    .await
+    .expect("mesh starts");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    // The receiver "stores" in memory and acknowledges.
+    let store = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            sink.lock().expect("lock").push(r.alert);
+            let _ = r.stored.send(true);
+        }
+    });
+    Node {
+        key,
+        handle,
+        got,
+        tasks: vec![task, store],
+    }
+}
+
+async fn tcp_addr(n: &Node) -> Multiaddr {
+    let end = Instant::now() + WAIT;
+    loop {
+        let addrs = n.handle.listen_addrs().await.expect("addrs");
+        if let Some(a) = addrs.into_iter().find(|a| a.to_string().contains("/tcp/")) {
+            return a;
+        }
+        assert!(Instant::now() < end, "no listen address");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alert(key: &SigningKey, seq: u64, age: Duration) -> Alert {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    Alert::sign(
+        AlertBody {
+            seq,
+            time_ns: now - age.as_nanos() as u64,
+            severity: "high".into(),
+            category: "reconnaissance".into(),
+            technique: "T1046".into(),
+            rule: "port_scan_vertical".into(),
+            score: 1.0,
+            subject: "source_ip:192.0.2.9".into(),
+            evidence: vec![("ports".into(), "25".into())],
+        },
+        key,
+    )
+}
+
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn connected(n: &Node, peers: usize) {
+    let end = Instant::now() + WAIT;
+    while n.handle.peers().await.expect("peers").len() < peers {
+        assert!(Instant::now() < end, "peers did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ids(n: &Node) -> HashSet<String> {
+    n.got
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
+    let seeds = [1u8, 2, 3, 4, 5];
+    let admitted: Vec<[u8; 32]> = seeds
+        .iter()
+        .map(|s| SigningKey::from_bytes(&[*s; 32]).verifying_key().to_bytes())
+        .collect();
+    let hub = node(1, &admitted, vec![], None).await;
+    let hub_addr = tcp_addr(&hub).await;
+    let mut nodes = vec![hub];
+    for s in &seeds[1..] {
+        nodes.push(node(*s, &admitted, vec![hub_addr.clone()], None).await);
+    }
+    connected(&nodes[0], 4).await;
+    for n in &nodes[1..] {
+        connected(n, 1).await;
+    }
+    // Subscriptions travel after connecting; give gossipsub a heartbeat.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // One alert from each node reaches the four others, through the hub.
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let a = alert(&n.key, 1, Duration::ZERO);
+        n.handle.publish(&a).await.expect("publish");
+        sent.push((i, a.id));
+    }
+    until("every alert on every node", || {
+        nodes.iter().enumerate().all(|(i, n)| {
+            let have = ids(n);
+            sent.iter().all(|(j, id)| *j == i || have.contains(id))
+        })
+    })
+    .await;
+    let spread = started.elapsed();
+    assert!(spread < Duration::from_secs(10), "{spread:?}");
+    for n in &nodes {
+        assert_eq!(n.got.lock().expect("lock").len(), 4, "exactly once each");
+    }
+
+    // An outsider joins (its transport key is fine; it is not admitted).
+    let outsider = node(66, &admitted, vec![hub_addr.clone()], None).await;
+    connected(&outsider, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let member = SigningKey::from_bytes(&[2; 32]);
+    let mut tampered = alert(&member, 10, Duration::ZERO);
+    tampered.body.subject = "source_ip:198.51.100.7".into();
+    let mut forged = alert(&member, 11, Duration::ZERO);
+    forged.signature = alert(&outsider.key, 11, Duration::ZERO).signature;
+    let bad: Vec<(Vec<u8>, Reject)> = vec![
+        (
+            alert(&outsider.key, 1, Duration::ZERO).encode(),
+            Reject::NotAdmitted,
+        ),
+        (tampered.encode(), Reject::Signature),
+        (forged.encode(), Reject::Signature),
+        (
+            alert(&member, 12, Duration::from_secs(3600)).encode(),
+            Reject::Stale,
+        ),
+        (
+            vec![b'{'; amoskys_mesh::alert::MAX_ALERT_BYTES + 100],
+            Reject::Oversized,
+        ),
+        (b"\xffnot an alert".to_vec(), Reject::Decode),
+    ];
+    for (bytes, _) in &bad {
+        outsider
+            .handle
+            .publish_bytes(bytes.clone())
+            .await
+            .expect("sent");
+    }
+    let hub_stats = nodes[0].handle.stats().clone();
+    until("every bad message counted at the hub", || {
+        bad.iter().all(|(_, r)| hub_stats.rejected(*r) >= 1)
+    })
+    .await;
+    assert_eq!(hub_stats.rejected(Reject::Signature), 2);
+    // A replay of an alert already held is a duplicate, not a new alert.
+    outsider
+        .handle
+        .publish_bytes(alert(&nodes[1].key, 1, Duration::ZERO).encode())
+        .await
+        .expect("sent");
+    until("the replay counted", || {
+        hub_stats.rejected(Reject::Duplicate) >= 1
+    })
+    .await;
+
+    // Good alerts still flow, and nothing bad was stored anywhere.
+    let later = alert(&nodes[3].key, 2, Duration::ZERO);
+    nodes[3].handle.publish(&later).await.expect("publish");
+    until("the later alert everywhere", || {
+        nodes
+            .iter()
+            .enumerate()
+            .all(|(i, n)| i == 3 || ids(n).contains(&later.id))
+    })
+    .await;
+    for n in &nodes {
+        for a in n.got.lock().expect("lock").iter() {
+            a.verify().expect("only verified alerts are stored");
+            assert_ne!(
+                a.origin_key,
+                hex::encode(outsider.key.verifying_key().as_bytes())
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_network_key_cannot_connect() {
+    let psk = [9u8; 32];
+    let a = node(1, &[], vec![], Some(psk)).await;
+    let a_addr = tcp_addr(&a).await;
+    let b = node(2, &[], vec![a_addr.clone()], Some(psk)).await;
+    connected(&b, 1).await;
+    connected(&a, 1).await;
+
+    let stranger = node(3, &[], vec![a_addr.clone()], None).await;
+    let wrong = node(4, &[], vec![a_addr], Some([8u8; 32])).await;
+    // Both dial at once and again every 5 s; give them two rounds.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(stranger.handle.peers().await.expect("peers").is_empty());
+    assert!(wrong.handle.peers().await.expect("peers").is_empty());
+    assert_eq!(a.handle.peers().await.expect("peers").len(), 1);
+    let _ = tcp_multiaddr(loopback());
+}

@@ -1,0 +1,158 @@
+//! The node's side of the mesh: starts it from the configuration, gossips
+//! the node's own alerts as they are raised, and stores alerts from peers
+//! before acknowledging them (so they are forwarded only once stored).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use amoskys_mesh::net::{self, tcp_multiaddr};
+use amoskys_mesh::{Alert, MeshConfig, MeshError, MeshHandle, Received, ValidatorConfig};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Problem};
+use crate::identity::Identity;
+use crate::storage::Store;
+
+/// Verified alerts from peers waiting to be stored.
+const RECEIVE_QUEUE: usize = 4096;
+
+/// The running mesh and the node's tasks around it.
+#[derive(Debug)]
+pub struct Peering {
+    pub handle: MeshHandle,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Peering {
+    /// Starts the mesh and the publish and receive tasks.
+    pub async fn start(
+        config: &Config,
+        identity: &Identity,
+        store: Arc<Store>,
+        alerts: broadcast::Sender<Alert>,
+    ) -> Result<Peering, PeeringError> {
+        let listen = config
+            .mesh
+            .listen
+            .iter()
+            .map(|a| a.parse::<SocketAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PeeringError::Config(Problem::new("mesh.listen", e.to_string())))?;
+        let mut admitted = config.mesh_admitted();
+        admitted.push(identity.signing_key().verifying_key().to_bytes());
+        let psk = config.mesh_network_key().map_err(PeeringError::Config)?;
+        let bootstrap = config
+            .mesh
+            .bootstrap
+            .iter()
+            .filter_map(|hp| match hp.to_socket_addrs() {
+                Ok(mut addrs) => addrs.next().map(tcp_multiaddr),
+                Err(e) => {
+                    tracing::warn!(peer = %hp, error = %e, "cannot resolve a bootstrap peer; skipped");
+                    None
+                }
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(RECEIVE_QUEUE);
+        let (handle, mesh_task) = net::start(
+            MeshConfig {
+                keypair: identity.libp2p_keypair().clone(),
+                listen,
+                bootstrap,
+                mdns: config.mesh.mdns,
+                psk,
+                validator: ValidatorConfig {
+                    admitted,
+                    max_age_ns: config.mesh.alert_window_secs.saturating_mul(1_000_000_000),
+                    ..ValidatorConfig::default()
+                },
+            },
+            tx,
+        )
+        .await
+        .map_err(PeeringError::Mesh)?;
+        let own = identity.peer_id().to_string();
+        let publish = tokio::spawn(publish_own(handle.clone(), alerts.subscribe(), own));
+        let receive = tokio::spawn(store_received(rx, store, alerts));
+        Ok(Peering {
+            handle,
+            tasks: vec![mesh_task, publish, receive],
+        })
+    }
+
+    /// Stops the mesh and its tasks.
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Peering {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Why the mesh did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PeeringError {
+    #[error("{0}")]
+    Config(Problem),
+    #[error(transparent)]
+    Mesh(MeshError),
+}
+
+/// Gossips the alerts this node raises (peers' alerts are on the same
+/// channel for the live stream; they are not ours to publish).
+async fn publish_own(handle: MeshHandle, mut rx: broadcast::Receiver<Alert>, own: String) {
+    loop {
+        match rx.recv().await {
+            Ok(alert) if alert.origin == own => {
+                if let Err(e) = handle.publish(&alert).await {
+                    tracing::warn!(id = %alert.id, error = %e, "alert not gossiped");
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "alert gossip fell behind; peers fetch the rest on reconciliation"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Stores each verified alert from a peer, then acknowledges it; a new one
+/// also goes to the live stream.
+async fn store_received(
+    mut rx: mpsc::Receiver<Received>,
+    store: Arc<Store>,
+    alerts: broadcast::Sender<Alert>,
+) {
+    while let Some(r) = rx.recv().await {
+        let store = store.clone();
+        let alert = r.alert.clone();
+        let stored = tokio::task::spawn_blocking(move || store.put_alerts(&[alert])).await;
+        match stored {
+            Ok(Ok(new)) => {
+                if new > 0 {
+                    tracing::info!(id = %r.alert.id, origin = %r.alert.origin, from = %r.from, rule = %r.alert.body.rule, "alert received from the mesh");
+                    let _ = alerts.send(r.alert);
+                }
+                let _ = r.stored.send(true);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot store a peer's alert");
+                let _ = r.stored.send(false);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alert store task failed");
+                let _ = r.stored.send(false);
+            }
+        }
+    }
+}
