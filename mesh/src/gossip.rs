@@ -176,6 +176,28 @@ impl Validator {
         Ok(alert)
     }
 
+    /// Checks an alert fetched by reconciliation: the same checks as
+    /// gossip except the rate and the time window (fetched alerts are old by
+    /// nature; each answer is bounded instead).
+    pub fn check_synced(&mut self, bytes: &[u8]) -> Result<Alert, Reject> {
+        let alert = Alert::parse(bytes).map_err(|e| match e {
+            AlertError::TooLarge(_) => Reject::Oversized,
+            _ => Reject::Decode,
+        })?;
+        let key: Option<[u8; 32]> = hex::decode(&alert.origin_key)
+            .ok()
+            .and_then(|k| k.try_into().ok());
+        if !key.is_some_and(|k| self.admitted.contains(&k)) {
+            return Err(Reject::NotAdmitted);
+        }
+        alert.verify().map_err(|_| Reject::Signature)?;
+        if self.seen.contains(&alert.id) {
+            return Err(Reject::Duplicate);
+        }
+        self.remember(&alert.id);
+        Ok(alert)
+    }
+
     fn take_token(&mut self, peer: &str, now_ns: u64) -> bool {
         let (rate, burst) = (self.cfg.peer_rate, self.cfg.peer_burst);
         if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(peer) {

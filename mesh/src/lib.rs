@@ -10,14 +10,18 @@
 //!   static bootstrap and mDNS, alert gossip that forwards only what the
 //!   receiver has stored.
 //!
-//! To come: reconciliation after partitions, Kademlia, cross-site
-//! correlation, and the request-response protocols that consensus and
-//! learning reuse. This crate knows nothing of the node crate.
+//! - [`sync`]: reconciliation over request-response: peers exchange what
+//!   they hold (sequence ranges per origin) and fetch what they lack.
+//!
+//! To come: Kademlia, cross-site correlation, and the request-response
+//! protocols that consensus and learning reuse. This crate knows nothing of the node crate.
 
 pub mod alert;
 pub mod gossip;
 pub mod net;
+pub mod sync;
 
 pub use alert::{Alert, AlertBody, AlertError};
 pub use gossip::{Reject, Validator, ValidatorConfig};
 pub use net::{MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received};
+pub use sync::{AlertLedger, Holdings};

@@ -25,9 +25,12 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport, identify, mdns, noise, ping, tcp, yamux,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::alert::{Alert, MAX_ALERT_BYTES};
 use crate::gossip::{Reject, Validator, ValidatorConfig};
+use crate::sync::{AlertLedger, MAX_RANGES, SYNC_BATCH, SyncRequest, SyncResponse};
 
 /// The gossipsub topic of alerts (versioned with the alert format).
 pub const ALERT_TOPIC: &str = "/amoskys/alerts/1";
@@ -44,6 +48,10 @@ const REDIAL_EVERY: Duration = Duration::from_secs(5);
 const COMMAND_QUEUE: usize = 1024;
 /// Received alerts waiting for the receiver to store them.
 const MAX_PENDING: usize = 4096;
+const SYNC_PROTOCOL: &str = "/amoskys/sync/1";
+/// Every connected peer is reconciled with this often (and on connecting).
+const SYNC_EVERY: Duration = Duration::from_secs(60);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the mesh runs.
 #[derive(Debug, Clone)]
@@ -60,6 +68,9 @@ pub struct MeshConfig {
     /// Closes the mesh to peers without this key.
     pub psk: Option<[u8; 32]>,
     pub validator: ValidatorConfig,
+    /// What this node holds, for reconciliation; without it the node
+    /// neither asks nor answers.
+    pub ledger: Option<Arc<dyn AlertLedger>>,
 }
 
 /// An alert received from the mesh, verified, to be stored. Answer `true`
@@ -77,6 +88,8 @@ pub struct Received {
 pub struct MeshStats {
     pub published: AtomicU64,
     pub received: AtomicU64,
+    /// Alerts fetched by reconciliation.
+    pub synced: AtomicU64,
     pub connected_peers: AtomicU64,
     rejected: [AtomicU64; Reject::ALL.len()],
 }
@@ -180,6 +193,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
 }
 
 /// `/ip4/…/tcp/…` (and `/udp/…/quic-v1`) of a socket address.
@@ -223,6 +237,10 @@ fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshError> {
             )),
             ping: ping::Behaviour::default(),
             mdns: Toggle::from(mdns),
+            sync: request_response::cbor::Behaviour::new(
+                [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),
+            ),
         })
     };
     let builder = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
@@ -296,7 +314,8 @@ pub async fn start(
         received,
         stats: stats.clone(),
         peers: HashMap::new(),
-        pending: FuturesUnordered::new(),
+        work: FuturesUnordered::new(),
+        ledger: cfg.ledger.clone(),
     };
     let task = tokio::spawn(actor.run(rx));
     Ok((MeshHandle { tx, peer_id, stats }, task))
@@ -309,7 +328,17 @@ struct PeerState {
     connections: u32,
 }
 
-type Pending = std::pin::Pin<Box<dyn Future<Output = (MessageId, PeerId, bool)> + Send>>;
+/// Work finished off the swarm loop.
+enum Done {
+    /// The receiver stored (or not) a gossiped alert.
+    Stored(MessageId, PeerId, bool),
+    /// Our holdings, to ask a peer for what we lack.
+    Holdings(PeerId, Result<crate::sync::Holdings, String>),
+    /// What a peer lacks, to answer its request.
+    Missing(ResponseChannel<SyncResponse>, Result<Vec<Alert>, String>),
+}
+
+type Work = std::pin::Pin<Box<dyn Future<Output = Done> + Send>>;
 
 struct Actor {
     swarm: Swarm<Behaviour>,
@@ -319,12 +348,14 @@ struct Actor {
     received: mpsc::Sender<Received>,
     stats: Arc<MeshStats>,
     peers: HashMap<PeerId, PeerState>,
-    pending: FuturesUnordered<Pending>,
+    work: FuturesUnordered<Work>,
+    ledger: Option<Arc<dyn AlertLedger>>,
 }
 
 impl Actor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
+        let mut resync = tokio::time::interval(SYNC_EVERY);
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -332,18 +363,122 @@ impl Actor {
                     None => return,
                 },
                 event = self.swarm.select_next_some() => self.event(event),
-                Some((id, from, stored)) = self.pending.next(), if !self.pending.is_empty() => {
-                    let acceptance = if stored {
-                        MessageAcceptance::Accept
-                    } else {
-                        MessageAcceptance::Ignore
-                    };
+                Some(done) = self.work.next(), if !self.work.is_empty() => self.done(done),
+                _ = redial.tick() => self.redial(),
+                _ = resync.tick() => {
+                    let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                    for p in peers {
+                        self.sync_with(p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Stored(id, from, stored) => {
+                let acceptance = if stored {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Ignore
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &from, acceptance);
+            }
+            Done::Holdings(peer, Ok(holdings)) => {
+                if self.peers.contains_key(&peer) {
                     self.swarm
                         .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(&id, &from, acceptance);
+                        .sync
+                        .send_request(&peer, SyncRequest { holdings });
                 }
-                _ = redial.tick() => self.redial(),
+            }
+            Done::Holdings(_, Err(e)) => tracing::warn!(error = %e, "cannot summarise held alerts"),
+            Done::Missing(channel, result) => {
+                let mut alerts = result.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot list alerts for a peer");
+                    Vec::new()
+                });
+                let more = alerts.len() > SYNC_BATCH;
+                alerts.truncate(SYNC_BATCH);
+                let response = SyncResponse {
+                    alerts: alerts.iter().map(Alert::encode).collect(),
+                    more,
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+        }
+    }
+
+    /// Asks `peer` for the alerts we lack.
+    fn sync_with(&mut self, peer: PeerId) {
+        let Some(ledger) = self.ledger.clone() else {
+            return;
+        };
+        self.work.push(Box::pin(async move {
+            let h = tokio::task::spawn_blocking(move || ledger.holdings())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            Done::Holdings(peer, h)
+        }));
+    }
+
+    fn sync_event(
+        &mut self,
+        peer: PeerId,
+        message: request_response::Message<SyncRequest, SyncResponse>,
+    ) {
+        match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                let Some(ledger) = self.ledger.clone() else {
+                    return;
+                };
+                if request.holdings.ranges() > MAX_RANGES {
+                    tracing::debug!(%peer, "sync request over the size limit; not answered");
+                    return;
+                }
+                self.work.push(Box::pin(async move {
+                    let missing = tokio::task::spawn_blocking(move || {
+                        ledger.missing(&request.holdings, SYNC_BATCH + 1)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    Done::Missing(channel, missing)
+                }));
+            }
+            request_response::Message::Response { response, .. } => {
+                let mut fetched = 0;
+                for bytes in response.alerts.iter().take(SYNC_BATCH) {
+                    match self.validator.check_synced(bytes) {
+                        Ok(alert) => {
+                            fetched += 1;
+                            let (stored, _) = oneshot::channel();
+                            let r = Received {
+                                alert,
+                                from: peer,
+                                stored,
+                            };
+                            if self.received.try_send(r).is_err() {
+                                break;
+                            }
+                        }
+                        Err(Reject::Duplicate) => {}
+                        Err(reason) => self.stats.reject(reason),
+                    }
+                }
+                self.stats.synced.fetch_add(fetched, Ordering::Relaxed);
+                if response.more && fetched > 0 {
+                    self.sync_with(peer);
+                }
             }
         }
     }
@@ -409,6 +544,11 @@ impl Actor {
                 message_id,
                 message,
             })) => self.message(propagation_source, message_id, &message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => self.sync_event(peer, message),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 result: Ok(rtt),
@@ -435,6 +575,9 @@ impl Actor {
                     connections: 0,
                 });
                 p.connections += 1;
+                if p.connections == 1 {
+                    self.sync_with(peer_id);
+                }
                 self.stats
                     .connected_peers
                     .store(self.peers.len() as u64, Ordering::Relaxed);
@@ -460,7 +603,7 @@ impl Actor {
 
     fn message(&mut self, from: PeerId, id: MessageId, data: &[u8]) {
         let now = now_ns();
-        let checked = if self.pending.len() >= MAX_PENDING {
+        let checked = if self.work.len() >= MAX_PENDING {
             Err(Reject::RateLimited)
         } else {
             self.validator.check(data, &from.to_string(), now)
@@ -496,11 +639,11 @@ impl Actor {
                 .report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
             return;
         }
-        self.pending.push(Box::pin(async move {
+        self.work.push(Box::pin(async move {
             let ok = tokio::time::timeout(Duration::from_secs(10), answer)
                 .await
                 .is_ok_and(|r| r.unwrap_or(false));
-            (id, from, ok)
+            Done::Stored(id, from, ok)
         }));
     }
 }

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amoskys_mesh::net::{self, tcp_multiaddr};
-use amoskys_mesh::{Alert, AlertBody, MeshConfig, MeshHandle, Received, Reject, ValidatorConfig};
+use amoskys_mesh::{
+    Alert, AlertBody, AlertLedger, Holdings, MeshConfig, MeshHandle, Received, Reject,
+    ValidatorConfig,
+};
 use ed25519_dalek::SigningKey;
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
@@ -27,11 +30,45 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("addr")
 }
 
+/// Every alert a test node holds (its own and its peers'), in memory.
+#[derive(Debug, Default)]
+struct Ledger {
+    alerts: Mutex<Vec<Alert>>,
+}
+
+impl AlertLedger for Ledger {
+    fn holdings(&self) -> Result<Holdings, String> {
+        let held = self.alerts.lock().map_err(|e| e.to_string())?;
+        Ok(Holdings::from_pairs(
+            held.iter().map(|a| (a.origin_key.clone(), a.body.seq)),
+        ))
+    }
+
+    fn missing(&self, theirs: &Holdings, limit: usize) -> Result<Vec<Alert>, String> {
+        let held = self.alerts.lock().map_err(|e| e.to_string())?;
+        Ok(held
+            .iter()
+            .filter(|a| !theirs.contains(&a.origin_key, a.body.seq))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
 struct Node {
     key: SigningKey,
     handle: MeshHandle,
+    /// Alerts received from peers (gossip and sync).
     got: Arc<Mutex<Vec<Alert>>>,
+    ledger: Arc<Ledger>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    async fn raise(&self, a: &Alert) {
+        self.ledger.alerts.lock().expect("lock").push(a.clone());
+        self.handle.publish(a).await.expect("publish");
+    }
 }
 
 impl Drop for Node {
@@ -50,6 +87,7 @@ async fn node(
 ) -> Node {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let (tx, mut rx) = mpsc::channel::<Received>(1024);
+    let ledger = Arc::new(Ledger::default());
     let (handle, task) = net::start(
         MeshConfig {
             keypair: keypair(&key),
@@ -61,6 +99,7 @@ async fn node(
                 admitted: admitted.to_vec(),
                 ..ValidatorConfig::default()
             },
+            ledger: Some(ledger.clone()),
         },
         tx,
     )
@@ -68,10 +107,12 @@ async fn node(
     .expect("mesh starts");
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
+    let held = ledger.clone();
     // The receiver "stores" in memory and acknowledges.
     let store = tokio::spawn(async move {
         while let Some(r) = rx.recv().await {
-            sink.lock().expect("lock").push(r.alert);
+            sink.lock().expect("lock").push(r.alert.clone());
+            held.alerts.lock().expect("lock").push(r.alert);
             let _ = r.stored.send(true);
         }
     });
@@ -79,6 +120,7 @@ async fn node(
         key,
         handle,
         got,
+        ledger,
         tasks: vec![task, store],
     }
 }
@@ -146,6 +188,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
     let seeds = [1u8, 2, 3, 4, 5];
     let admitted: Vec<[u8; 32]> = seeds
         .iter()
+        .chain(&[6])
         .map(|s| SigningKey::from_bytes(&[*s; 32]).verifying_key().to_bytes())
         .collect();
     let hub = node(1, &admitted, vec![], None).await;
@@ -166,7 +209,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
     let mut sent = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let a = alert(&n.key, 1, Duration::ZERO);
-        n.handle.publish(&a).await.expect("publish");
+        n.raise(&a).await;
         sent.push((i, a.id));
     }
     until("every alert on every node", || {
@@ -234,7 +277,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
 
     // Good alerts still flow, and nothing bad was stored anywhere.
     let later = alert(&nodes[3].key, 2, Duration::ZERO);
-    nodes[3].handle.publish(&later).await.expect("publish");
+    nodes[3].raise(&later).await;
     until("the later alert everywhere", || {
         nodes
             .iter()
@@ -251,6 +294,25 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
             );
         }
     }
+
+    // A node that joins late fetches everything it missed from the hub, once.
+    let late = node(6, &admitted, vec![hub_addr], None).await;
+    until("the late node holds all six alerts", || {
+        late.got.lock().expect("lock").len() >= 6
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = late.got.lock().expect("lock").clone();
+    let distinct: HashSet<&str> = got.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!((got.len(), distinct.len()), (6, 6), "no duplicates");
+    assert!(distinct.contains(later.id.as_str()));
+    assert!(
+        late.handle
+            .stats()
+            .synced
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 6
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -294,8 +294,8 @@ impl Node {
                 task.abort();
             }
         }
-        if let Some(mut p) = self.peering.take() {
-            p.stop();
+        if let Some(p) = self.peering.take() {
+            p.shutdown().await;
         }
         let mut sensors = std::mem::take(&mut self.sensors);
         let events_tx = self.events_tx.take();

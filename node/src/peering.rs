@@ -67,6 +67,7 @@ impl Peering {
                     max_age_ns: config.mesh.alert_window_secs.saturating_mul(1_000_000_000),
                     ..ValidatorConfig::default()
                 },
+                ledger: Some(store.clone()),
             },
             tx,
         )
@@ -81,17 +82,24 @@ impl Peering {
         })
     }
 
-    /// Stops the mesh and its tasks.
-    pub fn stop(&mut self) {
-        for t in self.tasks.drain(..) {
+    /// Stops the mesh and its tasks, and waits until they are gone (so
+    /// nothing holds the database any more).
+    pub async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
             t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }
 
 impl Drop for Peering {
     fn drop(&mut self) {
-        self.stop();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

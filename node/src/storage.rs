@@ -25,8 +25,10 @@ const NEXT_SEQ_KEY: &str = "events.next_seq";
 
 /// Meta key holding the next local alert sequence number.
 const ALERT_SEQ_KEY: &str = "alerts.next_seq";
-/// Alert records are `b'r' ++ time_ns ++ id`; the id index is `b'i' ++ id`.
+/// Alert records are `b'r' ++ time_ns ++ id`; the id index is `b'i' ++ id`;
+/// the origin index is `b'o' ++ origin key ++ seq`. Records sort last.
 const ALERT_RECORD_PREFIX: &[u8] = b"r";
+const ALERT_ORIGIN_PREFIX: &[u8] = b"o";
 const ALERT_INDEX_PREFIX: &[u8] = b"i";
 
 /// Column families of the node database.
@@ -411,6 +413,9 @@ impl Store {
             }
             let key = alert_key(alert.body.time_ns, &alert.id);
             batch.put_cf(cf, &index, &key);
+            if let Some(by_origin) = origin_key(&alert.origin_key, alert.body.seq) {
+                batch.put_cf(cf, by_origin, &key);
+            }
             batch.put_cf(cf, &key, alert.encode());
             new += 1;
         }
@@ -452,6 +457,27 @@ impl Store {
         }
         if since_ns.is_none() {
             out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// `(origin key hex, seq, record key)` of every stored alert, by origin.
+    fn alert_origins(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
+        let cf = self.cf(Cf::Alerts)?;
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(ALERT_ORIGIN_PREFIX, Direction::Forward);
+        for item in self.db.iterator_cf(cf, mode) {
+            let (key, record) = item.map_err(|e| self.db_err(e.to_string()))?;
+            if !key.starts_with(ALERT_ORIGIN_PREFIX) || key.len() != 41 {
+                break;
+            }
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&key[33..41]);
+            out.push((
+                hex::encode(&key[1..33]),
+                u64::from_be_bytes(seq),
+                record.to_vec(),
+            ));
         }
         Ok(out)
     }
@@ -514,6 +540,17 @@ fn alert_key(time_ns: u64, id: &str) -> Vec<u8> {
     key
 }
 
+/// `o` ++ origin public key (32 bytes) ++ seq (u64 BE): what reconciliation
+/// summarises and looks up.
+fn origin_key(origin_hex: &str, seq: u64) -> Option<Vec<u8>> {
+    let origin = hex::decode(origin_hex).ok().filter(|k| k.len() == 32)?;
+    let mut key = Vec::with_capacity(1 + 32 + 8);
+    key.extend_from_slice(ALERT_ORIGIN_PREFIX);
+    key.extend_from_slice(&origin);
+    key.extend_from_slice(&seq.to_be_bytes());
+    Some(key)
+}
+
 fn alert_index_key(id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());
     key.extend_from_slice(ALERT_INDEX_PREFIX);
@@ -536,6 +573,39 @@ fn probe_writable(dir: &Path) -> Result<(), StorageError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+/// What this node holds, for the mesh's reconciliation.
+impl amoskys_mesh::AlertLedger for Store {
+    fn holdings(&self) -> Result<amoskys_mesh::Holdings, String> {
+        let pairs = self.alert_origins().map_err(|e| e.to_string())?;
+        Ok(amoskys_mesh::Holdings::from_pairs(
+            pairs.into_iter().map(|(origin, seq, _)| (origin, seq)),
+        ))
+    }
+
+    fn missing(&self, theirs: &amoskys_mesh::Holdings, limit: usize) -> Result<Vec<Alert>, String> {
+        let cf = self.cf(Cf::Alerts).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for (origin, seq, record_key) in self.alert_origins().map_err(|e| e.to_string())? {
+            if out.len() >= limit {
+                break;
+            }
+            if theirs.contains(&origin, seq) {
+                continue;
+            }
+            let Some(bytes) = self.db.get_cf(cf, &record_key).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            match serde_json::from_slice::<Alert>(&bytes) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a stored alert cannot be decoded; not offered to peers")
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

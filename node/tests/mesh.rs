@@ -1,6 +1,7 @@
 //! Three nodes on loopback: an alert raised by one node's detectors is
 //! gossiped, stored and served by the other two, once; `/api/v1/peers`
-//! lists the peers; a restarted node keeps what it received.
+//! lists the peers; a node that was down gets what it missed by
+//! reconciliation and keeps what it held.
 
 mod common;
 
@@ -122,12 +123,37 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
         "{metrics}"
     );
 
-    // A restarted node keeps what it received.
+    // c goes down; an alert raised meanwhile reaches it by reconciliation
+    // when it is back, and what it held before survived the restart.
     c.shutdown().await;
+    let mut again = Command::new(&nginx)
+        .args(["-c", "/bin/sh -c 'sleep 1'; true"])
+        .spawn()
+        .expect("spawn service");
+    let missed = eventually(Duration::from_secs(10), || async {
+        alerts(a.api_addr())
+            .await
+            .into_iter()
+            .find(|x| x.body.rule == "service_spawned_shell" && x.id != raised.id)
+    })
+    .await
+    .expect("a raises a second alert");
+    let _ = again.wait();
     let c = Node::start(peer_config(dirs[2].path()))
         .await
         .expect("c restarts");
     assert!(alerts(c.api_addr()).await.iter().any(|x| x.id == raised.id));
+    let held = eventually(Duration::from_secs(20), || async {
+        let all = alerts(c.api_addr()).await;
+        all.iter().any(|x| x.id == missed.id).then_some(all)
+    })
+    .await
+    .expect("the missed alert arrives by reconciliation");
+    let mut ids: Vec<&str> = held.iter().map(|x| x.id.as_str()).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no alert stored twice");
     for n in [a, b, c] {
         n.shutdown().await;
     }
