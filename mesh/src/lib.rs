@@ -10,13 +10,16 @@
 //!   static bootstrap and mDNS, alert gossip that forwards only what the
 //!   receiver has stored.
 //!
+//! - [`correlate`]: cross-site campaigns (k nodes, one technique, one
+//!   subject, one window), announced by one node;
 //! - [`sync`]: reconciliation over request-response: peers exchange what
 //!   they hold (sequence ranges per origin) and fetch what they lack.
 //!
-//! To come: Kademlia, cross-site correlation, and the request-response
+//! To come: Kademlia and the request-response
 //! protocols that consensus and learning reuse. This crate knows nothing of the node crate.
 
 pub mod alert;
+pub mod correlate;
 pub mod gossip;
 pub mod net;
 pub mod sync;

@@ -5,8 +5,11 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
+use amoskys_mesh::AlertBody;
+use amoskys_mesh::correlate::{CAMPAIGN_RULE, Campaign, Correlator};
 use amoskys_mesh::net::{self, tcp_multiaddr};
 use amoskys_mesh::{Alert, MeshConfig, MeshError, MeshHandle, Received, ValidatorConfig};
+use ed25519_dalek::SigningKey;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
@@ -16,6 +19,9 @@ use crate::storage::Store;
 
 /// Verified alerts from peers waiting to be stored.
 const RECEIVE_QUEUE: usize = 4096;
+/// A campaign is announced once its last report is this old, so reports
+/// still in flight have arrived (gossip delivers well within it).
+const CAMPAIGN_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The running mesh and the node's tasks around it.
 #[derive(Debug)]
@@ -74,11 +80,25 @@ impl Peering {
         .await
         .map_err(PeeringError::Mesh)?;
         let own = identity.peer_id().to_string();
-        let publish = tokio::spawn(publish_own(handle.clone(), alerts.subscribe(), own));
+        let policy = config.rule_policy().map_err(PeeringError::Config)?;
+        let correlator = Correlator::new(
+            policy.campaign_min_nodes,
+            policy.campaign_window_secs.saturating_mul(1_000_000_000),
+            CAMPAIGN_SETTLE.as_nanos() as u64,
+        );
+        let publish = tokio::spawn(publish_own(handle.clone(), alerts.subscribe(), own.clone()));
+        let correlate = tokio::spawn(correlate(
+            correlator,
+            alerts.subscribe(),
+            alerts.clone(),
+            store.clone(),
+            identity.signing_key().clone(),
+            own,
+        ));
         let receive = tokio::spawn(store_received(rx, store, alerts));
         Ok(Peering {
             handle,
-            tasks: vec![mesh_task, publish, receive],
+            tasks: vec![mesh_task, publish, receive, correlate],
         })
     }
 
@@ -132,6 +152,82 @@ async fn publish_own(handle: MeshHandle, mut rx: broadcast::Receiver<Alert>, own
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// Watches every alert (own and peers') for cross-site campaigns; the one
+/// this node is to announce is signed, stored and announced like any alert.
+async fn correlate(
+    mut correlator: Correlator,
+    mut rx: broadcast::Receiver<Alert>,
+    alerts: broadcast::Sender<Alert>,
+    store: Arc<Store>,
+    key: SigningKey,
+    own: String,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Ok(a) => correlator.observe(&a),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {}
+        }
+        for campaign in correlator.ready(&own, amoskys_sensors::now_ns()) {
+            announce(campaign, &store, &key, &alerts).await;
+        }
+    }
+}
+
+async fn announce(
+    campaign: Campaign,
+    store: &Arc<Store>,
+    key: &SigningKey,
+    alerts: &broadcast::Sender<Alert>,
+) {
+    {
+        let store = store.clone();
+        let key = key.clone();
+        let signed =
+            tokio::task::spawn_blocking(move || campaign_alert(&store, &key, campaign)).await;
+        match signed {
+            Ok(Ok(a)) => {
+                tracing::info!(id = %a.id, technique = %a.body.technique, subject = %a.body.subject, "cross-site campaign raised");
+                let _ = alerts.send(a);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot store a campaign alert"),
+            Err(e) => tracing::error!(error = %e, "campaign task failed"),
+        }
+    }
+}
+
+fn campaign_alert(
+    store: &Store,
+    key: &SigningKey,
+    c: Campaign,
+) -> Result<Alert, crate::storage::StorageError> {
+    let mut evidence = vec![("nodes".to_owned(), c.references.len().to_string())];
+    evidence.extend(
+        c.references
+            .iter()
+            .map(|(origin, id)| (format!("report.{origin}"), id.clone())),
+    );
+    evidence.truncate(amoskys_mesh::alert::MAX_EVIDENCE);
+    let body = AlertBody {
+        seq: store.next_alert_seq()?,
+        time_ns: c.time_ns,
+        severity: c.severity,
+        category: c.category,
+        technique: c.technique,
+        rule: CAMPAIGN_RULE.to_owned(),
+        score: 1.0,
+        subject: c.subject,
+        evidence,
+    };
+    let alert = Alert::sign(body, key);
+    store.put_alerts(std::slice::from_ref(&alert))?;
+    Ok(alert)
 }
 
 /// Stores each verified alert from a peer, then acknowledges it; a new one

@@ -14,10 +14,29 @@ use amoskys_node::Node;
 use amoskys_node::identity::{Identity, KEY_FILE};
 use common::{eventually, get_json};
 
+/// Both tests spawn processes that every node on this host sees; one at a
+/// time keeps their alerts apart.
+static HOST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn key_of(dir: &Path) -> String {
     let id = Identity::generate();
     id.write(&dir.join(KEY_FILE), false).expect("key written");
     id.public_key_hex()
+}
+
+/// The TCP port a node's mesh listens on (once it is listening).
+async fn mesh_port(n: &Node) -> u16 {
+    let mesh = n.mesh().expect("mesh runs");
+    eventually(Duration::from_secs(10), || async {
+        mesh.listen_addrs().await.ok()?.iter().find_map(|m| {
+            m.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+        })
+    })
+    .await
+    .expect("the mesh listens on TCP")
 }
 
 async fn alerts(addr: std::net::SocketAddr) -> Vec<Alert> {
@@ -27,6 +46,7 @@ async fn alerts(addr: std::net::SocketAddr) -> Vec<Alert> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
+    let _host = HOST.lock().await;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let keys: Vec<String> = dirs.iter().map(|d| key_of(d.path())).collect();
     let admitted = format!(
@@ -40,16 +60,7 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
     let a = Node::start(common::quiet_config(dirs[0].path(), &[&admitted]))
         .await
         .expect("a starts");
-    let a_mesh = a.mesh().expect("mesh").listen_addrs().await.expect("addrs");
-    let port = a_mesh
-        .iter()
-        .find_map(|m| {
-            m.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                _ => None,
-            })
-        })
-        .expect("tcp port");
+    let port = mesh_port(&a).await;
     let bootstrap = format!("mesh.bootstrap=[\"127.0.0.1:{port}\"]");
     let peer_config = |dir: &Path| {
         common::quiet_config(
@@ -155,6 +166,92 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
     ids.dedup();
     assert_eq!(ids.len(), n, "no alert stored twice");
     for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_seeing_one_attack_make_one_campaign_alert() {
+    let _host = HOST.lock().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let keys: Vec<String> = dirs.iter().map(|d| key_of(d.path())).collect();
+    let admitted = format!(
+        "mesh.admitted=[{}]",
+        keys.iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    // All three watch the same host, like three sites seeing one attacker.
+    let a = Node::start(common::quiet_config(dirs[0].path(), &[&admitted]))
+        .await
+        .expect("a starts");
+    let port = mesh_port(&a).await;
+    let bootstrap = format!("mesh.bootstrap=[\"127.0.0.1:{port}\"]");
+    let mut nodes = vec![a];
+    for d in &dirs[1..] {
+        let c = common::quiet_config(d.path(), &[&admitted, &bootstrap]);
+        nodes.push(Node::start(c).await.expect("node starts"));
+    }
+    eventually(Duration::from_secs(20), || async {
+        let (_, body) = get_json(nodes[0].api_addr(), "/api/v1/peers").await;
+        (body["peers"].as_array().map_or(0, Vec::len) == 2).then_some(())
+    })
+    .await
+    .expect("connected");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let bin = tempfile::tempdir().expect("tempdir");
+    let nginx = bin.path().join("nginx");
+    std::fs::copy("/bin/bash", &nginx).expect("copy bash");
+    let mut service = Command::new(&nginx)
+        .args(["-c", "/bin/sh -c 'sleep 1'; true"])
+        .spawn()
+        .expect("spawn service");
+    let campaigns = |all: Vec<Alert>| -> Vec<Alert> {
+        all.into_iter()
+            .filter(|x| x.body.rule == "campaign" && x.body.technique == "T1059.004")
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for n in &nodes {
+        let found = eventually(Duration::from_secs(20), || async {
+            let c = campaigns(alerts(n.api_addr()).await);
+            (!c.is_empty()).then_some(c)
+        })
+        .await
+        .expect("every node holds the campaign");
+        seen.push(found);
+    }
+    let _ = service.wait();
+    // Give a possible second announcement time to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = seen[0][0].clone();
+    for n in &nodes {
+        let c = campaigns(alerts(n.api_addr()).await);
+        let brief: Vec<_> = c
+            .iter()
+            .map(|x| {
+                (
+                    &x.origin[40..],
+                    x.body.time_ns,
+                    &x.body.subject,
+                    &x.body.evidence,
+                )
+            })
+            .collect();
+        assert_eq!(c.len(), 1, "announced once: {brief:#?}");
+        assert_eq!(c[0], first);
+    }
+    first.verify().expect("signed");
+    let refs = first
+        .body
+        .evidence
+        .iter()
+        .filter(|(k, _)| k.starts_with("report."))
+        .count();
+    assert_eq!(refs, 3, "{:?}", first.body.evidence);
+    for n in nodes {
         n.shutdown().await;
     }
 }

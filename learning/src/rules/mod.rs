@@ -49,6 +49,10 @@ pub struct RulePolicy {
     /// Quantile of the baseline windows' anomaly scores above which a
     /// window raises an anomaly finding (0.99: one baseline window in 100).
     pub anomaly_quantile: f64,
+    /// Distinct nodes reporting one technique against one subject within
+    /// `campaign_window_secs` that make a cross-site campaign alert.
+    pub campaign_min_nodes: usize,
+    pub campaign_window_secs: u64,
 }
 
 impl Default for RulePolicy {
@@ -91,6 +95,8 @@ impl Default for RulePolicy {
             ]),
             ioc_addresses: Vec::new(),
             anomaly_quantile: 0.99,
+            campaign_min_nodes: 3,
+            campaign_window_secs: 600,
         }
     }
 }
@@ -130,6 +136,18 @@ impl RulePolicy {
             out.push(format!(
                 "anomaly_quantile: {} is out of range (expected 0.5 to 1)",
                 self.anomaly_quantile
+            ));
+        }
+        if !(2..=1000).contains(&self.campaign_min_nodes) {
+            out.push(format!(
+                "campaign_min_nodes: {} is out of range (expected 2 to 1000)",
+                self.campaign_min_nodes
+            ));
+        }
+        if !(1..=86_400).contains(&self.campaign_window_secs) {
+            out.push(format!(
+                "campaign_window_secs: {} is out of range (expected 1 to 86400)",
+                self.campaign_window_secs
             ));
         }
         if self.brute_force_min_attempts < 2 {
