@@ -82,6 +82,7 @@ async fn run(n: usize, alerts: usize) {
                 listen: vec!["127.0.0.1:0".parse().expect("addr")],
                 bootstrap,
                 mdns: false,
+                kademlia: false,
                 psk: None,
                 validator: ValidatorConfig {
                     admitted: admitted.clone(),

@@ -7,7 +7,7 @@
 //!   decode, admitted origin, signature, time window, duplicates);
 //! - [`net`]: the libp2p swarm as an actor task behind [`MeshHandle`]: one
 //!   identity, TCP+noise+yamux and QUIC (or TCP behind a pre-shared key),
-//!   static bootstrap and mDNS, alert gossip that forwards only what the
+//!   static bootstrap, mDNS and Kademlia, alert gossip that forwards only what the
 //!   receiver has stored.
 //!
 //! - [`correlate`]: cross-site campaigns (k nodes, one technique, one
@@ -15,7 +15,7 @@
 //! - [`sync`]: reconciliation over request-response: peers exchange what
 //!   they hold (sequence ranges per origin) and fetch what they lack.
 //!
-//! To come: Kademlia and the request-response
+//! To come: the request-response
 //! protocols that consensus and learning reuse. This crate knows nothing of the node crate.
 
 pub mod alert;

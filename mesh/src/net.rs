@@ -29,7 +29,8 @@ use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, Transport, identify, mdns, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport, identify, kad, mdns, noise, ping, tcp,
+    yamux,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -52,6 +53,11 @@ const SYNC_PROTOCOL: &str = "/amoskys/sync/1";
 /// Every connected peer is reconciled with this often (and on connecting).
 const SYNC_EVERY: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+const KAD_PROTOCOL: &str = "/amoskys/kad/1";
+/// A Kademlia walk for more peers runs this often.
+const KAD_EVERY: Duration = Duration::from_secs(30);
+/// Peers found by Kademlia are dialled while fewer than this are connected.
+const TARGET_PEERS: usize = 8;
 
 /// How the mesh runs.
 #[derive(Debug, Clone)]
@@ -65,6 +71,9 @@ pub struct MeshConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Find peers on the local network by multicast DNS.
     pub mdns: bool,
+    /// Find peers of peers through a Kademlia DHT (for meshes larger than a
+    /// bootstrap list).
+    pub kademlia: bool,
     /// Closes the mesh to peers without this key.
     pub psk: Option<[u8; 32]>,
     pub validator: ValidatorConfig,
@@ -193,6 +202,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
 }
 
@@ -237,6 +247,18 @@ fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshError> {
             )),
             ping: ping::Behaviour::default(),
             mdns: Toggle::from(mdns),
+            kad: Toggle::from(cfg.kademlia.then(|| {
+                let id = key.public().to_peer_id();
+                let mut k = kad::Behaviour::with_config(
+                    id,
+                    kad::store::MemoryStore::new(id),
+                    kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+                );
+                // Answer queries even before an address is confirmed
+                // (private and air-gapped networks have no outside view).
+                k.set_mode(Some(kad::Mode::Server));
+                k
+            })),
             sync: request_response::cbor::Behaviour::new(
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),
@@ -356,6 +378,7 @@ impl Actor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         let mut resync = tokio::time::interval(SYNC_EVERY);
+        let mut walk = tokio::time::interval(KAD_EVERY);
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -365,6 +388,11 @@ impl Actor {
                 event = self.swarm.select_next_some() => self.event(event),
                 Some(done) = self.work.next(), if !self.work.is_empty() => self.done(done),
                 _ = redial.tick() => self.redial(),
+                _ = walk.tick() => {
+                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                        let _ = k.bootstrap();
+                    }
+                }
                 _ = resync.tick() => {
                     let peers: Vec<PeerId> = self.peers.keys().copied().collect();
                     for p in peers {
@@ -556,6 +584,34 @@ impl Actor {
             })) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.rtt = Some(rtt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for addr in info.listen_addrs {
+                        k.add_address(&peer_id, addr);
+                    }
+                    // The first peer known: walk for more at once.
+                    if self.peers.len() == 1 {
+                        let _ = k.bootstrap();
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                ..
+            })) => {
+                if self.peers.len() < TARGET_PEERS
+                    && !self.peers.contains_key(&peer)
+                    && peer != *self.swarm.local_peer_id()
+                    && let Some(addr) = addresses.iter().next()
+                {
+                    let _ = self.swarm.dial(addr.clone());
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {

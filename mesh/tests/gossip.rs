@@ -94,6 +94,7 @@ async fn node(
             listen: vec![loopback()],
             bootstrap,
             mdns: false,
+            kademlia: true,
             psk,
             validator: ValidatorConfig {
                 admitted: admitted.to_vec(),
@@ -332,4 +333,22 @@ async fn a_node_without_the_network_key_cannot_connect() {
     assert!(wrong.handle.peers().await.expect("peers").is_empty());
     assert_eq!(a.handle.peers().await.expect("peers").len(), 1);
     let _ = tcp_multiaddr(loopback());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kademlia_finds_peers_beyond_the_bootstrap_list() {
+    // A chain: 3 knows only 2, 2 knows only 1.
+    let one = node(1, &[], vec![], None).await;
+    let two = node(2, &[], vec![tcp_addr(&one).await], None).await;
+    let three = node(3, &[], vec![tcp_addr(&two).await], None).await;
+    let one_id = one.handle.peer_id().to_string();
+    let end = Instant::now() + WAIT;
+    loop {
+        let peers = three.handle.peers().await.expect("peers");
+        if peers.iter().any(|p| p.id == one_id) {
+            break;
+        }
+        assert!(Instant::now() < end, "3 never found 1: {peers:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

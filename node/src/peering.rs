@@ -67,6 +67,7 @@ impl Peering {
                 listen,
                 bootstrap,
                 mdns: config.mesh.mdns,
+                kademlia: config.mesh.kademlia,
                 psk,
                 validator: ValidatorConfig {
                     admitted,

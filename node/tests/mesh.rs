@@ -83,9 +83,17 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
     .expect("a sees both peers");
     let (_, body) = get_json(b.api_addr(), "/api/v1/peers").await;
     assert_eq!(body["mesh"], true);
-    let peer = &body["peers"][0];
-    assert_eq!(peer["id"], a.identity().peer_id().to_string());
+    let a_id = a.identity().peer_id().to_string();
+    let peer = body["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["id"] == a_id.as_str()))
+        .expect("b lists a");
     assert!(peer["connected_for_secs"].is_u64());
+    assert!(
+        peer["address"]
+            .as_str()
+            .is_some_and(|x| x.contains("127.0.0.1"))
+    );
     // Subscriptions follow connections; one gossip heartbeat later the mesh
     // carries alerts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -123,12 +131,17 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
     }
 
     let (_, metrics) = common::get(b.api_addr(), "/metrics").await;
-    assert!(metrics.contains("amoskys_mesh_peers 1"), "{metrics}");
-    let received = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("amoskys_mesh_alerts_received_total "))
-        .and_then(|v| v.parse::<u64>().ok());
-    assert!(received >= Some(1), "{metrics}");
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert!(metric("amoskys_mesh_peers") >= Some(1), "{metrics}");
+    assert!(
+        metric("amoskys_mesh_alerts_received_total") >= Some(1),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("amoskys_mesh_messages_rejected_total{reason=\"signature\"} 0"),
         "{metrics}"

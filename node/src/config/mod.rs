@@ -107,6 +107,7 @@ pub struct MeshSection {
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
     pub mdns: bool,
+    pub kademlia: bool,
     pub admitted: Vec<String>,
     pub network_key_file: String,
     pub alert_window_secs: u64,
