@@ -89,6 +89,7 @@ async fn run(n: usize, alerts: usize) {
                     ..ValidatorConfig::default()
                 },
                 ledger: None,
+                requests: None,
             },
             tx,
         )

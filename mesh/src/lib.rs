@@ -22,9 +22,11 @@ pub mod alert;
 pub mod correlate;
 pub mod gossip;
 pub mod net;
+pub mod rpc;
 pub mod sync;
 
 pub use alert::{Alert, AlertBody, AlertError};
 pub use gossip::{Reject, Validator, ValidatorConfig};
-pub use net::{MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received};
+pub use net::{InboundRequest, MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received};
+pub use rpc::Service;
 pub use sync::{AlertLedger, Holdings};

@@ -25,7 +25,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use crate::alert::{Alert, MAX_ALERT_BYTES};
 use crate::gossip::{Reject, Validator, ValidatorConfig};
+use crate::rpc::{RPC_PROTOCOL, RpcCodec, RpcRequest, RpcResponse, Service};
 use crate::sync::{AlertLedger, MAX_RANGES, SYNC_BATCH, SyncRequest, SyncResponse};
 
 /// The gossipsub topic of alerts (versioned with the alert format).
@@ -80,6 +81,19 @@ pub struct MeshConfig {
     /// What this node holds, for reconciliation; without it the node
     /// neither asks nor answers.
     pub ledger: Option<Arc<dyn AlertLedger>>,
+    /// Where requests from admitted peers go ([`crate::rpc`]); without it
+    /// every request is answered with an error.
+    pub requests: Option<mpsc::Sender<InboundRequest>>,
+}
+
+/// A request from an admitted peer. Answer on `reply` within the service's
+/// timeout.
+#[derive(Debug)]
+pub struct InboundRequest {
+    pub peer: PeerId,
+    pub service: Service,
+    pub body: Vec<u8>,
+    pub reply: oneshot::Sender<Result<Vec<u8>, String>>,
 }
 
 /// An alert received from the mesh, verified, to be stored. Answer `true`
@@ -136,6 +150,12 @@ pub enum MeshError {
     Publish(String),
     #[error("the mesh has stopped")]
     Stopped,
+    #[error("{service} request to {peer} failed: {reason}")]
+    Request {
+        service: &'static str,
+        peer: PeerId,
+        reason: String,
+    },
 }
 
 enum Command {
@@ -143,6 +163,7 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Remember(String),
+    Request(PeerId, RpcRequest, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
 /// The typed handle to the mesh task. Cloning it is cheap; the task ends
@@ -177,6 +198,30 @@ impl MeshHandle {
         rx.await.map_err(|_| MeshError::Stopped)?
     }
 
+    /// Sends a request to `peer` and waits for its answer, at most the
+    /// service's timeout.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        service: Service,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, MeshError> {
+        let fail = |reason: String| MeshError::Request {
+            service: service.as_str(),
+            peer,
+            reason,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Request(peer, RpcRequest { service, body }, tx))
+            .await?;
+        match tokio::time::timeout(service.timeout(), rx).await {
+            Ok(Ok(Ok(body))) => Ok(body),
+            Ok(Ok(Err(reason))) => Err(fail(reason)),
+            Ok(Err(_)) => Err(MeshError::Stopped),
+            Err(_) => Err(fail(format!("no answer within {:?}", service.timeout()))),
+        }
+    }
+
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, MeshError> {
         let (tx, rx) = oneshot::channel();
@@ -204,6 +249,7 @@ struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
     kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    rpc: request_response::Behaviour<RpcCodec>,
 }
 
 /// `/ip4/…/tcp/…` (and `/udp/…/quic-v1`) of a socket address.
@@ -262,6 +308,10 @@ fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshError> {
             sync: request_response::cbor::Behaviour::new(
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),
+            ),
+            rpc: request_response::Behaviour::new(
+                [(StreamProtocol::new(RPC_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Service::Blob.timeout()),
             ),
         })
     };
@@ -338,6 +388,8 @@ pub async fn start(
         peers: HashMap::new(),
         work: FuturesUnordered::new(),
         ledger: cfg.ledger.clone(),
+        requests: cfg.requests.clone(),
+        outbound: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(rx));
     Ok((MeshHandle { tx, peer_id, stats }, task))
@@ -358,6 +410,8 @@ enum Done {
     Holdings(PeerId, Result<crate::sync::Holdings, String>),
     /// What a peer lacks, to answer its request.
     Missing(ResponseChannel<SyncResponse>, Result<Vec<Alert>, String>),
+    /// The node's answer to a peer's request.
+    Reply(ResponseChannel<RpcResponse>, RpcResponse),
 }
 
 type Work = std::pin::Pin<Box<dyn Future<Output = Done> + Send>>;
@@ -372,6 +426,8 @@ struct Actor {
     peers: HashMap<PeerId, PeerState>,
     work: FuturesUnordered<Work>,
     ledger: Option<Arc<dyn AlertLedger>>,
+    requests: Option<mpsc::Sender<InboundRequest>>,
+    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>,
 }
 
 impl Actor {
@@ -442,6 +498,86 @@ impl Actor {
                     .sync
                     .send_response(channel, response);
             }
+            Done::Reply(channel, response) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response);
+            }
+        }
+    }
+
+    fn rpc_event(&mut self, event: request_response::Event<RpcRequest, RpcResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let service = request.service;
+                let refuse = |reason: &str| RpcResponse {
+                    service,
+                    result: Err(reason.to_owned()),
+                };
+                let admitted = ed25519_key(&peer).is_some_and(|k| self.validator.is_admitted(&k));
+                let handler = self.requests.clone();
+                let answer = match (admitted, handler) {
+                    (false, _) => Err(refuse("not an admitted member")),
+                    (true, None) => Err(refuse("this node serves no requests")),
+                    (true, Some(h)) => Ok(h),
+                };
+                let handler = match answer {
+                    Ok(h) => h,
+                    Err(r) => {
+                        let _ = self.swarm.behaviour_mut().rpc.send_response(channel, r);
+                        return;
+                    }
+                };
+                let (reply, answer) = oneshot::channel();
+                let inbound = InboundRequest {
+                    peer,
+                    service,
+                    body: request.body,
+                    reply,
+                };
+                if handler.try_send(inbound).is_err() {
+                    let busy = refuse("busy; try again");
+                    let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
+                    return;
+                }
+                self.work.push(Box::pin(async move {
+                    let result = match tokio::time::timeout(service.timeout(), answer).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err("no answer".to_owned()),
+                        Err(_) => Err("the handler timed out".to_owned()),
+                    };
+                    Done::Reply(channel, RpcResponse { service, result })
+                }));
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.outbound.remove(&request_id) {
+                    let _ = tx.send(response.result);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(tx) = self.outbound.remove(&request_id) {
+                    let _ = tx.send(Err(error.to_string()));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -562,6 +698,10 @@ impl Actor {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::Remember(id) => self.validator.remember(&id),
+            Command::Request(peer, request, reply) => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                self.outbound.insert(id, reply);
+            }
         }
     }
 
@@ -572,6 +712,7 @@ impl Actor {
                 message_id,
                 message,
             })) => self.message(propagation_source, message_id, &message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(e)) => self.rpc_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
                 message,
@@ -702,6 +843,12 @@ impl Actor {
             Done::Stored(id, from, ok)
         }));
     }
+}
+
+/// The ed25519 public key inside an ed25519 PeerId.
+fn ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
 }
 
 fn now_ns() -> u64 {

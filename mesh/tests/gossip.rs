@@ -101,6 +101,7 @@ async fn node(
                 ..ValidatorConfig::default()
             },
             ledger: Some(ledger.clone()),
+            requests: None,
         },
         tx,
     )

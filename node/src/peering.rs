@@ -75,6 +75,7 @@ impl Peering {
                     ..ValidatorConfig::default()
                 },
                 ledger: Some(store.clone()),
+                requests: None,
             },
             tx,
         )
