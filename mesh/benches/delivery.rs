@@ -31,6 +31,15 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// Bytes sent on the loopback interface so far (every byte between the
+/// in-process nodes crosses it once).
+fn loopback_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let line = text.lines().find(|l| l.trim_start().starts_with("lo:"))?;
+    let fields: Vec<&str> = line.split(':').nth(1)?.split_whitespace().collect();
+    fields.get(8)?.parse().ok()
+}
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -124,6 +133,8 @@ async fn run(n: usize, alerts: usize) {
 
     let mut latencies: Vec<Duration> = Vec::new();
     let mut delivered = 0usize;
+    let phase = Instant::now();
+    let bytes_before = loopback_bytes();
     for seq in 0..alerts {
         let from = (xorshift(&mut rng) % n as u64) as usize;
         let m = &members[from];
@@ -164,19 +175,30 @@ async fn run(n: usize, alerts: usize) {
         delivered += times.len();
         latencies.extend(times.iter().map(|t| t.duration_since(sent)));
     }
+    let busy = loopback_bytes().zip(bytes_before).map(|(a, b)| a - b);
+    // The same time with no alerts: heartbeats, pings, the rest of the host.
+    let took = phase.elapsed();
+    let idle_before = loopback_bytes();
+    tokio::time::sleep(took).await;
+    let idle = loopback_bytes().zip(idle_before).map(|(a, b)| a - b);
+    let per_alert_per_node = busy
+        .zip(idle)
+        .map(|(b, i)| b.saturating_sub(i) as f64 / (alerts * n) as f64);
     latencies.sort_unstable();
     let pct = |p: f64| {
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies.get(i).copied().unwrap_or_default()
     };
     println!(
-        "{n} nodes, {alerts} alerts: delivered {delivered}/{} ({:.1}%), latency p50 {:?} p95 {:?} p99 {:?} max {:?}",
+        "{n} nodes, {alerts} alerts: delivered {delivered}/{} ({:.1}%), latency p50 {:?} p95 {:?} p99 {:?} max {:?}, \
+         {} bytes on the wire per alert per node (loopback, idle traffic subtracted)",
         alerts * (n - 1),
         100.0 * delivered as f64 / (alerts * (n - 1)) as f64,
         pct(0.5),
         pct(0.95),
         pct(0.99),
-        latencies.last().copied().unwrap_or_default()
+        latencies.last().copied().unwrap_or_default(),
+        per_alert_per_node.map_or("unknown".to_owned(), |b| format!("{b:.0}"))
     );
     for t in tasks {
         t.abort();

@@ -124,6 +124,13 @@ impl Validator {
         self.admitted = keys.into_iter().collect();
     }
 
+    /// Whether an alert of `time_ns` is well inside the gossip window (its
+    /// first half), so peers with some clock skew still accept it.
+    pub fn is_fresh(&self, time_ns: u64, now_ns: u64) -> bool {
+        time_ns >= now_ns.saturating_sub(self.cfg.max_age_ns / 2)
+            && time_ns <= now_ns.saturating_add(self.cfg.max_ahead_ns / 2)
+    }
+
     pub fn is_admitted(&self, key: &[u8; 32]) -> bool {
         self.admitted.contains(key)
     }

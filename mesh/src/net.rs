@@ -625,6 +625,16 @@ impl Actor {
                     match self.validator.check_synced(bytes) {
                         Ok(alert) => {
                             fetched += 1;
+                            // Fresh enough for every peer's time window: pass
+                            // it on by gossip, so the peers that missed it
+                            // too need not wait for their next sync.
+                            if self.validator.is_fresh(alert.body.time_ns, now_ns()) {
+                                let _ = self
+                                    .swarm
+                                    .behaviour_mut()
+                                    .gossipsub
+                                    .publish(self.topic.clone(), bytes.clone());
+                            }
                             let (stored, _) = oneshot::channel();
                             let r = Received {
                                 alert,

@@ -85,9 +85,19 @@ async fn node(
     bootstrap: Vec<Multiaddr>,
     psk: Option<[u8; 32]>,
 ) -> Node {
+    node_with(seed, admitted, bootstrap, psk, Arc::default()).await
+}
+
+/// A node over an existing store (a restart).
+async fn node_with(
+    seed: u8,
+    admitted: &[[u8; 32]],
+    bootstrap: Vec<Multiaddr>,
+    psk: Option<[u8; 32]>,
+    ledger: Arc<Ledger>,
+) -> Node {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let (tx, mut rx) = mpsc::channel::<Received>(1024);
-    let ledger = Arc::new(Ledger::default());
     let (handle, task) = net::start(
         MeshConfig {
             keypair: keypair(&key),
@@ -114,7 +124,12 @@ async fn node(
     let store = tokio::spawn(async move {
         while let Some(r) = rx.recv().await {
             sink.lock().expect("lock").push(r.alert.clone());
-            held.alerts.lock().expect("lock").push(r.alert);
+            // Stored idempotently by id, as the node's store does.
+            let mut h = held.alerts.lock().expect("lock");
+            if !h.iter().any(|a| a.id == r.alert.id) {
+                h.push(r.alert);
+            }
+            drop(h);
             let _ = r.stored.send(true);
         }
     });
@@ -351,5 +366,65 @@ async fn kademlia_finds_peers_beyond_the_bootstrap_list() {
         }
         assert!(Instant::now() < end, "3 never found 1: {peers:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_partition_heals_every_node_holds_every_alert_once() {
+    let admitted: Vec<[u8; 32]> = (1..=5u8)
+        .map(|s| SigningKey::from_bytes(&[s; 32]).verifying_key().to_bytes())
+        .collect();
+    let hub = node(1, &admitted, vec![], None).await;
+    let hub_addr = tcp_addr(&hub).await;
+    let mut nodes = vec![hub];
+    for s in 2..=5u8 {
+        nodes.push(node(s, &admitted, vec![hub_addr.clone()], None).await);
+    }
+    for n in &nodes[1..] {
+        connected(n, 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Nodes 4 and 5 are cut off: their meshes stop, their stores stay.
+    let cut: Vec<Node> = nodes.drain(3..).collect();
+    let cut_off: Vec<(u8, Arc<Ledger>, SigningKey)> = cut
+        .iter()
+        .zip([4u8, 5])
+        .map(|(n, s)| (s, n.ledger.clone(), n.key.clone()))
+        .collect();
+    drop(cut);
+    // Both sides raise alerts meanwhile.
+    for n in &nodes {
+        n.raise(&alert(&n.key, 1, Duration::ZERO)).await;
+    }
+    for (_, ledger, key) in &cut_off {
+        ledger
+            .alerts
+            .lock()
+            .expect("lock")
+            .push(alert(key, 1, Duration::ZERO));
+    }
+    until("the connected side holds its three alerts", || {
+        nodes
+            .iter()
+            .all(|n| n.ledger.alerts.lock().expect("lock").len() == 3)
+    })
+    .await;
+
+    // The partition heals: 4 and 5 come back over their stores.
+    for (seed, ledger, _) in cut_off {
+        nodes.push(node_with(seed, &admitted, vec![hub_addr.clone()], None, ledger).await);
+    }
+    until("every node holds all five alerts", || {
+        nodes
+            .iter()
+            .all(|n| n.ledger.alerts.lock().expect("lock").len() >= 5)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in &nodes {
+        let held = n.ledger.alerts.lock().expect("lock").clone();
+        let ids: HashSet<&str> = held.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!((held.len(), ids.len()), (5, 5), "every alert, once");
     }
 }
