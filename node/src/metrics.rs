@@ -36,6 +36,8 @@ pub struct Metrics {
     pub store_batch_seconds: Histogram,
     /// Alerts raised by this node.
     pub alerts_raised: Counter,
+    /// From an alert's time at its origin to its storage here.
+    pub mesh_propagation_seconds: Histogram,
     sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
 }
@@ -71,6 +73,12 @@ impl Metrics {
             "Alerts raised by this node",
             alerts_raised.clone(),
         );
+        let mesh_propagation_seconds = Histogram::new(exponential_buckets(1e-3, 2.0, 16));
+        registry.register(
+            "amoskys_mesh_propagation_seconds",
+            "Time from a peer's alert (its detection time) to its storage on this node",
+            mesh_propagation_seconds.clone(),
+        );
         let sensor_lag = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "amoskys_sensor_lag_seconds",
@@ -91,6 +99,7 @@ impl Metrics {
             store_write_errors,
             store_batch_seconds,
             alerts_raised,
+            mesh_propagation_seconds,
             sensor_lag,
             mesh,
         }

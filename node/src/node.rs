@@ -181,7 +181,14 @@ impl Node {
         }
 
         let peering = if config.mesh.enabled {
-            let p = Peering::start(&config, &identity, store.clone(), alerts_tx.clone()).await?;
+            let p = Peering::start(
+                &config,
+                &identity,
+                store.clone(),
+                alerts_tx.clone(),
+                metrics.clone(),
+            )
+            .await?;
             metrics.set_mesh(p.handle.stats().clone());
             Some(p)
         } else {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Problem};
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 use crate::storage::Store;
 
 /// Verified alerts from peers waiting to be stored.
@@ -37,6 +38,7 @@ impl Peering {
         identity: &Identity,
         store: Arc<Store>,
         alerts: broadcast::Sender<Alert>,
+        metrics: Arc<Metrics>,
     ) -> Result<Peering, PeeringError> {
         let listen = config
             .mesh
@@ -97,7 +99,7 @@ impl Peering {
             identity.signing_key().clone(),
             own,
         ));
-        let receive = tokio::spawn(store_received(rx, store, alerts));
+        let receive = tokio::spawn(store_received(rx, store, alerts, metrics));
         Ok(Peering {
             handle,
             tasks: vec![mesh_task, publish, receive, correlate],
@@ -238,6 +240,7 @@ async fn store_received(
     mut rx: mpsc::Receiver<Received>,
     store: Arc<Store>,
     alerts: broadcast::Sender<Alert>,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(r) = rx.recv().await {
         let store = store.clone();
@@ -246,6 +249,8 @@ async fn store_received(
         match stored {
             Ok(Ok(new)) => {
                 if new > 0 {
+                    let age = amoskys_sensors::now_ns().saturating_sub(r.alert.body.time_ns);
+                    metrics.mesh_propagation_seconds.observe(age as f64 / 1e9);
                     tracing::info!(id = %r.alert.id, origin = %r.alert.origin, from = %r.from, rule = %r.alert.body.rule, "alert received from the mesh");
                     let _ = alerts.send(r.alert);
                 }

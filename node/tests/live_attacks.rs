@@ -323,6 +323,29 @@ fn nmap_hping3_and_hydra_are_alerted_and_quiet_traffic_is_not() {
     assert_eq!(flood.body.technique, "T1498.001");
     assert_eq!(flood.body.subject, format!("source_ip:{ATTACKER}"));
 
+    // sshd answers before hydra starts (bounded: 20 tries, 1 s each).
+    let ready = (0..20).any(|_| {
+        lab.exec(
+            &lab.attacker,
+            &[
+                "timeout",
+                "1",
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{TARGET}/22"),
+            ],
+        )
+        .status()
+        .is_ok_and(|s| s.success())
+            || {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                false
+            }
+    });
+    assert!(
+        ready,
+        "sshd in the target namespace does not answer on port 22"
+    );
     let passwords = dir.join("passwords");
     let list: String = (1..=20).map(|i| format!("wrong-password-{i}\n")).collect();
     std::fs::write(&passwords, list).expect("password list");

@@ -128,6 +128,14 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
         let copy = got.iter().find(|x| x.id == raised.id).expect("copy");
         assert_eq!(copy, &raised, "byte for byte the same alert");
         copy.verify().expect("still verifies");
+        let (_, body) = get_json(n.api_addr(), "/api/v1/alerts?limit=1000").await;
+        let status = body["status"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["id"] == raised.id.as_str()))
+            .cloned()
+            .expect("status of the alert");
+        assert_eq!(status["origin"], "peer");
+        assert_eq!(status["signature"], "valid");
     }
 
     let (_, metrics) = common::get(b.api_addr(), "/metrics").await;

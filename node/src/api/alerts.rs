@@ -38,10 +38,27 @@ pub(super) async fn list(
     State(state): State<ApiState>,
     Query(params): Query<AlertsParams>,
 ) -> Response {
-    match load(&state, &params).await {
-        Ok(alerts) => axum::Json(serde_json::json!({ "alerts": alerts })).into_response(),
-        Err(r) => r,
-    }
+    let alerts = match load(&state, &params).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    // Each alert re-verified as it is served: where it came from, and
+    // whether its signature still holds (a changed database would show).
+    let own = state.info.id.as_str();
+    let status: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "id": a.id,
+                "origin": if a.origin == own { "local" } else { "peer" },
+                "signature": match a.verify() {
+                    Ok(_) => "valid".to_owned(),
+                    Err(e) => format!("invalid: {e}"),
+                },
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "alerts": alerts, "status": status })).into_response()
 }
 
 /// `GET /api/v1/alerts/export?format=jsonl|ocsf&since=&limit=`: one JSON
