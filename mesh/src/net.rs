@@ -252,6 +252,36 @@ struct Behaviour {
     rpc: request_response::Behaviour<RpcCodec>,
 }
 
+/// Peer scoring for a sparse alert topic: invalid messages (rejected
+/// alerts) weigh heavily, and nothing penalises a peer for delivering few
+/// messages (alerts are rare) or for sharing an address with other peers
+/// (sites behind NAT, labs on one host). Scores come back to zero as
+/// penalties decay.
+fn peer_score_params() -> gossipsub::PeerScoreParams {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -1.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    params
+        .topics
+        .insert(IdentTopic::new(ALERT_TOPIC).hash(), topic);
+    params
+}
+
 /// `/ip4/…/tcp/…` (and `/udp/…/quic-v1`) of a socket address.
 pub fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
     Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
@@ -275,8 +305,12 @@ fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshError> {
                 MessageId::from(hex::encode(&Sha256::digest(&m.data)[..16]))
             })
             .build()?;
-        let gossipsub =
+        let mut gossipsub =
             gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+        gossipsub.with_peer_score(
+            peer_score_params(),
+            gossipsub::PeerScoreThresholds::default(),
+        )?;
         let mdns = if cfg.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),

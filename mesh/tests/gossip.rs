@@ -268,19 +268,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
         ),
         (b"\xffnot an alert".to_vec(), Reject::Decode),
     ];
-    for (bytes, _) in &bad {
-        outsider
-            .handle
-            .publish_bytes(bytes.clone())
-            .await
-            .expect("sent");
-    }
     let hub_stats = nodes[0].handle.stats().clone();
-    until("every bad message counted at the hub", || {
-        bad.iter().all(|(_, r)| hub_stats.rejected(*r) >= 1)
-    })
-    .await;
-    assert_eq!(hub_stats.rejected(Reject::Signature), 2);
     // A replay of an alert already held is a duplicate, not a new alert.
     outsider
         .handle
@@ -291,6 +279,30 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
         hub_stats.rejected(Reject::Duplicate) >= 1
     })
     .await;
+    for (bytes, _) in &bad {
+        outsider
+            .handle
+            .publish_bytes(bytes.clone())
+            .await
+            .expect("sent");
+    }
+    until("every bad message counted at the hub", || {
+        bad.iter().all(|(_, r)| hub_stats.rejected(*r) >= 1)
+    })
+    .await;
+    assert_eq!(hub_stats.rejected(Reject::Signature), 2);
+    // Each reject lowered the outsider's score at the hub.
+    let outsider_id = outsider.handle.peer_id().to_string();
+    let score = nodes[0]
+        .handle
+        .peers()
+        .await
+        .expect("peers")
+        .into_iter()
+        .find(|p| p.id == outsider_id)
+        .and_then(|p| p.score)
+        .expect("the hub scores the outsider");
+    assert!(score < 0.0, "score {score}");
 
     // Good alerts still flow, and nothing bad was stored anywhere.
     let later = alert(&nodes[3].key, 2, Duration::ZERO);
