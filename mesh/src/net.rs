@@ -313,7 +313,10 @@ fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshError> {
         )?;
         let mdns = if cfg.mdns {
             Some(mdns::tokio::Behaviour::new(
-                mdns::Config::default(),
+                mdns::Config {
+                    query_interval: Duration::from_secs(30),
+                    ..Default::default()
+                },
                 key.public().to_peer_id(),
             )?)
         } else {
