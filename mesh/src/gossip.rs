@@ -155,38 +155,29 @@ impl Validator {
         if !self.take_token(peer, now_ns) {
             return Err(Reject::RateLimited);
         }
-        if bytes.len() > MAX_ALERT_BYTES {
-            return Err(Reject::Oversized);
-        }
-        let alert = Alert::parse(bytes).map_err(|e| match e {
-            AlertError::TooLarge(_) => Reject::Oversized,
-            _ => Reject::Decode,
-        })?;
-        let key: Option<[u8; 32]> = hex::decode(&alert.origin_key)
-            .ok()
-            .and_then(|k| k.try_into().ok());
-        match key {
-            Some(k) if self.admitted.contains(&k) => {}
-            _ => return Err(Reject::NotAdmitted),
-        }
-        alert.verify().map_err(|_| Reject::Signature)?;
+        let alert = self.verified(bytes)?;
         let t = alert.body.time_ns;
         if t < now_ns.saturating_sub(self.cfg.max_age_ns)
             || t > now_ns.saturating_add(self.cfg.max_ahead_ns)
         {
             return Err(Reject::Stale);
         }
-        if self.seen.contains(&alert.id) {
-            return Err(Reject::Duplicate);
-        }
-        self.remember(&alert.id);
-        Ok(alert)
+        self.first_time(alert)
     }
 
     /// Checks an alert fetched by reconciliation: the same checks as
     /// gossip except the rate and the time window (fetched alerts are old by
     /// nature; each answer is bounded instead).
     pub fn check_synced(&mut self, bytes: &[u8]) -> Result<Alert, Reject> {
+        let alert = self.verified(bytes)?;
+        self.first_time(alert)
+    }
+
+    /// Size → decode → admitted origin → signature.
+    fn verified(&self, bytes: &[u8]) -> Result<Alert, Reject> {
+        if bytes.len() > MAX_ALERT_BYTES {
+            return Err(Reject::Oversized);
+        }
         let alert = Alert::parse(bytes).map_err(|e| match e {
             AlertError::TooLarge(_) => Reject::Oversized,
             _ => Reject::Decode,
@@ -198,6 +189,11 @@ impl Validator {
             return Err(Reject::NotAdmitted);
         }
         alert.verify().map_err(|_| Reject::Signature)?;
+        Ok(alert)
+    }
+
+    /// Not seen before; remembered from now on.
+    fn first_time(&mut self, alert: Alert) -> Result<Alert, Reject> {
         if self.seen.contains(&alert.id) {
             return Err(Reject::Duplicate);
         }

@@ -11,18 +11,11 @@ use std::time::Duration;
 
 use amoskys_mesh::Alert;
 use amoskys_node::Node;
-use amoskys_node::identity::{Identity, KEY_FILE};
 use common::{eventually, get_json};
 
 /// Both tests spawn processes that every node on this host sees; one at a
 /// time keeps their alerts apart.
 static HOST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn key_of(dir: &Path) -> String {
-    let id = Identity::generate();
-    id.write(&dir.join(KEY_FILE), false).expect("key written");
-    id.public_key_hex()
-}
 
 /// The TCP port a node's mesh listens on (once it is listening).
 async fn mesh_port(n: &Node) -> u16 {
@@ -47,15 +40,7 @@ async fn alerts(addr: std::net::SocketAddr) -> Vec<Alert> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
     let _host = HOST.lock().await;
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let keys: Vec<String> = dirs.iter().map(|d| key_of(d.path())).collect();
-    let admitted = format!(
-        "mesh.admitted=[{}]",
-        keys.iter()
-            .map(|k| format!("\"{k}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (dirs, admitted) = common::keyed_dirs(3);
     // Only the first node watches processes; the others learn by gossip.
     let a = Node::start(common::quiet_config(dirs[0].path(), &[&admitted]))
         .await
@@ -194,15 +179,7 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_seeing_one_attack_make_one_campaign_alert() {
     let _host = HOST.lock().await;
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let keys: Vec<String> = dirs.iter().map(|d| key_of(d.path())).collect();
-    let admitted = format!(
-        "mesh.admitted=[{}]",
-        keys.iter()
-            .map(|k| format!("\"{k}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (dirs, admitted) = common::keyed_dirs(3);
     // All three watch the same host, like three sites seeing one attacker.
     let a = Node::start(common::quiet_config(dirs[0].path(), &[&admitted]))
         .await

@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amoskys_mesh::Alert;
-use amoskys_node::identity::{Identity, KEY_FILE};
 use common::get_json;
 
 /// A node process; killed when dropped.
@@ -108,22 +107,7 @@ fn attack(bin: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_keeps_what_it_stored_and_fetches_what_it_missed() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let keys: Vec<String> = dirs
-        .iter()
-        .map(|d| {
-            let id = Identity::generate();
-            id.write(&d.path().join(KEY_FILE), false).expect("key");
-            id.public_key_hex()
-        })
-        .collect();
-    let admitted = format!(
-        "mesh.admitted=[{}]",
-        keys.iter()
-            .map(|k| format!("\"{k}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (dirs, admitted) = common::keyed_dirs(3);
     let a = spawn(dirs[0].path(), std::slice::from_ref(&admitted));
     let peer_sets = vec![
         admitted.clone(),

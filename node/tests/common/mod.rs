@@ -71,3 +71,19 @@ where
     }
     None
 }
+
+/// `n` data directories, each with a fresh node key, and the
+/// `mesh.admitted=[…]` setting that admits all of them.
+pub fn keyed_dirs(n: usize) -> (Vec<tempfile::TempDir>, String) {
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let keys: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let id = amoskys_node::identity::Identity::generate();
+            id.write(&d.path().join(amoskys_node::identity::KEY_FILE), false)
+                .expect("key written");
+            format!("\"{}\"", id.public_key_hex())
+        })
+        .collect();
+    (dirs, format!("mesh.admitted=[{}]", keys.join(",")))
+}
