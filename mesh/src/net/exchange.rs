@@ -1,0 +1,165 @@
+//! The actor's request-response traffic: reconciliation (asking peers for
+//! what this node lacks, answering what they lack) and the request services
+//! of [`crate::rpc`].
+
+use std::sync::atomic::Ordering;
+
+use libp2p::PeerId;
+use libp2p::request_response;
+use tokio::sync::oneshot;
+
+use super::{Actor, Done, InboundRequest, Received, ed25519_key, now_ns};
+use crate::gossip::Reject;
+use crate::rpc::{RpcRequest, RpcResponse};
+use crate::sync::{MAX_RANGES, SYNC_BATCH, SyncRequest, SyncResponse};
+
+impl Actor {
+    pub(super) fn rpc_event(&mut self, event: request_response::Event<RpcRequest, RpcResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let service = request.service;
+                let refuse = |reason: &str| RpcResponse {
+                    service,
+                    result: Err(reason.to_owned()),
+                };
+                let admitted = ed25519_key(&peer).is_some_and(|k| self.validator.is_admitted(&k));
+                let handler = self.requests.clone();
+                let answer = match (admitted, handler) {
+                    (false, _) => Err(refuse("not an admitted member")),
+                    (true, None) => Err(refuse("this node serves no requests")),
+                    (true, Some(h)) => Ok(h),
+                };
+                let handler = match answer {
+                    Ok(h) => h,
+                    Err(r) => {
+                        let _ = self.swarm.behaviour_mut().rpc.send_response(channel, r);
+                        return;
+                    }
+                };
+                let (reply, answer) = oneshot::channel();
+                let inbound = InboundRequest {
+                    peer,
+                    service,
+                    body: request.body,
+                    reply,
+                };
+                if handler.try_send(inbound).is_err() {
+                    let busy = refuse("busy; try again");
+                    let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
+                    return;
+                }
+                self.work.push(Box::pin(async move {
+                    let result = match tokio::time::timeout(service.timeout(), answer).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err("no answer".to_owned()),
+                        Err(_) => Err("the handler timed out".to_owned()),
+                    };
+                    Done::Reply(channel, RpcResponse { service, result })
+                }));
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.outbound.remove(&request_id) {
+                    let _ = tx.send(response.result);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(tx) = self.outbound.remove(&request_id) {
+                    let _ = tx.send(Err(error.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks `peer` for the alerts we lack.
+    pub(super) fn sync_with(&mut self, peer: PeerId) {
+        let Some(ledger) = self.ledger.clone() else {
+            return;
+        };
+        self.work.push(Box::pin(async move {
+            let h = tokio::task::spawn_blocking(move || ledger.holdings())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            Done::Holdings(peer, h)
+        }));
+    }
+
+    pub(super) fn sync_event(
+        &mut self,
+        peer: PeerId,
+        message: request_response::Message<SyncRequest, SyncResponse>,
+    ) {
+        match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                let Some(ledger) = self.ledger.clone() else {
+                    return;
+                };
+                if request.holdings.ranges() > MAX_RANGES {
+                    tracing::debug!(%peer, "sync request over the size limit; not answered");
+                    return;
+                }
+                self.work.push(Box::pin(async move {
+                    let missing = tokio::task::spawn_blocking(move || {
+                        ledger.missing(&request.holdings, SYNC_BATCH + 1)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    Done::Missing(channel, missing)
+                }));
+            }
+            request_response::Message::Response { response, .. } => {
+                let mut fetched = 0;
+                for bytes in response.alerts.iter().take(SYNC_BATCH) {
+                    match self.validator.check_synced(bytes) {
+                        Ok(alert) => {
+                            fetched += 1;
+                            // Fresh enough for every peer's time window: pass
+                            // it on by gossip, so the peers that missed it
+                            // too need not wait for their next sync.
+                            if self.validator.is_fresh(alert.body.time_ns, now_ns()) {
+                                let _ = self
+                                    .swarm
+                                    .behaviour_mut()
+                                    .gossipsub
+                                    .publish(self.topic.clone(), bytes.clone());
+                            }
+                            let (stored, _) = oneshot::channel();
+                            let r = Received {
+                                alert,
+                                from: peer,
+                                stored,
+                            };
+                            if self.received.try_send(r).is_err() {
+                                break;
+                            }
+                        }
+                        Err(Reject::Duplicate) => {}
+                        Err(reason) => self.stats.reject(reason),
+                    }
+                }
+                self.stats.synced.fetch_add(fetched, Ordering::Relaxed);
+                if response.more && fetched > 0 {
+                    self.sync_with(peer);
+                }
+            }
+        }
+    }
+}
