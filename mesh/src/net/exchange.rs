@@ -55,12 +55,15 @@ impl Actor {
                     let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
                     return;
                 }
+                // Give up a little before the caller does, so the caller
+                // hears why rather than only that time ran out.
                 self.work.push(Box::pin(async move {
-                    let result = match tokio::time::timeout(service.timeout(), answer).await {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(_)) => Err("no answer".to_owned()),
-                        Err(_) => Err("the handler timed out".to_owned()),
-                    };
+                    let result =
+                        match tokio::time::timeout(service.timeout().mul_f32(0.9), answer).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(_)) => Err("no answer".to_owned()),
+                            Err(_) => Err("the handler timed out".to_owned()),
+                        };
                     Done::Reply(channel, RpcResponse { service, result })
                 }));
             }
