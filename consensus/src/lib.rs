@@ -1,9 +1,49 @@
 //! Raft-replicated state of the AMOSKYS mesh: detection policy, membership
 //! (admitted node keys, voters and learners) and the model registry.
 //!
-//! This crate will hold the openraft type configuration, the RocksDB log
-//! store and state machine (in the node's `raft_log` and `raft_state` column
-//! families) and the network adapter over the mesh's request-response
-//! protocol. It knows nothing of the node crate.
+//! - [`id`]: a node id is the node's ed25519 public key (its peer id);
+//! - [`state`]: the replicated state and the pure, deterministic apply of
+//!   committed [`Command`]s;
+//! - [`store`]: openraft's log storage and state machine (storage v2) in the
+//!   node's RocksDB column families `raft_log` and `raft_state`, snapshots
+//!   included;
+//! - [`network`]: Raft RPCs over the mesh's request-response protocol, so a
+//!   node has one port and one identity;
+//! - [`cluster`]: a running Raft member: initialise, propose (writes on a
+//!   follower go to the leader), admit and remove members, linearizable
+//!   reads, join requests, and the steward that keeps a small voter set and
+//!   promotes learners when voters are lost;
+//! - [`lab`]: in-process members on loopback for tests, benchmarks and
+//!   simulations.
 //!
-//! Status: not built yet; a node today is a standalone sensor.
+//! This crate knows the mesh, never the node: the node passes its database
+//! and mesh handle in and reads the applied state from a watch channel.
+
+pub mod cluster;
+pub mod id;
+pub mod lab;
+pub mod network;
+pub mod state;
+pub mod store;
+
+use std::io::Cursor;
+
+pub use cluster::{
+    Cluster, ClusterError, ClusterSettings, ClusterStatus, JoinReply, MembershipPolicy,
+};
+pub use id::NodeId;
+pub use state::{ClusterState, Command, ModelVersion, NewModel, Outcome, PolicyRecord};
+pub use store::{Applied, Database};
+
+openraft::declare_raft_types!(
+    /// The openraft types of AMOSKYS.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// The openraft instance of a node.
+pub type Raft = openraft::Raft<TypeConfig>;

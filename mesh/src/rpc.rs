@@ -26,16 +26,20 @@ pub enum Service {
     Model,
     /// Content fetched by SHA-256.
     Blob,
+    /// A node asks to join the cluster; the only service open to peers
+    /// that are not admitted.
+    Join,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::Raft, Service::Model, Service::Blob];
+    pub const ALL: [Service; 4] = [Service::Raft, Service::Model, Service::Blob, Service::Join];
 
     fn tag(self) -> u8 {
         match self {
             Service::Raft => 1,
             Service::Model => 2,
             Service::Blob => 3,
+            Service::Join => 4,
         }
     }
 
@@ -49,6 +53,7 @@ impl Service {
             Service::Raft => 4 << 20,
             Service::Model => 16 << 20,
             Service::Blob => 1 << 10,
+            Service::Join => 1 << 10,
         }
     }
 
@@ -58,6 +63,7 @@ impl Service {
             Service::Raft => 4 << 20,
             Service::Model => 16 << 20,
             Service::Blob => 64 << 20,
+            Service::Join => 64 << 10,
         }
     }
 
@@ -67,6 +73,7 @@ impl Service {
             Service::Raft => 5,
             Service::Model => 60,
             Service::Blob => 120,
+            Service::Join => 10,
         })
     }
 
@@ -75,6 +82,7 @@ impl Service {
             Service::Raft => "raft",
             Service::Model => "model",
             Service::Blob => "blob",
+            Service::Join => "join",
         }
     }
 }

@@ -9,7 +9,7 @@
 //! on are computed exactly as the live ones are.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -348,6 +348,9 @@ pub enum TriggerError {
 #[derive(Debug)]
 pub struct Trainer {
     tx: Option<SyncSender<()>>,
+    /// Seconds between scheduled runs; 0 is never. The policy changes it
+    /// live.
+    retrain_secs: Arc<AtomicU64>,
     status: Arc<Mutex<TrainerStatus>>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -367,15 +370,20 @@ impl Trainer {
         if set.infos().len() < EntityKind::ALL.len() {
             let _ = tx.try_send(());
         }
+        let retrain_secs = Arc::new(AtomicU64::new(
+            settings.retrain.map_or(0, |d| d.as_secs().max(1)),
+        ));
         let handle = {
             let status = status.clone();
             let stop = stop.clone();
+            let every = retrain_secs.clone();
             std::thread::Builder::new()
                 .name("amoskys-train".into())
-                .spawn(move || train_loop(&store, &set, &settings, &rx, &status, &stop))?
+                .spawn(move || train_loop(&store, &set, &settings, &rx, &status, &stop, &every))?
         };
         Ok(Trainer {
             tx: Some(tx),
+            retrain_secs,
             status,
             stop,
             handle: Some(handle),
@@ -395,6 +403,13 @@ impl Trainer {
             Err(TrySendError::Full(())) => Err(TriggerError::AlreadyQueued),
             Err(TrySendError::Disconnected(())) => Err(TriggerError::Stopped),
         }
+    }
+
+    /// Changes the schedule (`None`: only on request); takes effect
+    /// within a minute.
+    pub fn set_retrain(&self, every: Option<Duration>) {
+        self.retrain_secs
+            .store(every.map_or(0, |d| d.as_secs().max(1)), Ordering::Relaxed);
     }
 
     pub fn status(&self) -> TrainerStatus {
@@ -426,16 +441,32 @@ fn train_loop(
     rx: &Receiver<()>,
     status: &Mutex<TrainerStatus>,
     stop: &AtomicBool,
+    every: &AtomicU64,
 ) {
-    // "Never" for recv_timeout: a year.
-    let period = settings
-        .retrain
-        .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    // The schedule is read again at least once a minute, so a policy
+    // change applies without a restart.
+    const LOOK_AGAIN: Duration = Duration::from_secs(60);
+    let mut last_run = std::time::Instant::now();
     loop {
-        match rx.recv_timeout(period) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+        let secs = every.load(Ordering::Relaxed);
+        let wait = if secs == 0 {
+            LOOK_AGAIN
+        } else {
+            Duration::from_secs(secs)
+                .saturating_sub(last_run.elapsed())
+                .min(LOOK_AGAIN)
+        };
+        match rx.recv_timeout(wait) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                let secs = every.load(Ordering::Relaxed);
+                if secs == 0 || last_run.elapsed() < Duration::from_secs(secs) {
+                    continue;
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        last_run = std::time::Instant::now();
         if stop.load(Ordering::Relaxed) {
             return;
         }

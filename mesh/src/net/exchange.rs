@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{Actor, Done, InboundRequest, Received, ed25519_key, now_ns};
 use crate::gossip::Reject;
-use crate::rpc::{RpcRequest, RpcResponse};
+use crate::rpc::{RpcRequest, RpcResponse, Service};
 use crate::sync::{MAX_RANGES, SYNC_BATCH, SyncRequest, SyncResponse};
 
 impl Actor {
@@ -29,7 +29,9 @@ impl Actor {
                     service,
                     result: Err(reason.to_owned()),
                 };
-                let admitted = ed25519_key(&peer).is_some_and(|k| self.validator.is_admitted(&k));
+                // Anyone may ask to join; everything else needs admission.
+                let admitted = service == Service::Join
+                    || ed25519_key(&peer).is_some_and(|k| self.validator.is_admitted(&k));
                 let handler = self.requests.clone();
                 let answer = match (admitted, handler) {
                     (false, _) => Err(refuse("not an admitted member")),

@@ -161,6 +161,7 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Remember(String),
+    SetAdmitted(Vec<[u8; 32]>),
     Request(PeerId, RpcRequest, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -218,6 +219,12 @@ impl MeshHandle {
             Ok(Err(_)) => Err(MeshError::Stopped),
             Err(_) => Err(fail(format!("no answer within {:?}", service.timeout()))),
         }
+    }
+
+    /// Replaces the admitted members' keys (from the replicated
+    /// membership).
+    pub async fn set_admitted(&self, keys: Vec<[u8; 32]>) -> Result<(), MeshError> {
+        self.send(Command::SetAdmitted(keys)).await
     }
 
     /// Connected peers.
@@ -447,6 +454,7 @@ impl Actor {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::Remember(id) => self.validator.remember(&id),
+            Command::SetAdmitted(keys) => self.validator.set_admitted(keys),
             Command::Request(peer, request, reply) => {
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
                 self.outbound.insert(id, reply);
@@ -594,8 +602,9 @@ impl Actor {
     }
 }
 
-/// The ed25519 public key inside an ed25519 PeerId.
-fn ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
+/// The ed25519 public key inside an ed25519 PeerId (other key types have
+/// none).
+pub fn ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
     let key = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
     Some(key.try_into_ed25519().ok()?.to_bytes())
 }

@@ -1,0 +1,680 @@
+//! A running Raft member and what operators and the node do with it.
+//!
+//! Writes go to the leader: a follower forwards them over the mesh and
+//! returns the leader's answer. Membership changes too. A read can be
+//! linearizable: the leader confirms its leadership with a quorum and names
+//! its commit index, and the reader waits until it has applied that index.
+//!
+//! Requests are checked against the Raft membership before Raft sees them:
+//! only voters may ask for votes, only members may replicate to us (unless
+//! we are still joining and know no members), propose or change membership.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use amoskys_mesh::Service;
+use libp2p_identity::PeerId;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, LogId, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::network::{AdminOp, Cut, RaftReply, RaftRequest, Transport};
+use crate::state::{Command, Outcome};
+use crate::store::{self, Applied, Database};
+use crate::{NodeId, Raft};
+
+/// How long an operation waits for a leader to be known.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// A forwarded write, answer included.
+const FORWARD_TTL: Duration = Duration::from_secs(5);
+/// How often the steward looks at the voter set.
+const STEWARD_EVERY: Duration = Duration::from_millis(500);
+/// A learner this close to the leader's log may become a voter.
+const CAUGHT_UP: u64 = 100;
+
+/// Timing and identity of a member.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub id: NodeId,
+    /// Where peers reach this node (informational; the mesh routes by peer
+    /// id).
+    pub addr: String,
+    pub heartbeat: Duration,
+    /// Election timeout, randomised between the two.
+    pub election_timeout: (Duration, Duration),
+    /// A snapshot is built after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot for followers that lag a little.
+    pub keep_logs: u64,
+}
+
+impl ClusterSettings {
+    pub fn new(id: NodeId, addr: String) -> Self {
+        Self {
+            id,
+            addr,
+            heartbeat: Duration::from_millis(200),
+            election_timeout: (Duration::from_millis(800), Duration::from_millis(1600)),
+            snapshot_every: 5_000,
+            keep_logs: 1_000,
+        }
+    }
+}
+
+/// How the leader manages the voter set (from the replicated policy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MembershipPolicy {
+    /// Voters the cluster keeps when it has enough members; the rest are
+    /// learners.
+    pub voters: usize,
+    /// Replace a voter that stopped answering with a caught-up learner.
+    pub auto_promote: bool,
+    /// How long a voter may be silent before it is replaced.
+    pub voter_down_secs: u64,
+}
+
+impl Default for MembershipPolicy {
+    fn default() -> Self {
+        Self {
+            voters: 3,
+            auto_promote: true,
+            voter_down_secs: 10,
+        }
+    }
+}
+
+/// A member's view of the cluster, for `amoskys cluster status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub id: String,
+    pub initialized: bool,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    /// Nodes that asked to join and wait for an operator.
+    pub pending: Vec<PendingJoin>,
+}
+
+/// A join request waiting for `amoskys members admit`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingJoin {
+    pub id: String,
+    pub addr: String,
+    pub asked_ns: u64,
+}
+
+/// What a joining node sends ([`Service::Join`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub addr: String,
+}
+
+/// The answer to a join request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// A member now; these are the members to trust.
+    Admitted {
+        members: Vec<NodeId>,
+    },
+    /// Waits for an operator to admit it.
+    Pending,
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot open the Raft storage: {0}")]
+    Storage(String),
+    #[error("no leader: the cluster is not initialised or has lost its quorum ({0})")]
+    NoLeader(String),
+    #[error("the leader refused: {0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// One member of the cluster.
+pub struct Cluster {
+    raft: Raft,
+    settings: ClusterSettings,
+    transport: Transport,
+    applied: watch::Receiver<Arc<Applied>>,
+    policy: Arc<Mutex<MembershipPolicy>>,
+    allow: Arc<Mutex<HashSet<NodeId>>>,
+    pending: Arc<Mutex<BTreeMap<NodeId, PendingJoin>>>,
+    steward: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.settings.id)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Cluster {
+    /// Opens the Raft storage in `db` and starts the member. RPCs go over
+    /// `mesh`; without one the node can only be a cluster of one.
+    pub async fn start(
+        settings: ClusterSettings,
+        db: Arc<dyn Database>,
+        mesh: Option<amoskys_mesh::MeshHandle>,
+    ) -> Result<Cluster, ClusterError> {
+        let (log, sm, applied) =
+            store::open(db).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = openraft::Config {
+            cluster_name: "amoskys".into(),
+            heartbeat_interval: ms(settings.heartbeat),
+            election_timeout_min: ms(settings.election_timeout.0),
+            election_timeout_max: ms(settings.election_timeout.1),
+            // Chunks and batches stay well inside the mesh's 4 MiB limit.
+            snapshot_max_chunk_size: 1 << 20,
+            max_payload_entries: 256,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.keep_logs,
+            install_snapshot_timeout: 4_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Invalid(format!("raft settings: {e}")))?;
+        let transport = Transport::new(mesh);
+        let raft = Raft::new(settings.id, Arc::new(config), transport.clone(), log, sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let policy = Arc::new(Mutex::new(MembershipPolicy::default()));
+        let steward = tokio::spawn(steward(
+            raft.clone(),
+            settings.id,
+            transport.clone(),
+            policy.clone(),
+        ));
+        Ok(Cluster {
+            raft,
+            settings,
+            transport,
+            applied,
+            policy,
+            allow: Arc::default(),
+            pending: Arc::default(),
+            steward,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.settings.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The applied state; changes with every applied entry.
+    pub fn applied(&self) -> watch::Receiver<Arc<Applied>> {
+        self.applied.clone()
+    }
+
+    /// Drops Raft traffic with chosen members (partition drills).
+    pub fn cut(&self) -> &Cut {
+        &self.transport.cut
+    }
+
+    /// Keys admitted automatically when they ask to join.
+    pub fn set_allow_list(&self, keys: impl IntoIterator<Item = NodeId>) {
+        *lock(&self.allow) = keys.into_iter().collect();
+    }
+
+    pub fn set_membership_policy(&self, policy: MembershipPolicy) {
+        *lock(&self.policy) = policy;
+    }
+
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Makes this node and `others` (all voters) a new cluster. Only on
+    /// the first node(s), once.
+    pub async fn initialize(&self, others: &[(NodeId, String)]) -> Result<(), ClusterError> {
+        let mut members = BTreeMap::new();
+        members.insert(self.settings.id, BasicNode::new(&self.settings.addr));
+        for (id, addr) in others {
+            members.insert(*id, BasicNode::new(addr));
+        }
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| ClusterError::Invalid(format!("cannot initialise: {e}")))
+    }
+
+    /// Voters and learners of the current membership.
+    pub fn members(&self) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let voters: BTreeSet<NodeId> = m.voter_ids().collect();
+        let learners = m
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains(id))
+            .collect();
+        (voters, learners)
+    }
+
+    fn is_member(&self, node: &NodeId) -> bool {
+        let (v, l) = self.members();
+        v.contains(node) || l.contains(node)
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let (voters, learners) = self.members();
+        ClusterStatus {
+            id: self.settings.id.to_string(),
+            initialized: m.membership_config.nodes().next().is_some(),
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader.map(|l| l.to_string()),
+            voters: voters.iter().map(ToString::to_string).collect(),
+            learners: learners.iter().map(ToString::to_string).collect(),
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            pending: lock(&self.pending).values().cloned().collect(),
+        }
+    }
+
+    async fn leader(&self) -> Result<NodeId, ClusterError> {
+        let m = self
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|e| ClusterError::NoLeader(e.to_string()))?;
+        m.current_leader
+            .ok_or_else(|| ClusterError::NoLeader("none known".into()))
+    }
+
+    /// Commits `cmd` through the leader, wherever it is, and returns its
+    /// log id and outcome.
+    pub async fn propose(&self, cmd: Command) -> Result<(LogId<NodeId>, Outcome), ClusterError> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let leader = self.leader().await?;
+            let result = if leader == self.settings.id {
+                write_local(&self.raft, cmd.clone()).await
+            } else {
+                match self
+                    .forward(leader, RaftRequest::Propose(cmd.clone()))
+                    .await
+                {
+                    Ok(RaftReply::Proposed(r)) => r,
+                    Ok(_) => Err("answer of another kind".into()),
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(done) => return Ok(done),
+                Err(e) if is_leader_change(&e) => last = e,
+                Err(e) => return Err(ClusterError::Rejected(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(ClusterError::NoLeader(last))
+    }
+
+    /// Admits `node` as a learner (the steward makes it a voter when the
+    /// voter set needs one).
+    pub async fn admit(&self, node: NodeId, addr: String) -> Result<(), ClusterError> {
+        let by = self.settings.id;
+        self.admin(AdminOp::Admit { node, addr, by }).await?;
+        lock(&self.pending).remove(&node);
+        Ok(())
+    }
+
+    /// Removes `node` from the membership; it is not admitted again
+    /// automatically.
+    pub async fn remove(&self, node: NodeId) -> Result<(), ClusterError> {
+        let by = self.settings.id;
+        self.admin(AdminOp::Remove { node, by }).await
+    }
+
+    async fn admin(&self, op: AdminOp) -> Result<(), ClusterError> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let leader = self.leader().await?;
+            let result = if leader == self.settings.id {
+                admin_local(&self.raft, op.clone()).await
+            } else {
+                match self.forward(leader, RaftRequest::Admin(op.clone())).await {
+                    Ok(RaftReply::Admin(r)) => r,
+                    Ok(_) => Err("answer of another kind".into()),
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if is_leader_change(&e) => last = e,
+                Err(e) => return Err(ClusterError::Rejected(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(ClusterError::NoLeader(last))
+    }
+
+    async fn forward(&self, leader: NodeId, req: RaftRequest) -> Result<RaftReply, String> {
+        self.transport
+            .call(leader, &req, FORWARD_TTL)
+            .await
+            .map_err(|e| format!("leader {leader} unreachable: {e}"))
+    }
+
+    /// The applied state, after everything committed before the call.
+    pub async fn read_linearizable(&self) -> Result<Arc<Applied>, ClusterError> {
+        let leader = self.leader().await?;
+        let index = if leader == self.settings.id {
+            read_index(&self.raft).await
+        } else {
+            match self.forward(leader, RaftRequest::ReadIndex).await {
+                Ok(RaftReply::ReadIndex(r)) => r,
+                Ok(_) => Err("answer of another kind".into()),
+                Err(e) => Err(e),
+            }
+        }
+        .map_err(ClusterError::NoLeader)?;
+        if let Some(index) = index {
+            self.raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(index.index), "read index")
+                .await
+                .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        }
+        Ok(self.applied.borrow().clone())
+    }
+
+    /// Answers a member's [`Service::Raft`] request.
+    pub async fn serve(&self, peer: &PeerId, body: &[u8]) -> Result<Vec<u8>, String> {
+        let from = NodeId::from_peer_id(peer).ok_or("the peer has no ed25519 key")?;
+        if self.transport.cut.blocks(&from) {
+            return Err("cut off".into());
+        }
+        let req: RaftRequest =
+            serde_json::from_slice(body).map_err(|e| format!("malformed Raft request: {e}"))?;
+        let (voters, learners) = self.members();
+        let member = voters.contains(&from) || learners.contains(&from);
+        let reply = match req {
+            RaftRequest::Vote(r) => {
+                // A node that knows no members yet (initialised elsewhere)
+                // learns them from the first leader it votes for.
+                if !voters.contains(&from) && !voters.is_empty() {
+                    return Err(format!("{from} is not a voter"));
+                }
+                RaftReply::Vote(self.raft.vote(r).await)
+            }
+            RaftRequest::Append(r) => {
+                // A node that is still joining knows no members yet.
+                if !member && !voters.is_empty() {
+                    return Err(format!("{from} is not a member"));
+                }
+                RaftReply::Append(self.raft.append_entries(r).await)
+            }
+            RaftRequest::Snapshot(r) => {
+                if !member && !voters.is_empty() {
+                    return Err(format!("{from} is not a member"));
+                }
+                RaftReply::Snapshot(self.raft.install_snapshot(r).await)
+            }
+            other => {
+                if !member {
+                    return Err(format!("{from} is not a member"));
+                }
+                match other {
+                    RaftRequest::Propose(cmd) => {
+                        RaftReply::Proposed(write_local(&self.raft, cmd).await)
+                    }
+                    RaftRequest::Admin(op) => RaftReply::Admin(admin_local(&self.raft, op).await),
+                    _ => RaftReply::ReadIndex(read_index(&self.raft).await),
+                }
+            }
+        };
+        serde_json::to_vec(&reply).map_err(|e| format!("cannot encode the answer: {e}"))
+    }
+
+    /// Answers a [`Service::Join`] request from any peer.
+    pub async fn serve_join(&self, peer: &PeerId, body: &[u8]) -> Result<Vec<u8>, String> {
+        let node = NodeId::from_peer_id(peer).ok_or("the peer has no ed25519 key")?;
+        let req: JoinRequest =
+            serde_json::from_slice(body).map_err(|e| format!("malformed join request: {e}"))?;
+        let reply = if self.is_member(&node) {
+            self.admitted_reply()
+        } else if self.applied.borrow().state.removed.contains_key(&node) {
+            JoinReply::Refused("removed by an operator; it must be admitted again".into())
+        } else if lock(&self.allow).contains(&node) {
+            match self.admit(node, req.addr).await {
+                Ok(()) => self.admitted_reply(),
+                Err(e) => {
+                    tracing::info!(%node, error = %e, "cannot admit an allow-listed node yet");
+                    JoinReply::Pending
+                }
+            }
+        } else {
+            let mut pending = lock(&self.pending);
+            if pending.len() < 1_000 || pending.contains_key(&node) {
+                pending.insert(
+                    node,
+                    PendingJoin {
+                        id: node.to_string(),
+                        addr: req.addr.chars().take(256).collect(),
+                        asked_ns: now_ns(),
+                    },
+                );
+            }
+            JoinReply::Pending
+        };
+        serde_json::to_vec(&reply).map_err(|e| format!("cannot encode the answer: {e}"))
+    }
+
+    fn admitted_reply(&self) -> JoinReply {
+        let (v, l) = self.members();
+        JoinReply::Admitted {
+            members: v.into_iter().chain(l).collect(),
+        }
+    }
+
+    /// Asks `peer` to let this node join.
+    pub async fn request_join(&self, peer: PeerId) -> Result<JoinReply, ClusterError> {
+        let mesh = self
+            .transport
+            .mesh()
+            .ok_or_else(|| ClusterError::Invalid("this node has no mesh".into()))?;
+        let body = serde_json::to_vec(&JoinRequest {
+            addr: self.settings.addr.clone(),
+        })
+        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        let answer = mesh
+            .request(peer, Service::Join, body)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        serde_json::from_slice(&answer)
+            .map_err(|e| ClusterError::Raft(format!("malformed join answer: {e}")))
+    }
+
+    /// Stops Raft and the steward.
+    pub async fn shutdown(&self) {
+        self.steward.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+    }
+}
+
+fn is_leader_change(e: &str) -> bool {
+    e.contains("forward request to") || e.contains("unreachable") || e.contains("has to forward")
+}
+
+async fn write_local(raft: &Raft, cmd: Command) -> Result<(LogId<NodeId>, Outcome), String> {
+    match raft.client_write(cmd).await {
+        Ok(r) => Ok((r.log_id, r.data)),
+        Err(e) => Err(write_error(e)),
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> String {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => format!(
+            "has to forward to the leader ({})",
+            f.leader_id.map_or("unknown".into(), |l| l.to_string())
+        ),
+        other => other.to_string(),
+    }
+}
+
+async fn read_index(raft: &Raft) -> Result<Option<LogId<NodeId>>, String> {
+    raft.get_read_log_id()
+        .await
+        .map(|(read, _)| read)
+        .map_err(|e| e.to_string())
+}
+
+/// Admission and removal, run on the leader.
+async fn admin_local(raft: &Raft, op: AdminOp) -> Result<(), String> {
+    let membership = raft.metrics().borrow().membership_config.clone();
+    match op {
+        AdminOp::Admit { node, addr, by } => {
+            write_local(
+                raft,
+                Command::Admit {
+                    node,
+                    addr: addr.clone(),
+                    by,
+                    time_ns: now_ns(),
+                },
+            )
+            .await?;
+            if membership.nodes().any(|(id, _)| *id == node) {
+                return Ok(());
+            }
+            raft.add_learner(node, BasicNode::new(addr), false)
+                .await
+                .map_err(write_error)?;
+        }
+        AdminOp::Remove { node, by } => {
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            if voters.contains(&node) {
+                if voters.len() == 1 {
+                    return Err("cannot remove the last voter".into());
+                }
+                raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+                    .await
+                    .map_err(write_error)?;
+            } else if membership.nodes().any(|(id, _)| *id == node) {
+                raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false)
+                    .await
+                    .map_err(write_error)?;
+            }
+            write_local(
+                raft,
+                Command::Remove {
+                    node,
+                    by,
+                    time_ns: now_ns(),
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// On the leader: grows the voter set to the policy's size from caught-up
+/// learners, and replaces a voter that has been silent too long.
+async fn steward(
+    raft: Raft,
+    me: NodeId,
+    transport: Transport,
+    policy: Arc<Mutex<MembershipPolicy>>,
+) {
+    let mut tick = tokio::time::interval(STEWARD_EVERY);
+    // When this node became leader; silence is measured from then at most.
+    let mut leading_since: Option<tokio::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            leading_since = None;
+            continue;
+        }
+        let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
+        let policy = lock(&policy).clone();
+        let voters: BTreeSet<NodeId> = m.membership_config.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let caught_up = |id: &NodeId| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map_or(0, |l| l.index);
+            matched + CAUGHT_UP >= last
+                && transport
+                    .health
+                    .silent_for(id)
+                    .is_some_and(|s| s < Duration::from_secs(3))
+        };
+        let learners: Vec<NodeId> = m
+            .membership_config
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains(id) && caught_up(id))
+            .collect();
+        let down = Duration::from_secs(policy.voter_down_secs);
+        let dead: Vec<NodeId> = voters
+            .iter()
+            .filter(|v| **v != me)
+            .filter(|v| {
+                since.elapsed() > down && transport.health.silent_for(v).is_none_or(|s| s > down)
+            })
+            .copied()
+            .collect();
+        let change = if voters.len() < policy.voters && !learners.is_empty() {
+            let add: BTreeSet<NodeId> = learners
+                .iter()
+                .take(policy.voters - voters.len())
+                .copied()
+                .collect();
+            Some(ChangeMembers::AddVoterIds(add))
+        } else if policy.auto_promote && !dead.is_empty() && !learners.is_empty() {
+            let mut next = voters.clone();
+            for (d, l) in dead.iter().zip(&learners) {
+                next.remove(d);
+                next.insert(*l);
+            }
+            Some(ChangeMembers::ReplaceAllVoters(next))
+        } else {
+            None
+        };
+        if let Some(change) = change {
+            tracing::info!(?change, "changing the voter set");
+            // Replaced voters stay members, as learners.
+            if let Err(e) = raft.change_membership(change, true).await {
+                tracing::warn!(error = %e, "voter change failed");
+            }
+        }
+    }
+}

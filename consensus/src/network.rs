@@ -1,0 +1,281 @@
+//! Raft RPCs over the mesh: each RPC is one [`Service::Raft`] request to the
+//! target's peer id, JSON encoded. The same service carries what a follower
+//! forwards to the leader (proposals, membership changes, read index).
+//!
+//! [`Cut`] drops traffic to and from chosen members at this layer; tests,
+//! simulations and operators' drills use it to partition a cluster whose
+//! nodes share one host.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use amoskys_mesh::{MeshHandle, Service};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, LogId};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Command, Outcome};
+use crate::{NodeId, TypeConfig};
+
+/// What one member asks another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write forwarded to the leader.
+    Propose(Command),
+    /// A membership change forwarded to the leader.
+    Admin(AdminOp),
+    /// The leader's committed index, for a linearizable read elsewhere.
+    ReadIndex,
+}
+
+/// Membership changes only the leader makes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminOp {
+    Admit {
+        node: NodeId,
+        addr: String,
+        by: NodeId,
+    },
+    Remove {
+        node: NodeId,
+        by: NodeId,
+    },
+}
+
+/// The answer to a [`RaftRequest`] of the same kind.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftReply {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Proposed(Result<(LogId<NodeId>, Outcome), String>),
+    Admin(Result<(), String>),
+    ReadIndex(Result<Option<LogId<NodeId>>, String>),
+}
+
+/// Members this node neither sends to nor accepts from.
+#[derive(Debug, Clone, Default)]
+pub struct Cut(Arc<Mutex<HashSet<NodeId>>>);
+
+impl Cut {
+    /// Drops all Raft traffic with `nodes` until [`Cut::heal`].
+    pub fn isolate(&self, nodes: impl IntoIterator<Item = NodeId>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(nodes);
+    }
+
+    pub fn heal(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    pub fn blocks(&self, node: &NodeId) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(node)
+    }
+}
+
+/// When each member last answered one of our RPCs.
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl Health {
+    fn record(&self, node: NodeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node, Instant::now());
+    }
+
+    /// How long ago `node` last answered, if ever.
+    pub fn silent_for(&self, node: &NodeId) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .map(Instant::elapsed)
+    }
+}
+
+/// Why a call to a member failed, before Raft sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{0} is cut off")]
+    Cut(NodeId),
+    #[error("{0} has no ed25519 peer id")]
+    NoPeer(NodeId),
+    #[error("this node has no mesh")]
+    NoMesh,
+    #[error("request of {0} bytes is over the Raft limit")]
+    TooLarge(usize),
+    #[error("cannot encode the request: {0}")]
+    Encode(String),
+    #[error("malformed answer: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Mesh(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Sends [`RaftRequest`]s to members over the mesh.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    mesh: Option<MeshHandle>,
+    pub(crate) cut: Cut,
+    pub(crate) health: Health,
+}
+
+impl Transport {
+    pub fn new(mesh: Option<MeshHandle>) -> Self {
+        Self {
+            mesh,
+            cut: Cut::default(),
+            health: Health::default(),
+        }
+    }
+
+    pub fn mesh(&self) -> Option<&MeshHandle> {
+        self.mesh.as_ref()
+    }
+
+    /// One request, one answer, within `ttl`.
+    pub async fn call(
+        &self,
+        target: NodeId,
+        req: &RaftRequest,
+        ttl: Duration,
+    ) -> Result<RaftReply, CallError> {
+        if self.cut.blocks(&target) {
+            return Err(CallError::Cut(target));
+        }
+        let mesh = self.mesh.as_ref().ok_or(CallError::NoMesh)?;
+        let peer = target.peer_id().ok_or(CallError::NoPeer(target))?;
+        let body = serde_json::to_vec(req).map_err(|e| CallError::Encode(e.to_string()))?;
+        if body.len() > Service::Raft.max_request() {
+            return Err(CallError::TooLarge(body.len()));
+        }
+        let answer = tokio::time::timeout(ttl, mesh.request(peer, Service::Raft, body))
+            .await
+            .map_err(|_| CallError::Timeout(ttl))?
+            .map_err(|e| CallError::Mesh(e.to_string()))?;
+        if self.cut.blocks(&target) {
+            return Err(CallError::Cut(target));
+        }
+        self.health.record(target);
+        serde_json::from_slice(&answer).map_err(|e| CallError::Decode(e.to_string()))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Transport {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            transport: self.clone(),
+        }
+    }
+}
+
+/// The Raft connection to one member.
+#[derive(Debug)]
+pub struct PeerClient {
+    target: NodeId,
+    transport: Transport,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn send<E: std::error::Error>(
+        &self,
+        req: RaftRequest,
+        option: &RPCOption,
+        entries: u64,
+    ) -> Result<RaftReply, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        match self
+            .transport
+            .call(self.target, &req, option.hard_ttl())
+            .await
+        {
+            Ok(reply) => Ok(reply),
+            Err(CallError::TooLarge(_)) => Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            )),
+            Err(e @ (CallError::Decode(_) | CallError::Encode(_))) => {
+                Err(RPCError::Network(NetworkError::new(&e)))
+            }
+            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(
+        &self,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::Network(NetworkError::new(&CallError::Decode(
+            "answer of another kind".into(),
+        )))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let n = rpc.entries.len() as u64;
+        match self.send(RaftRequest::Append(rpc), &option, n).await? {
+            RaftReply::Append(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.send(RaftRequest::Snapshot(rpc), &option, 1).await? {
+            RaftReply::Snapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        match self.send(RaftRequest::Vote(rpc), &option, 1).await? {
+            RaftReply::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The replicated state: policy versions, member records and the model
+//! registry, and the commands that change them.
+//!
+//! [`ClusterState::apply`] is a pure, deterministic function of the state
+//! and a committed command; every node applies the same commands in the
+//! same order and ends in the same state. A command that is invalid against
+//! the state (activating a version that does not exist) is committed but
+//! changes nothing and answers [`Outcome::Rejected`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::NodeId;
+
+/// Largest policy document.
+pub const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// Policy versions kept, the one in force included.
+pub const POLICY_HISTORY: usize = 32;
+/// Largest free-text field (model metrics names, addresses, comments).
+const MAX_TEXT: usize = 1024;
+
+/// A change to the replicated state, proposed by a member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A new policy document (validated by the proposer before it is
+    /// proposed).
+    SetPolicy {
+        document: String,
+        author: NodeId,
+        time_ns: u64,
+    },
+    /// Records who admitted a node (Raft membership itself holds the role).
+    Admit {
+        node: NodeId,
+        addr: String,
+        by: NodeId,
+        time_ns: u64,
+    },
+    /// Records a removal, so the node is not admitted again automatically.
+    Remove {
+        node: NodeId,
+        by: NodeId,
+        time_ns: u64,
+    },
+    /// A new model version; its number is assigned on apply.
+    RegisterModel(NewModel),
+    /// Makes a registered version the one every node uses (pin or roll
+    /// back).
+    ActivateModel {
+        version: u64,
+        by: NodeId,
+        time_ns: u64,
+    },
+}
+
+/// The answer to a committed command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Blank and membership entries.
+    Nothing,
+    Policy {
+        version: u64,
+    },
+    Admitted,
+    Removed,
+    Model {
+        version: u64,
+    },
+    Activated {
+        version: u64,
+    },
+    /// Committed but invalid against the state; nothing changed.
+    Rejected(String),
+}
+
+/// One policy version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub version: u64,
+    pub sha256: String,
+    pub document: String,
+    pub author: NodeId,
+    pub time_ns: u64,
+}
+
+/// How a member was admitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub addr: String,
+    pub admitted_by: NodeId,
+    pub admitted_ns: u64,
+}
+
+/// A model version as proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewModel {
+    /// SHA-256 of the model blob, hex.
+    pub sha256: String,
+    /// Feature schema the model expects.
+    pub schema: String,
+    pub parent: Option<u64>,
+    /// The federated round that produced it, if any.
+    pub round: Option<u64>,
+    pub participants: Vec<NodeId>,
+    pub metrics: BTreeMap<String, f64>,
+    pub author: NodeId,
+    pub time_ns: u64,
+    /// Make it the active version once registered.
+    pub activate: bool,
+}
+
+/// A registered model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub version: u64,
+    #[serde(flatten)]
+    pub model: NewModel,
+}
+
+/// Everything the state machine holds besides Raft's own membership.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Oldest first; the last one is in force.
+    pub policies: VecDeque<PolicyRecord>,
+    pub members: BTreeMap<NodeId, MemberRecord>,
+    /// Removed nodes and when; not admitted again automatically.
+    pub removed: BTreeMap<NodeId, u64>,
+    pub models: BTreeMap<u64, ModelVersion>,
+    pub active_model: Option<u64>,
+}
+
+impl ClusterState {
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&PolicyRecord> {
+        self.policies.back()
+    }
+
+    pub fn active_model(&self) -> Option<&ModelVersion> {
+        self.active_model.and_then(|v| self.models.get(&v))
+    }
+
+    /// Applies one committed command.
+    pub fn apply(&mut self, cmd: &Command) -> Outcome {
+        match cmd {
+            Command::SetPolicy {
+                document,
+                author,
+                time_ns,
+            } => {
+                if document.len() > MAX_POLICY_BYTES {
+                    return Outcome::Rejected(format!(
+                        "policy of {} bytes is over the limit of {MAX_POLICY_BYTES}",
+                        document.len()
+                    ));
+                }
+                let version = self.policy().map_or(1, |p| p.version + 1);
+                self.policies.push_back(PolicyRecord {
+                    version,
+                    sha256: hex::encode(Sha256::digest(document.as_bytes())),
+                    document: document.clone(),
+                    author: *author,
+                    time_ns: *time_ns,
+                });
+                while self.policies.len() > POLICY_HISTORY {
+                    self.policies.pop_front();
+                }
+                Outcome::Policy { version }
+            }
+            Command::Admit {
+                node,
+                addr,
+                by,
+                time_ns,
+            } => {
+                self.removed.remove(node);
+                self.members.insert(
+                    *node,
+                    MemberRecord {
+                        addr: truncate(addr),
+                        admitted_by: *by,
+                        admitted_ns: *time_ns,
+                    },
+                );
+                Outcome::Admitted
+            }
+            Command::Remove { node, time_ns, .. } => {
+                self.members.remove(node);
+                self.removed.insert(*node, *time_ns);
+                Outcome::Removed
+            }
+            Command::RegisterModel(model) => {
+                if let Err(reason) = check_model(model, self) {
+                    return Outcome::Rejected(reason);
+                }
+                let version = self.models.keys().next_back().map_or(1, |v| v + 1);
+                self.models.insert(
+                    version,
+                    ModelVersion {
+                        version,
+                        model: model.clone(),
+                    },
+                );
+                if model.activate {
+                    self.active_model = Some(version);
+                }
+                Outcome::Model { version }
+            }
+            Command::ActivateModel { version, .. } => {
+                if !self.models.contains_key(version) {
+                    return Outcome::Rejected(format!("no model version {version}"));
+                }
+                self.active_model = Some(*version);
+                Outcome::Activated { version: *version }
+            }
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(MAX_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn check_model(m: &NewModel, state: &ClusterState) -> Result<(), String> {
+    if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "model sha256 `{}` is not 64 hex digits",
+            truncate(&m.sha256)
+        ));
+    }
+    if m.schema.is_empty() || m.schema.len() > MAX_TEXT {
+        return Err("model schema must be 1 to 1024 bytes".into());
+    }
+    if let Some(p) = m.parent
+        && !state.models.contains_key(&p)
+    {
+        return Err(format!("parent model version {p} does not exist"));
+    }
+    if m.metrics.len() > 64 || m.metrics.keys().any(|k| k.len() > MAX_TEXT) {
+        return Err("at most 64 model metrics with short names".into());
+    }
+    if m.participants.len() > 100_000 {
+        return Err("too many participants".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(parent: Option<u64>) -> NewModel {
+        NewModel {
+            sha256: "ab".repeat(32),
+            schema: "source@1".into(),
+            parent,
+            round: None,
+            participants: vec![NodeId::from(1)],
+            metrics: BTreeMap::from([("roc_auc".into(), 0.99)]),
+            author: NodeId::from(1),
+            time_ns: 5,
+            activate: false,
+        }
+    }
+
+    #[test]
+    fn policy_versions_count_up_and_history_is_bounded() {
+        let mut s = ClusterState::default();
+        for i in 0..(POLICY_HISTORY as u64 + 5) {
+            let out = s.apply(&Command::SetPolicy {
+                document: format!("v = {i}"),
+                author: NodeId::from(1),
+                time_ns: i,
+            });
+            assert_eq!(out, Outcome::Policy { version: i + 1 });
+        }
+        assert_eq!(s.policies.len(), POLICY_HISTORY);
+        assert_eq!(
+            s.policy().map(|p| p.version),
+            Some(POLICY_HISTORY as u64 + 5)
+        );
+        let big = "x".repeat(MAX_POLICY_BYTES + 1);
+        let before = s.clone();
+        let out = s.apply(&Command::SetPolicy {
+            document: big,
+            author: NodeId::from(1),
+            time_ns: 0,
+        });
+        assert!(matches!(out, Outcome::Rejected(_)));
+        assert_eq!(s, before, "a rejected command changes nothing");
+    }
+
+    #[test]
+    fn models_register_activate_and_roll_back() {
+        let mut s = ClusterState::default();
+        assert_eq!(
+            s.apply(&Command::RegisterModel(model(None))),
+            Outcome::Model { version: 1 }
+        );
+        let mut m2 = model(Some(1));
+        m2.activate = true;
+        assert_eq!(
+            s.apply(&Command::RegisterModel(m2)),
+            Outcome::Model { version: 2 }
+        );
+        assert_eq!(s.active_model, Some(2));
+        let back = Command::ActivateModel {
+            version: 1,
+            by: NodeId::from(2),
+            time_ns: 9,
+        };
+        assert_eq!(s.apply(&back), Outcome::Activated { version: 1 });
+        assert_eq!(s.active_model().map(|m| m.version), Some(1));
+        let missing = Command::ActivateModel {
+            version: 7,
+            by: NodeId::from(2),
+            time_ns: 9,
+        };
+        assert!(matches!(s.apply(&missing), Outcome::Rejected(_)));
+        assert!(matches!(
+            s.apply(&Command::RegisterModel(model(Some(42)))),
+            Outcome::Rejected(_)
+        ));
+        let mut bad = model(None);
+        bad.sha256 = "zz".into();
+        assert!(matches!(
+            s.apply(&Command::RegisterModel(bad)),
+            Outcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn removal_is_remembered_until_admitted_again() {
+        let mut s = ClusterState::default();
+        let n = NodeId::from(3);
+        let admit = Command::Admit {
+            node: n,
+            addr: "/ip4/127.0.0.1/tcp/1".into(),
+            by: NodeId::from(1),
+            time_ns: 1,
+        };
+        s.apply(&admit);
+        s.apply(&Command::Remove {
+            node: n,
+            by: NodeId::from(1),
+            time_ns: 2,
+        });
+        assert!(s.removed.contains_key(&n) && !s.members.contains_key(&n));
+        s.apply(&admit);
+        assert!(!s.removed.contains_key(&n) && s.members.contains_key(&n));
+    }
+}
