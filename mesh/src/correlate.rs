@@ -74,6 +74,13 @@ impl Correlator {
         }
     }
 
+    /// Changes k and the window (a new policy); reports already held
+    /// stay.
+    pub fn set_threshold(&mut self, k: usize, window_ns: u64) {
+        self.k = k.max(2);
+        self.window_ns = window_ns.max(1);
+    }
+
     /// Records a report.
     pub fn observe(&mut self, alert: &Alert) {
         let b = &alert.body;

@@ -11,9 +11,10 @@ use amoskys_learning::{Category, Finding, RuleEngine, RulePolicy, Severity};
 use amoskys_mesh::{Alert, AlertBody};
 use amoskys_sensors::{Event, now_ns};
 use ed25519_dalek::SigningKey;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::models::ModelSet;
+use crate::policy::InForce;
 use crate::privacy::Privacy;
 use crate::storage::{StorageError, Store};
 
@@ -50,6 +51,7 @@ pub struct Detector {
     last: HashMap<(String, String), u64>,
     announce: broadcast::Sender<Alert>,
     anomaly: Option<AnomalyDetection>,
+    policy: Option<watch::Receiver<Arc<InForce>>>,
 }
 
 impl Detector {
@@ -68,6 +70,30 @@ impl Detector {
             last: HashMap::new(),
             announce,
             anomaly: None,
+            policy: None,
+        }
+    }
+
+    /// Follows the cluster policy: a new version replaces the rules and the
+    /// privacy settings before the next batch.
+    pub fn with_policy(mut self, policy: watch::Receiver<Arc<InForce>>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    fn follow_policy(&mut self) {
+        let Some(rx) = self.policy.as_mut() else {
+            return;
+        };
+        if !rx.has_changed().unwrap_or(false) {
+            return;
+        }
+        let in_force = rx.borrow_and_update().clone();
+        if *self.engine.policy() != in_force.policy.rules {
+            self.engine = RuleEngine::new(in_force.policy.rules.clone());
+        }
+        if let Ok(p) = in_force.policy.privacy() {
+            self.privacy = p;
         }
     }
 
@@ -80,6 +106,7 @@ impl Detector {
     /// Runs the detectors over a stored batch; stores and announces the
     /// alerts raised.
     pub fn process(&mut self, store: &Store, events: &[Event]) -> Result<Vec<Alert>, StorageError> {
+        self.follow_policy();
         let mut findings: Vec<Finding> =
             events.iter().flat_map(|e| self.engine.observe(e)).collect();
         if let Some(a) = self.anomaly.as_mut() {

@@ -15,6 +15,7 @@
 //! simulations and tests can run many nodes in one process.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod eval;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod models;
 mod node;
 pub mod peering;
+pub mod policy;
 pub mod privacy;
 pub mod storage;
 pub mod telemetry;

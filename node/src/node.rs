@@ -15,6 +15,7 @@ use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::{self, ApiState, NodeInfo};
+use crate::cluster::ClusterNode;
 use crate::config::{Config, Problem};
 use crate::detect::{AnomalyDetection, Detector};
 use crate::identity::{Identity, IdentityError};
@@ -22,6 +23,7 @@ use crate::ingest;
 use crate::metrics::Metrics;
 use crate::models::{ModelSet, Trainer};
 use crate::peering::{Peering, PeeringError};
+use crate::policy::{InForce, Policy};
 use crate::storage::{StorageError, Store};
 
 /// Version of this build.
@@ -30,6 +32,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const ALERT_STREAM_CAPACITY: usize = 1024;
 /// How long shutdown waits for open API connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Requests from peers (Raft, joins) waiting for a handler.
+const REQUEST_QUEUE: usize = 1024;
 /// How often age retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -52,6 +56,8 @@ pub enum NodeError {
     Thread(#[source] std::io::Error),
     #[error("cannot start the mesh: {0}")]
     Mesh(#[from] PeeringError),
+    #[error("cannot start consensus: {0}")]
+    Cluster(#[from] amoskys_consensus::ClusterError),
 }
 
 fn render(problems: &[Problem]) -> String {
@@ -74,6 +80,7 @@ pub struct Node {
     writer: Option<JoinHandle<()>>,
     trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
     peering: Option<Peering>,
+    cluster: Option<ClusterNode>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -143,20 +150,25 @@ impl Node {
         let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
         let models = Arc::new(ModelSet::load(&store)?);
         let learning = config.learning();
+        // The configuration's policy applies until the cluster commits one.
+        let local = Policy::from_config(&config).map_err(|p| NodeError::Config(vec![p]))?;
+        let (policy_tx, policy_rx) = watch::channel(Arc::new(InForce {
+            policy: local.clone(),
+            version: None,
+            error: None,
+        }));
         let detector = if config.detection.enabled {
-            let policy = config
-                .rule_policy()
-                .map_err(|p| NodeError::Config(vec![p]))?;
             let privacy = config.privacy().map_err(|p| NodeError::Config(vec![p]))?;
             Some(
                 Detector::new(
-                    policy,
+                    local.rules.clone(),
                     privacy,
                     identity.signing_key().clone(),
                     config.detection.suppress_secs,
                     alerts_tx.clone(),
                 )
-                .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone())),
+                .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
+                .with_policy(policy_rx.clone()),
             )
         } else {
             None
@@ -180,6 +192,7 @@ impl Node {
             }
         }
 
+        let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
         let peering = if config.mesh.enabled {
             let p = Peering::start(
                 &config,
@@ -187,6 +200,8 @@ impl Node {
                 store.clone(),
                 alerts_tx.clone(),
                 metrics.clone(),
+                requests_tx,
+                policy_rx.clone(),
             )
             .await?;
             metrics.set_mesh(p.handle.stats().clone());
@@ -194,6 +209,17 @@ impl Node {
         } else {
             None
         };
+        let mesh = peering.as_ref().map(|p| p.handle.clone());
+        let cluster = ClusterNode::start(
+            &config,
+            amoskys_consensus::NodeId(identity.signing_key().verifying_key().to_bytes()),
+            store.clone(),
+            mesh.clone(),
+            mesh.is_some().then_some(requests_rx),
+            policy_tx,
+            trainer.clone(),
+        )
+        .await?;
 
         let listener = tokio::net::TcpListener::bind(api_listen)
             .await
@@ -223,9 +249,11 @@ impl Node {
             alerts: alerts_tx,
             shutdown: shutdown_rx.clone(),
             snmp_devices,
-            mesh: peering.as_ref().map(|p| p.handle.clone()),
+            mesh,
             models,
             trainer: trainer.clone(),
+            cluster: cluster.cluster.clone(),
+            policy: policy_rx,
         };
         let mut tasks = Vec::new();
         let router = api::router(state, config.api.max_connections);
@@ -255,6 +283,7 @@ impl Node {
             writer: Some(writer),
             trainer,
             peering,
+            cluster: Some(cluster),
             shutdown_tx,
             tasks,
         })
@@ -273,6 +302,11 @@ impl Node {
     /// The node's mesh, when it runs.
     pub fn mesh(&self) -> Option<&amoskys_mesh::MeshHandle> {
         self.peering.as_ref().map(|p| &p.handle)
+    }
+
+    /// The node's Raft member.
+    pub fn cluster(&self) -> Option<&Arc<amoskys_consensus::Cluster>> {
+        self.cluster.as_ref().map(|c| &c.cluster)
     }
 
     /// The node's database.
@@ -300,6 +334,9 @@ impl Node {
                 tracing::warn!("api connections still open after the grace period; closing them");
                 task.abort();
             }
+        }
+        if let Some(c) = self.cluster.take() {
+            c.shutdown().await;
         }
         if let Some(p) = self.peering.take() {
             p.shutdown().await;

@@ -8,14 +8,17 @@ use std::sync::Arc;
 use amoskys_mesh::AlertBody;
 use amoskys_mesh::correlate::{CAMPAIGN_RULE, Campaign, Correlator};
 use amoskys_mesh::net::{self, tcp_multiaddr};
-use amoskys_mesh::{Alert, MeshConfig, MeshError, MeshHandle, Received, ValidatorConfig};
+use amoskys_mesh::{
+    Alert, InboundRequest, MeshConfig, MeshError, MeshHandle, Received, ValidatorConfig,
+};
 use ed25519_dalek::SigningKey;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Problem};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::policy::InForce;
 use crate::storage::Store;
 
 /// Verified alerts from peers waiting to be stored.
@@ -39,6 +42,8 @@ impl Peering {
         store: Arc<Store>,
         alerts: broadcast::Sender<Alert>,
         metrics: Arc<Metrics>,
+        requests: mpsc::Sender<InboundRequest>,
+        policy: watch::Receiver<Arc<InForce>>,
     ) -> Result<Peering, PeeringError> {
         let listen = config
             .mesh
@@ -77,17 +82,17 @@ impl Peering {
                     ..ValidatorConfig::default()
                 },
                 ledger: Some(store.clone()),
-                requests: None,
+                requests: Some(requests),
             },
             tx,
         )
         .await
         .map_err(PeeringError::Mesh)?;
         let own = identity.peer_id().to_string();
-        let policy = config.rule_policy().map_err(PeeringError::Config)?;
+        let rules = policy.borrow().policy.rules.clone();
         let correlator = Correlator::new(
-            policy.campaign_min_nodes,
-            policy.campaign_window_secs.saturating_mul(1_000_000_000),
+            rules.campaign_min_nodes,
+            rules.campaign_window_secs.saturating_mul(1_000_000_000),
             CAMPAIGN_SETTLE.as_nanos() as u64,
         );
         let publish = tokio::spawn(publish_own(handle.clone(), alerts.subscribe(), own.clone()));
@@ -98,6 +103,7 @@ impl Peering {
             store.clone(),
             identity.signing_key().clone(),
             own,
+            policy,
         ));
         let receive = tokio::spawn(store_received(rx, store, alerts, metrics));
         Ok(Peering {
@@ -167,9 +173,17 @@ async fn correlate(
     store: Arc<Store>,
     key: SigningKey,
     own: String,
+    mut policy: watch::Receiver<Arc<InForce>>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
+        if policy.has_changed().unwrap_or(false) {
+            let rules = policy.borrow_and_update().policy.rules.clone();
+            correlator.set_threshold(
+                rules.campaign_min_nodes,
+                rules.campaign_window_secs.saturating_mul(1_000_000_000),
+            );
+        }
         tokio::select! {
             got = rx.recv() => match got {
                 Ok(a) => correlator.observe(&a),

@@ -125,6 +125,14 @@ pub struct Store {
     next_seq: AtomicU64,
 }
 
+/// Raft keeps its log and state machine in the `raft_log` and
+/// `raft_state` column families.
+impl amoskys_consensus::Database for Store {
+    fn db(&self) -> &DB {
+        &self.db
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {

@@ -1,4 +1,5 @@
-//! The HTTP API: `/healthz`, `/metrics`, `/api/v1/node`, `/api/v1/events`.
+//! The HTTP API: `/healthz`, `/metrics`, `/api/v1/node`, `/api/v1/events`,
+//! alerts, models, peers, and the cluster (status, members, policy).
 //!
 //! Handlers only read shared state; storage reads run on the blocking pool.
 //! Bad query parameters get `400` with a JSON body naming the parameter.
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{CONTENT_TYPE, Metrics};
 
 mod alerts;
+mod cluster;
 mod models;
 use crate::storage::{EventQuery, Store, StoredEvent};
 pub use alerts::ocsf;
@@ -46,6 +48,10 @@ pub struct ApiState {
     pub models: Arc<crate::models::ModelSet>,
     /// The training thread, when learning is enabled.
     pub trainer: Option<Arc<std::sync::Mutex<crate::models::Trainer>>>,
+    /// The node's Raft member.
+    pub cluster: Arc<amoskys_consensus::Cluster>,
+    /// The policy in force.
+    pub policy: tokio::sync::watch::Receiver<Arc<crate::policy::InForce>>,
 }
 
 /// Facts about the node fixed at start.
@@ -104,6 +110,25 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/models/train", axum::routing::post(models::train))
+        .route(
+            "/api/v1/models/{version}/activate",
+            axum::routing::post(cluster::activate_model),
+        )
+        .route("/api/v1/cluster", get(cluster::status))
+        .route("/api/v1/cluster/init", axum::routing::post(cluster::init))
+        .route(
+            "/api/v1/members",
+            get(cluster::members).post(cluster::admit),
+        )
+        .route(
+            "/api/v1/members/{id}",
+            axum::routing::delete(cluster::remove),
+        )
+        .route(
+            "/api/v1/policy",
+            get(cluster::policy).put(cluster::set_policy),
+        )
+        .route("/api/v1/policy/history", get(cluster::policy_history))
         .fallback(not_found)
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             max_connections.max(1),

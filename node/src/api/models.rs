@@ -16,6 +16,15 @@ struct ModelsBody {
     learning: bool,
     models: Vec<ModelInfo>,
     trainer: Option<TrainerStatus>,
+    /// The cluster's model registry: versions with lineage and metrics,
+    /// and the active one.
+    registry: Registry,
+}
+
+#[derive(Debug, Serialize)]
+struct Registry {
+    active: Option<u64>,
+    versions: Vec<amoskys_consensus::ModelVersion>,
 }
 
 /// `GET /api/v1/models`
@@ -28,6 +37,13 @@ pub(super) async fn list(State(state): State<ApiState>) -> Response {
         learning: state.trainer.is_some(),
         models: state.models.infos(),
         trainer,
+        registry: {
+            let applied = state.cluster.applied().borrow().clone();
+            Registry {
+                active: applied.state.active_model,
+                versions: applied.state.models.values().cloned().collect(),
+            }
+        },
     })
     .into_response()
 }

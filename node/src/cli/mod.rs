@@ -1,6 +1,7 @@
 //! Command-line interface of `amoskys` (clap lives only here).
 
 mod alerts;
+mod cluster;
 mod models;
 
 use std::path::PathBuf;
@@ -34,9 +35,18 @@ enum Command {
     /// Follow, export or verify signed alerts.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
-    /// List or retrain the node's anomaly models.
+    /// List, retrain or activate anomaly models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Form a cluster or show its state.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// List, admit or remove cluster members.
+    #[command(subcommand)]
+    Members(cluster::MembersCommand),
+    /// Show, set or list the replicated policy.
+    #[command(subcommand)]
+    Policy(cluster::PolicyCommand),
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -186,6 +196,9 @@ pub fn main() -> ExitCode {
         Command::Config(cmd) => config(cmd),
         Command::Alerts(cmd) => alerts::run(cmd),
         Command::Models(cmd) => models::run(cmd),
+        Command::Cluster(cmd) => cluster::cluster(cmd),
+        Command::Members(cmd) => cluster::members(cmd),
+        Command::Policy(cmd) => cluster::policy(cmd),
         Command::Eval(EvalCommand::Kdd99 {
             cache,
             seed,

@@ -21,12 +21,25 @@ pub enum ModelsCommand {
         #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300")]
         api: String,
     },
+    /// Make a registered version the one every node uses (pin or roll
+    /// back).
+    Activate {
+        version: u64,
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300")]
+        api: String,
+    },
 }
 
 pub fn run(cmd: ModelsCommand) -> ExitCode {
     let result = match cmd {
         ModelsCommand::List { api, json } => super::block_on(list(api, json)),
         ModelsCommand::Train { api } => super::block_on(train(api)),
+        ModelsCommand::Activate { version, api } => super::block_on(async move {
+            let path = format!("/api/v1/models/{version}/activate");
+            super::cluster::call(&api, reqwest::Method::POST, &path, None).await?;
+            println!("model version {version} is active on every node");
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +82,19 @@ async fn list(api: String, json: bool) -> Result<(), String> {
             m["sha256"].as_str().unwrap_or("?"),
         );
     }
+    let registry = &body["registry"];
+    let active = registry["active"].as_u64();
+    for v in registry["versions"].as_array().into_iter().flatten() {
+        let version = v["version"].as_u64().unwrap_or(0);
+        println!(
+            "v{version:<4}{} parent {} round {} sha256 {} metrics {}",
+            if Some(version) == active { "*" } else { " " },
+            v["parent"].as_u64().map_or("-".into(), |p| p.to_string()),
+            v["round"].as_u64().map_or("-".into(), |r| r.to_string()),
+            v["sha256"].as_str().unwrap_or("?"),
+            v["metrics"],
+        );
+    }
     let t = &body["trainer"];
     if t.is_object() {
         println!(
@@ -98,21 +124,7 @@ async fn list(api: String, json: bool) -> Result<(), String> {
 }
 
 async fn train(api: String) -> Result<(), String> {
-    let url = format!("http://{api}/api/v1/models/train");
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the node API at {api}: {e}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if status.is_success() {
-        println!("training queued; see `amoskys models list --api {api}`");
-        Ok(())
-    } else {
-        Err(body["error"]
-            .as_str()
-            .map_or_else(|| format!("{url} answered {status}"), str::to_owned))
-    }
+    super::cluster::call(&api, reqwest::Method::POST, "/api/v1/models/train", None).await?;
+    println!("training queued; see `amoskys models list --api {api}`");
+    Ok(())
 }

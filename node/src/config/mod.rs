@@ -38,6 +38,7 @@ pub struct Config {
     pub learning: LearningSection,
     pub privacy: PrivacySection,
     pub mesh: MeshSection,
+    pub cluster: ClusterSection,
     pub sensors: SensorsSection,
 }
 
@@ -111,6 +112,15 @@ pub struct MeshSection {
     pub admitted: Vec<String>,
     pub network_key_file: String,
     pub alert_window_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub init: String,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: [u64; 2],
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

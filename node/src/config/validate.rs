@@ -136,6 +136,25 @@ impl Config {
             }
         }
         check(self.mesh_network_key().map(drop));
+        let c = &self.cluster;
+        if c.init != "auto" && c.init != "manual" {
+            check(Err(Problem::new(
+                "cluster.init",
+                format!("{:?} is not \"auto\" or \"manual\"", c.init),
+            )));
+        }
+        check(range("cluster.heartbeat_ms", c.heartbeat_ms, 10, 10_000));
+        let [lo, hi] = c.election_timeout_ms;
+        if lo <= c.heartbeat_ms.saturating_mul(2) || hi <= lo || hi > 60_000 {
+            check(Err(Problem::new(
+                "cluster.election_timeout_ms",
+                format!(
+                    "[{lo}, {hi}] is not a range above twice the heartbeat ({} ms) and at most 60000",
+                    c.heartbeat_ms
+                ),
+            )));
+        }
+        check(range("cluster.snapshot_every", c.snapshot_every, 10, 10_000_000));
         check(range(
             "mesh.alert_window_secs",
             self.mesh.alert_window_secs,

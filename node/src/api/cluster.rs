@@ -1,0 +1,295 @@
+//! Cluster endpoints: status and initialisation, members, the replicated
+//! policy and the model registry. Writes on a follower are forwarded to the
+//! leader by the consensus layer; `?consistent=true` makes a read
+//! linearizable.
+
+use std::sync::Arc;
+
+use amoskys_consensus::{Applied, ClusterError, Command, NodeId, Outcome};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiState, error};
+use crate::policy::Policy;
+
+fn cluster_error(e: ClusterError) -> Response {
+    let status = match &e {
+        ClusterError::NoLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::Rejected(_) => StatusCode::CONFLICT,
+        ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ClusterError::Storage(_) | ClusterError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+fn rejected(outcome: Outcome) -> Option<Response> {
+    match outcome {
+        Outcome::Rejected(reason) => Some(error(StatusCode::CONFLICT, reason)),
+        _ => None,
+    }
+}
+
+fn now_ns() -> u64 {
+    amoskys_sensors::now_ns()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ReadParams {
+    consistent: Option<bool>,
+}
+
+/// The applied state, linearizable when asked.
+async fn read(state: &ApiState, params: &ReadParams) -> Result<Arc<Applied>, Response> {
+    if params.consistent.unwrap_or(false) {
+        state.cluster.read_linearizable().await.map_err(cluster_error)
+    } else {
+        Ok(state.cluster.applied().borrow().clone())
+    }
+}
+
+/// `GET /api/v1/cluster`
+pub(super) async fn status(State(state): State<ApiState>) -> Response {
+    let in_force = state.policy.borrow().clone();
+    Json(serde_json::json!({
+        "cluster": state.cluster.status(),
+        "policy_version": in_force.version,
+        "policy_error": in_force.error,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InitBody {
+    /// Other first members (peer ids), all voters.
+    #[serde(default)]
+    peers: Vec<String>,
+}
+
+/// `POST /api/v1/cluster/init`
+pub(super) async fn init(State(state): State<ApiState>, body: Option<Json<InitBody>>) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let mut others = Vec::new();
+    for (i, p) in body.peers.iter().enumerate() {
+        match NodeId::parse(p) {
+            Ok(id) => others.push((id, String::new())),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("peers[{i}]: {e}")),
+        }
+    }
+    if state.cluster.status().initialized {
+        return error(
+            StatusCode::CONFLICT,
+            "this node is already in a cluster".into(),
+        );
+    }
+    match state.cluster.initialize(&others).await {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "cluster": state.cluster.status() })),
+        )
+            .into_response(),
+        Err(e) => cluster_error(e),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Member {
+    id: String,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admitted_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admitted_ns: Option<u64>,
+}
+
+/// `GET /api/v1/members`
+pub(super) async fn members(
+    State(state): State<ApiState>,
+    Query(params): Query<ReadParams>,
+) -> Response {
+    let applied = match read(&state, &params).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let voters: Vec<NodeId> = applied.membership.voter_ids().collect();
+    let mut out = Vec::new();
+    for (id, _) in applied.membership.nodes() {
+        let record = applied.state.members.get(id);
+        out.push(Member {
+            id: id.to_string(),
+            role: if voters.contains(id) { "voter" } else { "learner" },
+            admitted_by: record.map(|r| r.admitted_by.to_string()),
+            admitted_ns: record.map(|r| r.admitted_ns),
+        });
+    }
+    let removed: Vec<serde_json::Value> = applied
+        .state
+        .removed
+        .iter()
+        .map(|(id, t)| serde_json::json!({ "id": id.to_string(), "removed_ns": t }))
+        .collect();
+    Json(serde_json::json!({
+        "members": out,
+        "pending": state.cluster.status().pending,
+        "removed": removed,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdmitBody {
+    id: String,
+    #[serde(default)]
+    addr: String,
+}
+
+/// `POST /api/v1/members`: admits a node as a learner.
+pub(super) async fn admit(State(state): State<ApiState>, Json(body): Json<AdmitBody>) -> Response {
+    let id = match NodeId::parse(&body.id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("id: {e}")),
+    };
+    match state.cluster.admit(id, body.addr).await {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "admitted": id.to_string(), "role": "learner" })),
+        )
+            .into_response(),
+        Err(e) => cluster_error(e),
+    }
+}
+
+/// `DELETE /api/v1/members/{id}`
+pub(super) async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let id = match NodeId::parse(&id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("id: {e}")),
+    };
+    match state.cluster.remove(id).await {
+        Ok(()) => Json(serde_json::json!({ "removed": id.to_string() })).into_response(),
+        Err(e) => cluster_error(e),
+    }
+}
+
+/// `GET /api/v1/policy`: the committed policy (or the configuration's,
+/// before one is committed) and what this node runs.
+pub(super) async fn policy(
+    State(state): State<ApiState>,
+    Query(params): Query<ReadParams>,
+) -> Response {
+    let applied = match read(&state, &params).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let in_force = state.policy.borrow().clone();
+    let committed = applied.state.policy().map(|p| {
+        serde_json::json!({
+            "version": p.version,
+            "sha256": p.sha256,
+            "author": p.author.to_string(),
+            "time_ns": p.time_ns,
+            "document": p.document,
+        })
+    });
+    Json(serde_json::json!({
+        "committed": committed,
+        "in_force": {
+            "version": in_force.version,
+            "error": in_force.error,
+            "document": in_force.policy.to_toml(),
+        },
+    }))
+    .into_response()
+}
+
+/// `PUT /api/v1/policy`: validates the TOML body and commits it.
+pub(super) async fn set_policy(State(state): State<ApiState>, body: String) -> Response {
+    if body.len() > amoskys_consensus::state::MAX_POLICY_BYTES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "policy of {} bytes is over the limit of {}",
+                body.len(),
+                amoskys_consensus::state::MAX_POLICY_BYTES
+            ),
+        );
+    }
+    if let Err(e) = Policy::parse(&body) {
+        return error(StatusCode::BAD_REQUEST, format!("invalid policy: {e}"));
+    }
+    let cmd = Command::SetPolicy {
+        document: body,
+        author: state.cluster.id(),
+        time_ns: now_ns(),
+    };
+    match state.cluster.propose(cmd).await {
+        Ok((log, outcome)) => {
+            if let Some(r) = rejected(outcome.clone()) {
+                return r;
+            }
+            let version = match outcome {
+                Outcome::Policy { version } => Some(version),
+                _ => None,
+            };
+            Json(serde_json::json!({ "version": version, "log_index": log.index }))
+                .into_response()
+        }
+        Err(e) => cluster_error(e),
+    }
+}
+
+/// `GET /api/v1/policy/history`
+pub(super) async fn policy_history(
+    State(state): State<ApiState>,
+    Query(params): Query<ReadParams>,
+) -> Response {
+    let applied = match read(&state, &params).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let versions: Vec<serde_json::Value> = applied
+        .state
+        .policies
+        .iter()
+        .rev()
+        .map(|p| {
+            serde_json::json!({
+                "version": p.version,
+                "sha256": p.sha256,
+                "author": p.author.to_string(),
+                "time_ns": p.time_ns,
+                "bytes": p.document.len(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "versions": versions })).into_response()
+}
+
+/// `POST /api/v1/models/{version}/activate`: pins a registered version
+/// (or rolls back to it) on every node.
+pub(super) async fn activate_model(
+    State(state): State<ApiState>,
+    Path(version): Path<String>,
+) -> Response {
+    let Ok(version) = version.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("version: {version:?} is not a number"),
+        );
+    };
+    let cmd = Command::ActivateModel {
+        version,
+        by: state.cluster.id(),
+        time_ns: now_ns(),
+    };
+    match state.cluster.propose(cmd).await {
+        Ok((_, outcome)) => rejected(outcome).unwrap_or_else(|| {
+            Json(serde_json::json!({ "active": version })).into_response()
+        }),
+        Err(e) => cluster_error(e),
+    }
+}

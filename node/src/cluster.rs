@@ -1,0 +1,243 @@
+//! The node's side of consensus: starts the Raft member on the node's
+//! database and mesh, answers peers' Raft and join requests, applies each
+//! committed policy live, keeps the mesh's admitted keys in step with the
+//! membership, and joins a cluster (or forms a cluster of one).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amoskys_consensus::{Applied, Cluster, ClusterSettings, JoinReply, NodeId};
+use amoskys_mesh::{InboundRequest, MeshHandle, Service};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::models::Trainer;
+use crate::policy::{InForce, Policy};
+use crate::storage::Store;
+
+/// How often a node that is not a member asks its peers to join.
+const JOIN_EVERY: Duration = Duration::from_secs(3);
+
+/// The running Raft member and the node's tasks around it.
+#[derive(Debug)]
+pub struct ClusterNode {
+    pub cluster: Arc<Cluster>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the follow task needs to apply the replicated state.
+struct Follow {
+    cluster: Arc<Cluster>,
+    mesh: Option<MeshHandle>,
+    me: NodeId,
+    /// `mesh.admitted` of the configuration.
+    configured: Vec<NodeId>,
+    policy: watch::Sender<Arc<InForce>>,
+    trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
+    /// Members named by the peers that admitted us, until we know them
+    /// from the log.
+    introduced: watch::Receiver<Vec<NodeId>>,
+}
+
+impl ClusterNode {
+    pub async fn start(
+        config: &Config,
+        me: NodeId,
+        store: Arc<Store>,
+        mesh: Option<MeshHandle>,
+        requests: Option<mpsc::Receiver<InboundRequest>>,
+        policy: watch::Sender<Arc<InForce>>,
+        trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
+    ) -> Result<ClusterNode, amoskys_consensus::ClusterError> {
+        let c = &config.cluster;
+        let mut settings = ClusterSettings::new(me, config.mesh.listen.join(","));
+        settings.heartbeat = Duration::from_millis(c.heartbeat_ms);
+        settings.election_timeout = (
+            Duration::from_millis(c.election_timeout_ms[0]),
+            Duration::from_millis(c.election_timeout_ms[1]),
+        );
+        settings.snapshot_every = c.snapshot_every;
+        let db: Arc<dyn amoskys_consensus::Database> = store;
+        let cluster = Arc::new(Cluster::start(settings, db, mesh.clone()).await?);
+        let configured: Vec<NodeId> = config.mesh_admitted().into_iter().map(NodeId).collect();
+        cluster.set_allow_list(configured.iter().copied());
+
+        let mut tasks = Vec::new();
+        if let Some(rx) = requests {
+            tasks.push(tokio::spawn(serve(cluster.clone(), rx)));
+        }
+        let (introduced_tx, introduced) = watch::channel(Vec::new());
+        tasks.push(tokio::spawn(
+            Follow {
+                cluster: cluster.clone(),
+                mesh: mesh.clone(),
+                me,
+                configured,
+                policy,
+                trainer,
+                introduced,
+            }
+            .run(),
+        ));
+        if !cluster.is_initialized().await {
+            let alone = config.mesh.bootstrap.is_empty() || mesh.is_none();
+            if alone && c.init == "auto" {
+                match cluster.initialize(&[]).await {
+                    Ok(()) => tracing::info!("formed a one-node cluster; others join it"),
+                    Err(e) => tracing::warn!(error = %e, "cannot form a one-node cluster"),
+                }
+            } else if let Some(mesh) = mesh {
+                tasks.push(tokio::spawn(join(cluster.clone(), mesh, introduced_tx)));
+            }
+        }
+        Ok(ClusterNode { cluster, tasks })
+    }
+
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        self.cluster.shutdown().await;
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Answers Raft and join requests; other services are not served yet.
+async fn serve(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<InboundRequest>) {
+    while let Some(r) = rx.recv().await {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let answer = match r.service {
+                Service::Raft => cluster.serve(&r.peer, &r.body).await,
+                Service::Join => cluster.serve_join(&r.peer, &r.body).await,
+                other => Err(format!("{} requests are not served by this node", other.as_str())),
+            };
+            let _ = r.reply.send(answer);
+        });
+    }
+}
+
+/// Asks connected peers to let this node join until it is a member.
+async fn join(cluster: Arc<Cluster>, mesh: MeshHandle, introduced: watch::Sender<Vec<NodeId>>) {
+    let mut tick = tokio::time::interval(JOIN_EVERY);
+    let mut told = false;
+    loop {
+        tick.tick().await;
+        if cluster.status().initialized {
+            return;
+        }
+        let Ok(peers) = mesh.peers().await else {
+            return;
+        };
+        for p in peers {
+            let Ok(peer) = p.id.parse() else { continue };
+            match cluster.request_join(peer).await {
+                Ok(JoinReply::Admitted { members }) => {
+                    tracing::info!(via = %p.id, members = members.len(), "admitted to the cluster");
+                    introduced.send_replace(members);
+                    break;
+                }
+                Ok(JoinReply::Pending) if !told => {
+                    told = true;
+                    tracing::warn!(
+                        "waiting to be admitted: run `amoskys members admit {}` on a member",
+                        cluster.id()
+                    );
+                }
+                Ok(JoinReply::Refused(reason)) => {
+                    tracing::error!(via = %p.id, %reason, "the cluster refused this node");
+                }
+                Ok(JoinReply::Pending) => {}
+                Err(e) => tracing::debug!(peer = %p.id, error = %e, "join request failed"),
+            }
+        }
+    }
+}
+
+impl Follow {
+    async fn run(mut self) {
+        let mut applied = self.cluster.applied();
+        let mut last_policy = None;
+        loop {
+            let now = applied.borrow_and_update().clone();
+            let version = now.state.policy().map(|p| p.version);
+            if version != last_policy {
+                last_policy = version;
+                self.apply_policy(&now);
+            }
+            self.admit(&now).await;
+            let introduced = async {
+                // Once the join task is done, only the log changes things.
+                if self.introduced.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                changed = applied.changed() => if changed.is_err() { return },
+                () = introduced => {}
+            }
+        }
+    }
+
+    fn apply_policy(&self, now: &Applied) {
+        let Some(record) = now.state.policy() else {
+            return;
+        };
+        match Policy::parse(&record.document) {
+            Ok(policy) => {
+                self.cluster.set_membership_policy(policy.membership());
+                self.cluster
+                    .set_allow_list(self.configured.iter().copied().chain(policy.auto_admit()));
+                if let Some(t) = &self.trainer
+                    && let Ok(t) = t.lock()
+                {
+                    t.set_retrain(policy.retrain());
+                }
+                tracing::info!(version = record.version, "cluster policy in force");
+                self.policy.send_replace(Arc::new(InForce {
+                    policy,
+                    version: Some(record.version),
+                    error: None,
+                }));
+            }
+            Err(e) => {
+                // Proposals are validated first; this is a node of another
+                // version. It keeps the policy it has.
+                tracing::error!(version = record.version, error = %e, "cannot apply the committed policy; keeping the current one");
+                self.policy.send_modify(|p| {
+                    let mut next = InForce::clone(p);
+                    next.error = Some(format!("version {}: {e}", record.version));
+                    *p = Arc::new(next);
+                });
+            }
+        }
+    }
+
+    /// The mesh accepts alerts and requests from the members, this node,
+    /// the configured keys and those that introduced us, except removed
+    /// nodes.
+    async fn admit(&self, now: &Applied) {
+        let Some(mesh) = &self.mesh else { return };
+        let mut keys: BTreeSet<NodeId> = now.membership.nodes().map(|(id, _)| *id).collect();
+        keys.insert(self.me);
+        keys.extend(self.configured.iter().copied());
+        keys.extend(self.introduced.borrow().iter().copied());
+        for removed in now.state.removed.keys() {
+            keys.remove(removed);
+        }
+        keys.insert(self.me);
+        if let Err(e) = mesh.set_admitted(keys.into_iter().map(|k| k.0).collect()).await {
+            tracing::warn!(error = %e, "cannot update the mesh's admitted keys");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The cluster policy: one TOML document replicated through Raft, in force
+//! on every node without a restart.
+//!
+//! Sections: `[rules]` (detection thresholds and allow-lists, the
+//! correlation k), `[privacy]` (how addresses appear in alerts),
+//! `[learning]` (the retraining schedule) and `[membership]` (voter count,
+//! promotion, keys admitted on request). Before a cluster has committed a
+//! policy, each node runs the one its configuration gives.
+
+use amoskys_consensus::{MembershipPolicy, NodeId};
+use amoskys_learning::RulePolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::privacy::{Addresses, Privacy};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub rules: RulePolicy,
+    pub privacy: PrivacyPolicy,
+    pub learning: LearningPolicy,
+    pub membership: MembershipSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyPolicy {
+    /// "keep" or "hash".
+    pub addresses: String,
+    /// Salt for "hash", at least 16 characters.
+    pub salt: String,
+}
+
+impl Default for PrivacyPolicy {
+    fn default() -> Self {
+        Self {
+            addresses: "keep".into(),
+            salt: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningPolicy {
+    /// Hours between scheduled retraining; 0 trains only on request.
+    pub retrain_hours: u64,
+}
+
+impl Default for LearningPolicy {
+    fn default() -> Self {
+        Self { retrain_hours: 24 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MembershipSection {
+    /// Voters kept when there are enough members (odd: 3 or 5).
+    pub voters: usize,
+    /// Replace a silent voter with a caught-up learner.
+    pub auto_promote: bool,
+    pub voter_down_secs: u64,
+    /// Keys (peer ids or 64 hex digits) admitted as soon as they ask to
+    /// join, besides `mesh.admitted` of each node's configuration.
+    pub auto_admit: Vec<String>,
+}
+
+impl Default for MembershipSection {
+    fn default() -> Self {
+        let d = MembershipPolicy::default();
+        Self {
+            voters: d.voters,
+            auto_promote: d.auto_promote,
+            voter_down_secs: d.voter_down_secs,
+            auto_admit: Vec::new(),
+        }
+    }
+}
+
+/// Largest voter set a policy may ask for.
+const MAX_VOTERS: usize = 9;
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            rules: RulePolicy::default(),
+            privacy: PrivacyPolicy::default(),
+            learning: LearningPolicy::default(),
+            membership: MembershipSection::default(),
+        }
+    }
+}
+
+impl Policy {
+    /// The policy a node's configuration gives, in force until the cluster
+    /// commits one.
+    pub fn from_config(config: &Config) -> Result<Policy, crate::config::Problem> {
+        Ok(Policy {
+            rules: config.rule_policy()?,
+            privacy: PrivacyPolicy {
+                addresses: config.privacy.addresses.clone(),
+                salt: config.privacy.salt.clone(),
+            },
+            learning: LearningPolicy {
+                retrain_hours: config.learning.retrain_hours,
+            },
+            membership: MembershipSection::default(),
+        })
+    }
+
+    /// Parses and validates a document; the error lists every problem.
+    pub fn parse(text: &str) -> Result<Policy, String> {
+        let policy: Policy = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let problems = policy.validate();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .rules
+            .validate()
+            .into_iter()
+            .map(|p| format!("rules.{p}"))
+            .collect();
+        if let Err(e) = self.privacy() {
+            out.push(e);
+        }
+        if !(1..=MAX_VOTERS).contains(&self.membership.voters) {
+            out.push(format!(
+                "membership.voters: {} is out of range (expected 1 to {MAX_VOTERS})",
+                self.membership.voters
+            ));
+        }
+        if self.membership.voter_down_secs == 0 {
+            out.push("membership.voter_down_secs: expected at least 1".into());
+        }
+        for (i, k) in self.membership.auto_admit.iter().enumerate() {
+            if let Err(e) = NodeId::parse(k) {
+                out.push(format!("membership.auto_admit[{i}]: {e}"));
+            }
+        }
+        out
+    }
+
+    pub fn privacy(&self) -> Result<Privacy, String> {
+        let addresses = match self.privacy.addresses.as_str() {
+            "keep" => Addresses::Keep,
+            "hash" if self.privacy.salt.len() >= 16 => Addresses::Hash {
+                salt: self.privacy.salt.clone(),
+            },
+            "hash" => {
+                return Err(
+                    "privacy.salt: expected at least 16 characters when addresses is \"hash\""
+                        .into(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "privacy.addresses: {other:?} is not \"keep\" or \"hash\""
+                ));
+            }
+        };
+        Ok(Privacy { addresses })
+    }
+
+    pub fn membership(&self) -> MembershipPolicy {
+        MembershipPolicy {
+            voters: self.membership.voters,
+            auto_promote: self.membership.auto_promote,
+            voter_down_secs: self.membership.voter_down_secs,
+        }
+    }
+
+    /// Valid `membership.auto_admit` keys.
+    pub fn auto_admit(&self) -> Vec<NodeId> {
+        self.membership
+            .auto_admit
+            .iter()
+            .filter_map(|k| NodeId::parse(k).ok())
+            .collect()
+    }
+
+    pub fn retrain(&self) -> Option<std::time::Duration> {
+        (self.learning.retrain_hours > 0).then(|| {
+            std::time::Duration::from_secs(self.learning.retrain_hours.saturating_mul(3600))
+        })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The policy a node runs, and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct InForce {
+    pub policy: Policy,
+    /// The committed version; `None` while the configuration's applies.
+    pub version: Option<u64>,
+    /// A committed version this node could not apply (it keeps the last
+    /// good one).
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_round_trips_and_bad_documents_name_every_problem() {
+        let text = Policy::default().to_toml();
+        assert_eq!(Policy::parse(&text), Ok(Policy::default()));
+        let partial = "[rules]\nscan_min_ports = 10\n";
+        assert_eq!(
+            Policy::parse(partial).map(|p| p.rules.scan_min_ports),
+            Ok(10)
+        );
+        let bad = "[membership]\nvoters = 0\nauto_admit = [\"nope\"]\n[privacy]\naddresses = \"hash\"\n";
+        let err = Policy::parse(bad).expect_err("invalid");
+        for key in ["membership.voters", "membership.auto_admit[0]", "privacy.salt"] {
+            assert!(err.contains(key), "{err}");
+        }
+        let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");
+        assert!(unknown.contains("no_such_key"), "{unknown}");
+    }
+}
