@@ -55,8 +55,8 @@ impl ClusterNode {
         let mut settings = ClusterSettings::new(me, config.mesh.listen.join(","));
         settings.heartbeat = Duration::from_millis(c.heartbeat_ms);
         settings.election_timeout = (
-            Duration::from_millis(c.election_timeout_ms[0]),
-            Duration::from_millis(c.election_timeout_ms[1]),
+            Duration::from_millis(c.election_min_ms),
+            Duration::from_millis(c.election_max_ms),
         );
         settings.snapshot_every = c.snapshot_every;
         let db: Arc<dyn amoskys_consensus::Database> = store;

@@ -18,20 +18,6 @@ use common::{eventually, get_json};
 static HOST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The TCP port a node's mesh listens on (once it is listening).
-async fn mesh_port(n: &Node) -> u16 {
-    let mesh = n.mesh().expect("mesh runs");
-    eventually(Duration::from_secs(10), || async {
-        mesh.listen_addrs().await.ok()?.iter().find_map(|m| {
-            m.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                _ => None,
-            })
-        })
-    })
-    .await
-    .expect("the mesh listens on TCP")
-}
-
 async fn alerts(addr: std::net::SocketAddr) -> Vec<Alert> {
     let (_, body) = get_json(addr, "/api/v1/alerts?limit=1000").await;
     serde_json::from_value(body["alerts"].clone()).expect("alerts")
@@ -45,7 +31,7 @@ async fn an_alert_raised_on_one_node_is_stored_by_every_peer() {
     let a = Node::start(common::quiet_config(dirs[0].path(), &[&admitted]))
         .await
         .expect("a starts");
-    let port = mesh_port(&a).await;
+    let port = common::mesh_port(&a).await;
     let bootstrap = format!("mesh.bootstrap=[\"127.0.0.1:{port}\"]");
     let peer_config = |dir: &Path| {
         common::quiet_config(
@@ -184,7 +170,7 @@ async fn three_nodes_seeing_one_attack_make_one_campaign_alert() {
     let a = Node::start(common::quiet_config(dirs[0].path(), &[&admitted]))
         .await
         .expect("a starts");
-    let port = mesh_port(&a).await;
+    let port = common::mesh_port(&a).await;
     let bootstrap = format!("mesh.bootstrap=[\"127.0.0.1:{port}\"]");
     let mut nodes = vec![a];
     for d in &dirs[1..] {

@@ -119,7 +119,8 @@ pub struct MeshSection {
 pub struct ClusterSection {
     pub init: String,
     pub heartbeat_ms: u64,
-    pub election_timeout_ms: [u64; 2],
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
     pub snapshot_every: u64,
 }
 

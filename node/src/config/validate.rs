@@ -144,12 +144,12 @@ impl Config {
             )));
         }
         check(range("cluster.heartbeat_ms", c.heartbeat_ms, 10, 10_000));
-        let [lo, hi] = c.election_timeout_ms;
+        let (lo, hi) = (c.election_min_ms, c.election_max_ms);
         if lo <= c.heartbeat_ms.saturating_mul(2) || hi <= lo || hi > 60_000 {
             check(Err(Problem::new(
-                "cluster.election_timeout_ms",
+                "cluster.election_min_ms",
                 format!(
-                    "[{lo}, {hi}] is not a range above twice the heartbeat ({} ms) and at most 60000",
+                    "{lo}..{hi} (election_min_ms..election_max_ms) is not a range above twice the heartbeat ({} ms) and at most 60000",
                     c.heartbeat_ms
                 ),
             )));

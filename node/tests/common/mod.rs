@@ -87,3 +87,39 @@ pub fn keyed_dirs(n: usize) -> (Vec<tempfile::TempDir>, String) {
         .collect();
     (dirs, format!("mesh.admitted=[{}]", keys.join(",")))
 }
+
+/// The TCP port a node's mesh listens on.
+pub async fn mesh_port(n: &amoskys_node::Node) -> u16 {
+    let mesh = n.mesh().expect("mesh runs");
+    eventually(Duration::from_secs(10), || async {
+        mesh.listen_addrs().await.ok()?.iter().find_map(|m| {
+            m.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+        })
+    })
+    .await
+    .expect("the mesh listens on TCP")
+}
+
+/// Any request to a node's API with an optional text or JSON body; returns
+/// status and the JSON answer.
+pub async fn send(
+    addr: SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(20));
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b);
+    }
+    let resp = req.send().await.expect("API answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
