@@ -56,8 +56,8 @@ impl ClusterSettings {
         Self {
             id,
             addr,
-            heartbeat: Duration::from_millis(200),
-            election_timeout: (Duration::from_millis(800), Duration::from_millis(1600)),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             snapshot_every: 5_000,
             keep_logs: 1_000,
         }
@@ -181,7 +181,7 @@ impl Cluster {
         db: Arc<dyn Database>,
         mesh: Option<amoskys_mesh::MeshHandle>,
     ) -> Result<Cluster, ClusterError> {
-        let (log, sm, applied) =
+        let store::Opened { log, sm, applied } =
             store::open(db).map_err(|e| ClusterError::Storage(e.to_string()))?;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let config = openraft::Config {

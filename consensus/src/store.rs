@@ -54,23 +54,35 @@ impl Database for DB {
     }
 }
 
-/// Opens the log store and state machine over `db`, and a receiver that
-/// sees the applied state after every change.
-pub fn open(
-    db: Arc<dyn Database>,
-) -> Result<(LogStore, StateMachine, watch::Receiver<Arc<Applied>>), StorageError<NodeId>> {
+/// The log store, the state machine and a receiver that sees the applied
+/// state after every change.
+#[derive(Debug)]
+pub struct Opened {
+    pub log: LogStore,
+    pub sm: StateMachine,
+    pub applied: watch::Receiver<Arc<Applied>>,
+}
+
+/// Why the Raft storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OpenError(String);
+
+/// Opens the log store and state machine over `db`.
+pub fn open(db: Arc<dyn Database>) -> Result<Opened, OpenError> {
     for cf in [LOG_CF, STATE_CF] {
         if db.db().cf_handle(cf).is_none() {
-            return Err(StorageIOError::read(AnyError::error(format!(
+            return Err(OpenError(format!(
                 "the database has no `{cf}` column family"
-            )))
-            .into());
+            )));
         }
     }
     let log = LogStore { db: db.clone() };
-    let applied: Applied = match get(&db, APPLIED).map_err(StorageIOError::read_state_machine)? {
-        Some(bytes) => decode(&bytes).map_err(StorageIOError::read_state_machine)?,
-        None => Applied::default(),
+    let applied: Applied = match get(&db, APPLIED) {
+        Ok(Some(bytes)) => decode(&bytes)
+            .map_err(|e| OpenError(format!("the applied state is unreadable: {e}")))?,
+        Ok(None) => Applied::default(),
+        Err(e) => return Err(OpenError(format!("cannot read the applied state: {e}"))),
     };
     let applied = Arc::new(applied);
     let (tx, rx) = watch::channel(applied.clone());
@@ -79,7 +91,11 @@ pub fn open(
         applied,
         watch: tx,
     };
-    Ok((log, sm, rx))
+    Ok(Opened {
+        log,
+        sm,
+        applied: rx,
+    })
 }
 
 /// The state machine as applied up to a log id.

@@ -120,7 +120,10 @@ async fn serve(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<InboundRequest>) {
             let answer = match r.service {
                 Service::Raft => cluster.serve(&r.peer, &r.body).await,
                 Service::Join => cluster.serve_join(&r.peer, &r.body).await,
-                other => Err(format!("{} requests are not served by this node", other.as_str())),
+                other => Err(format!(
+                    "{} requests are not served by this node",
+                    other.as_str()
+                )),
             };
             let _ = r.reply.send(answer);
         });
@@ -236,7 +239,10 @@ impl Follow {
             keys.remove(removed);
         }
         keys.insert(self.me);
-        if let Err(e) = mesh.set_admitted(keys.into_iter().map(|k| k.0).collect()).await {
+        if let Err(e) = mesh
+            .set_admitted(keys.into_iter().map(|k| k.0).collect())
+            .await
+        {
             tracing::warn!(error = %e, "cannot update the mesh's admitted keys");
         }
     }

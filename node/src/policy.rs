@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::privacy::{Addresses, Privacy};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     pub rules: RulePolicy,
@@ -30,6 +30,31 @@ pub struct PrivacyPolicy {
     pub addresses: String,
     /// Salt for "hash", at least 16 characters.
     pub salt: String,
+}
+
+impl PrivacyPolicy {
+    /// The privacy filter, or the key at fault and why.
+    pub fn to_privacy(&self) -> Result<Privacy, (&'static str, String)> {
+        let addresses = match self.addresses.as_str() {
+            "keep" => Addresses::Keep,
+            "hash" if self.salt.len() >= 16 => Addresses::Hash {
+                salt: self.salt.clone(),
+            },
+            "hash" => {
+                return Err((
+                    "salt",
+                    "expected at least 16 characters when addresses is \"hash\"".into(),
+                ));
+            }
+            other => {
+                return Err((
+                    "addresses",
+                    format!("{other:?} is not \"keep\" or \"hash\""),
+                ));
+            }
+        };
+        Ok(Privacy { addresses })
+    }
 }
 
 impl Default for PrivacyPolicy {
@@ -81,17 +106,6 @@ impl Default for MembershipSection {
 
 /// Largest voter set a policy may ask for.
 const MAX_VOTERS: usize = 9;
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            rules: RulePolicy::default(),
-            privacy: PrivacyPolicy::default(),
-            learning: LearningPolicy::default(),
-            membership: MembershipSection::default(),
-        }
-    }
-}
 
 impl Policy {
     /// The policy a node's configuration gives, in force until the cluster
@@ -149,24 +163,9 @@ impl Policy {
     }
 
     pub fn privacy(&self) -> Result<Privacy, String> {
-        let addresses = match self.privacy.addresses.as_str() {
-            "keep" => Addresses::Keep,
-            "hash" if self.privacy.salt.len() >= 16 => Addresses::Hash {
-                salt: self.privacy.salt.clone(),
-            },
-            "hash" => {
-                return Err(
-                    "privacy.salt: expected at least 16 characters when addresses is \"hash\""
-                        .into(),
-                );
-            }
-            other => {
-                return Err(format!(
-                    "privacy.addresses: {other:?} is not \"keep\" or \"hash\""
-                ));
-            }
-        };
-        Ok(Privacy { addresses })
+        self.privacy
+            .to_privacy()
+            .map_err(|(key, msg)| format!("privacy.{key}: {msg}"))
     }
 
     pub fn membership(&self) -> MembershipPolicy {
@@ -221,9 +220,14 @@ mod tests {
             Policy::parse(partial).map(|p| p.rules.scan_min_ports),
             Ok(10)
         );
-        let bad = "[membership]\nvoters = 0\nauto_admit = [\"nope\"]\n[privacy]\naddresses = \"hash\"\n";
+        let bad =
+            "[membership]\nvoters = 0\nauto_admit = [\"nope\"]\n[privacy]\naddresses = \"hash\"\n";
         let err = Policy::parse(bad).expect_err("invalid");
-        for key in ["membership.voters", "membership.auto_admit[0]", "privacy.salt"] {
+        for key in [
+            "membership.voters",
+            "membership.auto_admit[0]",
+            "privacy.salt",
+        ] {
             assert!(err.contains(key), "{err}");
         }
         let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");

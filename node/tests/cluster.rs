@@ -18,12 +18,18 @@ async fn voters(n: &Node) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let (dirs, admitted) = common::keyed_dirs(3);
     let (stranger_dir, _) = common::keyed_dirs(1);
     let quiet = ["sensors.procfs.enabled=false", "learning.enabled=false"];
-    let fast = ["cluster.heartbeat_ms=100", "cluster.election_min_ms=400",
-        "cluster.election_max_ms=800",];
+    let fast = [
+        "cluster.heartbeat_ms=100",
+        "cluster.election_min_ms=400",
+        "cluster.election_max_ms=800",
+    ];
     let mut first = vec![admitted.as_str()];
     first.extend(quiet);
     first.extend(fast);
@@ -74,11 +80,20 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
     .await;
     assert_eq!(status, 400, "{body}");
     let msg = body["error"].as_str().unwrap_or_default();
-    assert!(msg.contains("membership.voters") && msg.contains("rules.scan_min_ports"), "{msg}");
+    assert!(
+        msg.contains("membership.voters") && msg.contains("rules.scan_min_ports"),
+        "{msg}"
+    );
 
     // A valid one, sent to a follower, is committed and in force everywhere.
     let doc = "[rules]\nscan_min_ports = 7\ncampaign_min_nodes = 2\n[privacy]\naddresses = \"hash\"\nsalt = \"0123456789abcdef\"\n";
-    let (status, body) = send(c.api_addr(), Method::PUT, "/api/v1/policy", Some(doc.into())).await;
+    let (status, body) = send(
+        c.api_addr(),
+        Method::PUT,
+        "/api/v1/policy",
+        Some(doc.into()),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], 1);
     for n in [&a, &b, &c] {
@@ -107,7 +122,10 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
     let d_id = d.identity().peer_id().to_string();
     let pending = eventually(Duration::from_secs(20), || async {
         let (_, v) = get_json(a.api_addr(), "/api/v1/members").await;
-        let p = v["pending"].as_array()?.iter().any(|p| p["id"] == d_id.as_str());
+        let p = v["pending"]
+            .as_array()?
+            .iter()
+            .any(|p| p["id"] == d_id.as_str());
         p.then_some(())
     })
     .await;
@@ -125,7 +143,10 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
         (v["in_force"]["version"] == 1).then_some(())
     })
     .await;
-    assert!(joined.is_some(), "the admitted node applies the cluster policy");
+    assert!(
+        joined.is_some(),
+        "the admitted node applies the cluster policy"
+    );
     let (_, m) = get_json(a.api_addr(), "/api/v1/members").await;
     let roles: Vec<&str> = m["members"]
         .as_array()
@@ -137,7 +158,13 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
     assert_eq!(roles.iter().filter(|r| **r == "learner").count(), 1);
 
     // Bad requests name what was wrong.
-    let (status, body) = send(a.api_addr(), Method::POST, "/api/v1/models/99/activate", None).await;
+    let (status, body) = send(
+        a.api_addr(),
+        Method::POST,
+        "/api/v1/models/99/activate",
+        None,
+    )
+    .await;
     assert_eq!(status, 409, "{body}");
     let (status, _) = send(
         a.api_addr(),

@@ -44,7 +44,11 @@ pub(super) struct ReadParams {
 /// The applied state, linearizable when asked.
 async fn read(state: &ApiState, params: &ReadParams) -> Result<Arc<Applied>, Response> {
     if params.consistent.unwrap_or(false) {
-        state.cluster.read_linearizable().await.map_err(cluster_error)
+        state
+            .cluster
+            .read_linearizable()
+            .await
+            .map_err(cluster_error)
     } else {
         Ok(state.cluster.applied().borrow().clone())
     }
@@ -120,7 +124,11 @@ pub(super) async fn members(
         let record = applied.state.members.get(id);
         out.push(Member {
             id: id.to_string(),
-            role: if voters.contains(id) { "voter" } else { "learner" },
+            role: if voters.contains(id) {
+                "voter"
+            } else {
+                "learner"
+            },
             admitted_by: record.map(|r| r.admitted_by.to_string()),
             admitted_ns: record.map(|r| r.admitted_ns),
         });
@@ -235,8 +243,7 @@ pub(super) async fn set_policy(State(state): State<ApiState>, body: String) -> R
                 Outcome::Policy { version } => Some(version),
                 _ => None,
             };
-            Json(serde_json::json!({ "version": version, "log_index": log.index }))
-                .into_response()
+            Json(serde_json::json!({ "version": version, "log_index": log.index })).into_response()
         }
         Err(e) => cluster_error(e),
     }
@@ -287,9 +294,8 @@ pub(super) async fn activate_model(
         time_ns: now_ns(),
     };
     match state.cluster.propose(cmd).await {
-        Ok((_, outcome)) => rejected(outcome).unwrap_or_else(|| {
-            Json(serde_json::json!({ "active": version })).into_response()
-        }),
+        Ok((_, outcome)) => rejected(outcome)
+            .unwrap_or_else(|| Json(serde_json::json!({ "active": version })).into_response()),
         Err(e) => cluster_error(e),
     }
 }

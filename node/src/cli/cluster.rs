@@ -136,13 +136,16 @@ pub fn cluster(cmd: ClusterCommand) -> ExitCode {
         match cmd {
             ClusterCommand::Init { peers, api } => {
                 let body = serde_json::json!({ "peers": peers });
-                let v = call(&api, Method::POST, "/api/v1/cluster/init", Some(Body::Json(body)))
-                    .await?;
+                let v = call(
+                    &api,
+                    Method::POST,
+                    "/api/v1/cluster/init",
+                    Some(Body::Json(body)),
+                )
+                .await?;
                 println!(
                     "cluster formed; voters: {}",
-                    v["cluster"]["voters"]
-                        .as_array()
-                        .map_or(0, |a| a.len())
+                    v["cluster"]["voters"].as_array().map_or(0, |a| a.len())
                 );
                 Ok(())
             }
@@ -155,22 +158,35 @@ pub fn cluster(cmd: ClusterCommand) -> ExitCode {
                 let c = &v["cluster"];
                 println!("node      {}", c["id"].as_str().unwrap_or("?"));
                 if c["initialized"] != true {
-                    println!("not in a cluster yet (amoskys cluster init, or start with a bootstrap peer and be admitted)");
+                    println!(
+                        "not in a cluster yet (amoskys cluster init, or start with a bootstrap peer and be admitted)"
+                    );
                 }
-                println!("state     {} (term {})", c["state"].as_str().unwrap_or("?"), c["term"]);
+                println!(
+                    "state     {} (term {})",
+                    c["state"].as_str().unwrap_or("?"),
+                    c["term"]
+                );
                 println!("leader    {}", c["leader"].as_str().unwrap_or("none"));
                 for (label, key) in [("voter", "voters"), ("learner", "learners")] {
                     for m in c[key].as_array().into_iter().flatten() {
                         println!("{label:<9} {}", m.as_str().unwrap_or("?"));
                     }
                 }
-                println!("log       last {} applied {}", c["last_log_index"], c["last_applied"]);
+                println!(
+                    "log       last {} applied {}",
+                    c["last_log_index"], c["last_applied"]
+                );
                 println!("policy    version {}", v["policy_version"]);
                 if let Some(e) = v["policy_error"].as_str() {
                     println!("policy    NOT APPLIED: {e}");
                 }
                 for p in c["pending"].as_array().into_iter().flatten() {
-                    println!("pending   {} (amoskys members admit {})", p["id"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"));
+                    println!(
+                        "pending   {} (amoskys members admit {})",
+                        p["id"].as_str().unwrap_or("?"),
+                        p["id"].as_str().unwrap_or("?")
+                    );
                 }
                 Ok(())
             }
@@ -204,12 +220,24 @@ pub fn members(cmd: MembersCommand) -> ExitCode {
             }
             MembersCommand::Admit { peer_id, api } => {
                 let body = serde_json::json!({ "id": peer_id });
-                call(&api, Method::POST, "/api/v1/members", Some(Body::Json(body))).await?;
+                call(
+                    &api,
+                    Method::POST,
+                    "/api/v1/members",
+                    Some(Body::Json(body)),
+                )
+                .await?;
                 println!("admitted {peer_id} as a learner");
                 Ok(())
             }
             MembersCommand::Remove { peer_id, api } => {
-                call(&api, Method::DELETE, &format!("/api/v1/members/{peer_id}"), None).await?;
+                call(
+                    &api,
+                    Method::DELETE,
+                    &format!("/api/v1/members/{peer_id}"),
+                    None,
+                )
+                .await?;
                 println!("removed {peer_id}");
                 Ok(())
             }

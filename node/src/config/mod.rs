@@ -361,26 +361,12 @@ impl Config {
 
     /// The privacy policy for alert contents.
     pub fn privacy(&self) -> Result<crate::privacy::Privacy, Problem> {
-        use crate::privacy::{Addresses, Privacy};
-        let addresses = match self.privacy.addresses.as_str() {
-            "keep" => Addresses::Keep,
-            "hash" if self.privacy.salt.len() >= 16 => Addresses::Hash {
-                salt: self.privacy.salt.clone(),
-            },
-            "hash" => {
-                return Err(Problem::new(
-                    "privacy.salt",
-                    "expected at least 16 characters when privacy.addresses is \"hash\"".into(),
-                ));
-            }
-            other => {
-                return Err(Problem::new(
-                    "privacy.addresses",
-                    format!("{other:?} is not \"keep\" or \"hash\""),
-                ));
-            }
-        };
-        Ok(Privacy { addresses })
+        crate::policy::PrivacyPolicy {
+            addresses: self.privacy.addresses.clone(),
+            salt: self.privacy.salt.clone(),
+        }
+        .to_privacy()
+        .map_err(|(key, msg)| Problem::new(&format!("privacy.{key}"), msg))
     }
 
     /// The node name: `node.name`, or the host name.

@@ -154,7 +154,12 @@ impl Config {
                 ),
             )));
         }
-        check(range("cluster.snapshot_every", c.snapshot_every, 10, 10_000_000));
+        check(range(
+            "cluster.snapshot_every",
+            c.snapshot_every,
+            10,
+            10_000_000,
+        ));
         check(range(
             "mesh.alert_window_secs",
             self.mesh.alert_window_secs,

@@ -115,9 +115,7 @@ pub async fn send(
         .request(method, format!("http://{addr}{path}"))
         .timeout(Duration::from_secs(20));
     if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b);
+        req = req.header("content-type", "application/json").body(b);
     }
     let resp = req.send().await.expect("API answers");
     let status = resp.status().as_u16();
