@@ -16,7 +16,7 @@ use std::time::Duration;
 use amoskys_mesh::Service;
 use libp2p_identity::PeerId;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, LogId, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, LogId, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,10 +30,6 @@ use crate::{NodeId, Raft};
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// A forwarded write, answer included.
 const FORWARD_TTL: Duration = Duration::from_secs(5);
-/// How often the steward looks at the voter set.
-const STEWARD_EVERY: Duration = Duration::from_millis(500);
-/// A learner this close to the leader's log may become a voter.
-const CAUGHT_UP: u64 = 100;
 
 /// Timing and identity of a member.
 #[derive(Debug, Clone)]
@@ -163,7 +159,7 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -204,7 +200,7 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let policy = Arc::new(Mutex::new(MembershipPolicy::default()));
-        let steward = tokio::spawn(steward(
+        let steward = tokio::spawn(crate::steward::run(
             raft.clone(),
             settings.id,
             transport.clone(),
@@ -601,80 +597,4 @@ async fn admin_local(raft: &Raft, op: AdminOp) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// On the leader: grows the voter set to the policy's size from caught-up
-/// learners, and replaces a voter that has been silent too long.
-async fn steward(
-    raft: Raft,
-    me: NodeId,
-    transport: Transport,
-    policy: Arc<Mutex<MembershipPolicy>>,
-) {
-    let mut tick = tokio::time::interval(STEWARD_EVERY);
-    // When this node became leader; silence is measured from then at most.
-    let mut leading_since: Option<tokio::time::Instant> = None;
-    loop {
-        tick.tick().await;
-        let m = raft.metrics().borrow().clone();
-        if m.state != ServerState::Leader {
-            leading_since = None;
-            continue;
-        }
-        let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
-        let policy = lock(&policy).clone();
-        let voters: BTreeSet<NodeId> = m.membership_config.voter_ids().collect();
-        let last = m.last_log_index.unwrap_or(0);
-        let caught_up = |id: &NodeId| {
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map_or(0, |l| l.index);
-            matched + CAUGHT_UP >= last
-                && transport
-                    .health
-                    .silent_for(id)
-                    .is_some_and(|s| s < Duration::from_secs(3))
-        };
-        let learners: Vec<NodeId> = m
-            .membership_config
-            .nodes()
-            .map(|(id, _)| *id)
-            .filter(|id| !voters.contains(id) && caught_up(id))
-            .collect();
-        let down = Duration::from_secs(policy.voter_down_secs);
-        let dead: Vec<NodeId> = voters
-            .iter()
-            .filter(|v| **v != me)
-            .filter(|v| {
-                since.elapsed() > down && transport.health.silent_for(v).is_none_or(|s| s > down)
-            })
-            .copied()
-            .collect();
-        let change = if voters.len() < policy.voters && !learners.is_empty() {
-            let add: BTreeSet<NodeId> = learners
-                .iter()
-                .take(policy.voters - voters.len())
-                .copied()
-                .collect();
-            Some(ChangeMembers::AddVoterIds(add))
-        } else if policy.auto_promote && !dead.is_empty() && !learners.is_empty() {
-            let mut next = voters.clone();
-            for (d, l) in dead.iter().zip(&learners) {
-                next.remove(d);
-                next.insert(*l);
-            }
-            Some(ChangeMembers::ReplaceAllVoters(next))
-        } else {
-            None
-        };
-        if let Some(change) = change {
-            tracing::info!(?change, "changing the voter set");
-            // Replaced voters stay members, as learners.
-            if let Err(e) = raft.change_membership(change, true).await {
-                tracing::warn!(error = %e, "voter change failed");
-            }
-        }
-    }
 }

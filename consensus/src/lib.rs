@@ -24,6 +24,7 @@ pub mod id;
 pub mod lab;
 pub mod network;
 pub mod state;
+mod steward;
 pub mod store;
 
 use std::io::Cursor;

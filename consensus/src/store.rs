@@ -337,6 +337,25 @@ struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, openraft::BasicNode>,
 }
 
+/// Writes a snapshot's meta and data in one synced batch.
+fn save_snapshot(
+    db: &Arc<dyn Database>,
+    meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+    data: &[u8],
+) -> Result<(), AnyError> {
+    let cf = state_cf(db)?;
+    let mut batch = WriteBatch::default();
+    batch.put_cf(
+        cf,
+        SNAPSHOT_META,
+        encode(&StoredSnapshot { meta: meta.clone() })?,
+    );
+    batch.put_cf(cf, SNAPSHOT_DATA, data);
+    db.db()
+        .write_opt(batch, &synced())
+        .map_err(|e| AnyError::new(&e))
+}
+
 impl StateMachine {
     /// Writes the applied state and tells the watchers.
     fn commit(&mut self, applied: Applied) -> Result<(), AnyError> {
@@ -358,18 +377,7 @@ impl StateMachine {
             last_membership: applied.membership.clone(),
             snapshot_id: id,
         };
-        let cf = state_cf(&self.db)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            cf,
-            SNAPSHOT_META,
-            encode(&StoredSnapshot { meta: meta.clone() })?,
-        );
-        batch.put_cf(cf, SNAPSHOT_DATA, &data);
-        self.db
-            .db()
-            .write_opt(batch, &synced())
-            .map_err(|e| AnyError::new(&e))?;
+        save_snapshot(&self.db, &meta, &data)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -429,21 +437,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             decode(&bytes).map_err(|e| StorageIOError::read_snapshot(sig.clone(), e))?;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
-        let stored = (|| {
-            let cf = state_cf(&self.db)?;
-            let mut batch = WriteBatch::default();
-            batch.put_cf(
-                cf,
-                SNAPSHOT_META,
-                encode(&StoredSnapshot { meta: meta.clone() })?,
-            );
-            batch.put_cf(cf, SNAPSHOT_DATA, &bytes);
-            self.db
-                .db()
-                .write_opt(batch, &synced())
-                .map_err(|e| AnyError::new(&e))
-        })();
-        stored.map_err(|e| StorageIOError::write_snapshot(sig.clone(), e))?;
+        save_snapshot(&self.db, meta, &bytes)
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), e))?;
         self.commit(applied)
             .map_err(|e| StorageIOError::write_snapshot(sig, e))?;
         Ok(())

@@ -25,15 +25,18 @@ fn cluster_error(e: ClusterError) -> Response {
     error(status, e.to_string())
 }
 
-fn rejected(outcome: Outcome) -> Option<Response> {
-    match outcome {
-        Outcome::Rejected(reason) => Some(error(StatusCode::CONFLICT, reason)),
-        _ => None,
-    }
-}
-
 fn now_ns() -> u64 {
     amoskys_sensors::now_ns()
+}
+
+/// Commits `cmd` (through the leader) and returns its outcome, or the
+/// response that says why not.
+async fn commit(state: &ApiState, cmd: Command) -> Result<(u64, Outcome), Response> {
+    match state.cluster.propose(cmd).await {
+        Ok((_, Outcome::Rejected(reason))) => Err(error(StatusCode::CONFLICT, reason)),
+        Ok((log, outcome)) => Ok((log.index, outcome)),
+        Err(e) => Err(cluster_error(e)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,18 +237,15 @@ pub(super) async fn set_policy(State(state): State<ApiState>, body: String) -> R
         author: state.cluster.id(),
         time_ns: now_ns(),
     };
-    match state.cluster.propose(cmd).await {
-        Ok((log, outcome)) => {
-            if let Some(r) = rejected(outcome.clone()) {
-                return r;
-            }
+    match commit(&state, cmd).await {
+        Ok((log_index, outcome)) => {
             let version = match outcome {
                 Outcome::Policy { version } => Some(version),
                 _ => None,
             };
-            Json(serde_json::json!({ "version": version, "log_index": log.index })).into_response()
+            Json(serde_json::json!({ "version": version, "log_index": log_index })).into_response()
         }
-        Err(e) => cluster_error(e),
+        Err(r) => r,
     }
 }
 
@@ -293,9 +293,8 @@ pub(super) async fn activate_model(
         by: state.cluster.id(),
         time_ns: now_ns(),
     };
-    match state.cluster.propose(cmd).await {
-        Ok((_, outcome)) => rejected(outcome)
-            .unwrap_or_else(|| Json(serde_json::json!({ "active": version })).into_response()),
-        Err(e) => cluster_error(e),
+    match commit(&state, cmd).await {
+        Ok(_) => Json(serde_json::json!({ "active": version })).into_response(),
+        Err(r) => r,
     }
 }
