@@ -14,6 +14,7 @@
 pub mod anomaly;
 pub mod eval;
 pub mod features;
+pub mod federated;
 mod finding;
 pub mod rules;
 pub mod window;

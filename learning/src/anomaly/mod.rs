@@ -198,41 +198,88 @@ impl AnomalyModel {
             return Err(TrainError::Config(problems));
         }
         let inputs = rows.first().map(|r| r.len()).ok_or(TrainError::Empty)?;
-        for (row, r) in rows.iter().enumerate() {
-            if r.len() != inputs {
-                return Err(TrainError::Width {
-                    row,
-                    found: r.len(),
-                    expected: inputs,
-                });
-            }
-            if let Some(feature) = r.iter().position(|v| !v.is_finite()) {
-                return Err(TrainError::NotFinite { row, feature });
-            }
+        check_rows(rows, inputs)?;
+        let shape = Shape {
+            inputs,
+            hidden: cfg.hidden,
+            bottleneck: cfg.bottleneck,
+        };
+        let members = fit_members(rows, shape, cfg, cfg.epochs, cfg.seed, None);
+        AnomalyModel::calibrated(schema, rows, cfg, shape, members)
+    }
+
+    /// Trains the base model's networks further on `rows` for `epochs`
+    /// (from the base's parameters) and calibrates on `rows`: one site's
+    /// local step of a federated round.
+    pub fn train_from(
+        &self,
+        rows: &[&[f32]],
+        epochs: usize,
+        seed: u64,
+    ) -> Result<AnomalyModel, TrainError> {
+        let cfg = &self.stored.config;
+        let inputs = self.stored.inputs;
+        if rows.is_empty() {
+            return Err(TrainError::Empty);
+        }
+        check_rows(rows, inputs)?;
+        let members = fit_members(
+            rows,
+            self.stored.shape,
+            cfg,
+            epochs.max(1),
+            seed,
+            Some(&self.stored.members),
+        );
+        AnomalyModel::calibrated(&self.stored.schema, rows, cfg, self.stored.shape, members)
+    }
+
+    /// A model that has seen no data: seeded initial networks, empty
+    /// histograms. The base of a federated model's first round.
+    pub fn untrained(schema: &str, inputs: usize, cfg: &TrainConfig) -> Result<AnomalyModel, TrainError> {
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            return Err(TrainError::Config(problems));
         }
         let shape = Shape {
             inputs,
             hidden: cfg.hidden,
             bottleneck: cfg.bottleneck,
         };
-        let device = Device::flex();
-        let mut members = Vec::new();
-        if cfg.uses_network() {
-            for m in 0..cfg.members {
-                let fit = Fit {
-                    epochs: cfg.epochs,
-                    batch: cfg.batch,
-                    learning_rate: cfg.learning_rate,
-                    seed: cfg.seed.wrapping_add(m as u64),
-                };
-                let params = autoencoder::train(rows, shape, fit, None);
-                let feature_error = autoencoder::feature_error(shape, &params, rows, &device);
-                members.push(Member {
-                    params,
-                    feature_error,
-                });
-            }
-        }
+        let members = fit_members(&[], shape, cfg, 0, cfg.seed, None)
+            .into_iter()
+            .map(|m| Member {
+                feature_error: vec![1.0; inputs],
+                ..m
+            })
+            .collect();
+        let columns = inputs + usize::from(cfg.uses_network());
+        AnomalyModel::assemble(Stored {
+            format: MODEL_FORMAT,
+            schema: schema.to_owned(),
+            inputs,
+            config: cfg.clone(),
+            train_rows: 0,
+            threshold: f64::INFINITY,
+            calibration: vec![0.0; CALIBRATION_POINTS],
+            tails: Tails::fit(&vec![(Side::Both, Vec::new()); columns], cfg.bins),
+            shape,
+            members,
+        })
+        .map_err(|e| TrainError::Config(vec![e.to_string()]))
+    }
+
+    /// Assembles a model from trained members and calibrates it on `rows`:
+    /// histograms of every feature and of the network error, the threshold
+    /// and the calibration points.
+    fn calibrated(
+        schema: &str,
+        rows: &[&[f32]],
+        cfg: &TrainConfig,
+        shape: Shape,
+        members: Vec<Member>,
+    ) -> Result<AnomalyModel, TrainError> {
+        let inputs = shape.inputs;
         let mut model = AnomalyModel::assemble(Stored {
             format: MODEL_FORMAT,
             schema: schema.to_owned(),
@@ -269,6 +316,58 @@ impl AnomalyModel {
             })
             .collect();
         Ok(model)
+    }
+
+    /// The parts a federated round combines: every member's parameters
+    /// then every member's per-feature training error, the histogram
+    /// counts, and the calibration points.
+    pub(crate) fn federated_parts(&self) -> (Vec<f32>, &TailCounts, &[f64]) {
+        let m = &self.stored.members;
+        let vector = m
+            .iter()
+            .flat_map(|m| m.params.iter())
+            .chain(m.iter().flat_map(|m| m.feature_error.iter()))
+            .copied()
+            .collect();
+        (vector, self.stored.tails.counts(), &self.stored.calibration)
+    }
+
+    /// This model with combined parts (the layout of
+    /// [`AnomalyModel::federated_parts`]).
+    pub(crate) fn with_federated_parts(
+        &self,
+        vector: &[f32],
+        tails: TailCounts,
+        mut calibration: Vec<f64>,
+        train_rows: u64,
+    ) -> Result<AnomalyModel, ModelError> {
+        let n = self.stored.members.len();
+        let p = self.stored.shape.params();
+        let inputs = self.stored.inputs;
+        if vector.len() != n * (p + inputs) {
+            return Err(ModelError::Invalid(format!(
+                "{} values for {n} members of {p} parameters and {inputs} errors",
+                vector.len()
+            )));
+        }
+        let (params, errors) = vector.split_at(n * p);
+        let members = params
+            .chunks(p.max(1))
+            .zip(errors.chunks(inputs.max(1)))
+            .map(|(p, e)| Member {
+                params: p.to_vec(),
+                feature_error: e.iter().map(|v| v.max(0.0)).collect(),
+            })
+            .collect();
+        calibration.sort_by(f64::total_cmp);
+        let mut stored = self.stored.clone();
+        stored.members = members;
+        stored.tails = Tails::try_from(tails).map_err(ModelError::Invalid)?;
+        stored.threshold = crate::eval::quantile(&calibration, stored.config.threshold_quantile)
+            .unwrap_or(f64::INFINITY);
+        stored.calibration = calibration;
+        stored.train_rows = train_rows;
+        AnomalyModel::assemble(stored)
     }
 
     fn assemble(stored: Stored) -> Result<AnomalyModel, ModelError> {
@@ -452,6 +551,56 @@ impl AnomalyModel {
         }
         AnomalyModel::assemble(stored)
     }
+}
+
+/// Every row has `inputs` finite values.
+fn check_rows(rows: &[&[f32]], inputs: usize) -> Result<(), TrainError> {
+    for (row, r) in rows.iter().enumerate() {
+        if r.len() != inputs {
+            return Err(TrainError::Width {
+                row,
+                found: r.len(),
+                expected: inputs,
+            });
+        }
+        if let Some(feature) = r.iter().position(|v| !v.is_finite()) {
+            return Err(TrainError::NotFinite { row, feature });
+        }
+    }
+    Ok(())
+}
+
+/// Trains the ensemble's members (none for the tails model), each from
+/// its own seed and, when given, from the matching `start` member.
+fn fit_members(
+    rows: &[&[f32]],
+    shape: Shape,
+    cfg: &TrainConfig,
+    epochs: usize,
+    seed: u64,
+    start: Option<&[Member]>,
+) -> Vec<Member> {
+    if !cfg.uses_network() {
+        return Vec::new();
+    }
+    let device = Device::flex();
+    (0..cfg.members)
+        .map(|m| {
+            let fit = Fit {
+                epochs,
+                batch: cfg.batch,
+                learning_rate: cfg.learning_rate,
+                seed: seed.wrapping_add(m as u64),
+            };
+            let from = start.and_then(|s| s.get(m)).map(|s| s.params.as_slice());
+            let params = autoencoder::train(rows, shape, fit, from);
+            let feature_error = autoencoder::feature_error(shape, &params, rows, &device);
+            Member {
+                params,
+                feature_error,
+            }
+        })
+        .collect()
 }
 
 /// The error column's value in [0, 1].
