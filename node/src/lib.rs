@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod eval;
+pub mod eval_federated;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;

@@ -236,7 +236,11 @@ impl AnomalyModel {
 
     /// A model that has seen no data: seeded initial networks, empty
     /// histograms. The base of a federated model's first round.
-    pub fn untrained(schema: &str, inputs: usize, cfg: &TrainConfig) -> Result<AnomalyModel, TrainError> {
+    pub fn untrained(
+        schema: &str,
+        inputs: usize,
+        cfg: &TrainConfig,
+    ) -> Result<AnomalyModel, TrainError> {
         let problems = cfg.problems();
         if !problems.is_empty() {
             return Err(TrainError::Config(problems));

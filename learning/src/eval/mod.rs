@@ -2,6 +2,7 @@
 //! a threshold, and the KDD Cup 99 (DAMI outlier version) data set.
 //! Pure: data comes in as bytes, figures go out.
 
+pub mod federated;
 pub mod kdd;
 mod metrics;
 

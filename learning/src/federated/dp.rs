@@ -40,7 +40,11 @@ impl DpConfig {
 /// Scales `delta` down to L2 norm `clip` when it is longer; returns the
 /// norm it had.
 pub fn clip(delta: &mut [f32], clip: f64) -> f64 {
-    let norm = delta.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let norm = delta
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum::<f64>()
+        .sqrt();
     if norm > clip && norm > 0.0 {
         let s = (clip / norm) as f32;
         for v in delta.iter_mut() {
@@ -142,7 +146,11 @@ mod tests {
         let mut a = vec![0f32; 20_000];
         add_noise(&mut a, 2.0, 9);
         let mean = a.iter().map(|&x| f64::from(x)).sum::<f64>() / a.len() as f64;
-        let var = a.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / a.len() as f64;
+        let var = a
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
         assert!(mean.abs() < 0.05, "{mean}");
         assert!((var.sqrt() - 2.0).abs() < 0.05, "{}", var.sqrt());
         let mut b = vec![0f32; 20_000];

@@ -71,8 +71,8 @@ pub fn layout(base: &AnomalyModel) -> Layout {
     }
 }
 
-/// A model as one vector (frequencies instead of counts).
-fn flatten(model: &AnomalyModel) -> Vec<f32> {
+/// A model as one update vector (frequencies instead of counts).
+pub fn flatten(model: &AnomalyModel) -> Vec<f32> {
     let (mut v, tails, calibration) = model.federated_parts();
     let total = tails.total.max(1) as f64;
     for col in &tails.counts {
@@ -115,7 +115,11 @@ pub fn local_update(
             dp::add_noise(&mut delta, cfg.clip * cfg.noise_multiplier, seed ^ 0x5eed);
             norm
         }
-        None => delta.iter().map(|&d| f64::from(d).powi(2)).sum::<f64>().sqrt(),
+        None => delta
+            .iter()
+            .map(|&d| f64::from(d).powi(2))
+            .sum::<f64>()
+            .sqrt(),
     };
     if dp.is_some() {
         vector = start.iter().zip(&delta).map(|(s, d)| s + d).collect();

@@ -48,7 +48,10 @@ pub enum Refused {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Closed<U> {
     /// Enough updates: combine these (in participant order).
-    Complete { updates: Vec<(String, U)>, missing: Vec<String> },
+    Complete {
+        updates: Vec<(String, U)>,
+        missing: Vec<String>,
+    },
     /// Too few by the deadline.
     Abandoned { reason: String, received: usize },
 }

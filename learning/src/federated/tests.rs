@@ -56,7 +56,9 @@ fn rounds_make_a_model_that_ranks_anomalies_above_normal_rows() {
     let model = rounds(Rule::FedAvg, 0, 3);
     assert_eq!(model.train_rows(), 1200);
     let normal = site_rows(99, 50);
-    let odd: Vec<Vec<f32>> = (0..50).map(|i| vec![0.9, 0.9, 0.0, 0.8 + i as f32 * 0.001]).collect();
+    let odd: Vec<Vec<f32>> = (0..50)
+        .map(|i| vec![0.9, 0.9, 0.0, 0.8 + i as f32 * 0.001])
+        .collect();
     let score = |rows: &[Vec<f32>]| {
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         model.score(&refs)
@@ -78,7 +80,10 @@ fn a_robust_rule_keeps_two_poisoned_sites_out() {
     let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
     let mean = |m: &AnomalyModel| m.score(&refs).iter().sum::<f64>() / refs.len() as f64;
     let (c, r, n) = (mean(&clean), mean(&robust), mean(&naive));
-    assert!((r - c).abs() < (n - c).abs(), "clean {c}, robust {r}, fedavg {n}");
+    assert!(
+        (r - c).abs() < (n - c).abs(),
+        "clean {c}, robust {r}, fedavg {n}"
+    );
 }
 
 #[test]

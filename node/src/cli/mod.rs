@@ -89,6 +89,35 @@ enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The federated anomaly model on KDD Cup 99 across simulated sites:
+    /// federated vs centralized vs local-only, two non-IID splits, poisoned
+    /// sites under FedAvg and robust rules. Writes a report with plots.
+    Federated {
+        /// Where the wheel is cached.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Directory for report.json, REPORT.md and the plots.
+        #[arg(long, value_name = "DIR", default_value = "federated-report")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        sites: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: u64,
+        /// Local epochs per round.
+        #[arg(long, default_value_t = 2)]
+        local_epochs: usize,
+        /// Dirichlet concentration of the first split (smaller: more skew).
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f64,
+        /// Sites sending poisoned updates (0: no poisoning runs).
+        #[arg(long, default_value_t = 2)]
+        poisoned: usize,
+        /// Autoencoders in the ensemble.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 /// Options that select and override configuration.
@@ -199,6 +228,30 @@ pub fn main() -> ExitCode {
         Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::Members(cmd) => cluster::members(cmd),
         Command::Policy(cmd) => cluster::policy(cmd),
+        Command::Eval(EvalCommand::Federated {
+            cache,
+            out,
+            sites,
+            rounds,
+            local_epochs,
+            alpha,
+            poisoned,
+            members,
+            seed,
+        }) => {
+            let mut plan = amoskys_node::eval_federated::default_plan(seed);
+            plan.sites = sites;
+            plan.rounds = rounds;
+            plan.local_epochs = local_epochs;
+            plan.poisoned = poisoned;
+            plan.train.members = members;
+            eval_federated(amoskys_node::eval_federated::Options {
+                cache: cache.unwrap_or_else(data_cache),
+                out,
+                plan,
+                alpha,
+            })
+        }
         Command::Eval(EvalCommand::Kdd99 {
             cache,
             seed,
@@ -439,18 +492,59 @@ fn config(cmd: ConfigCommand) -> ExitCode {
     }
 }
 
+/// Where evaluation data is cached by default.
+fn data_cache() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".cache/amoskys/data")
+}
+
+fn eval_federated(opts: amoskys_node::eval_federated::Options) -> ExitCode {
+    use amoskys_node::eval_federated as fed;
+    let bar = indicatif::ProgressBar::new(fed::steps(&opts.plan));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:32}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let result = fed::run(&opts, &mut |step: &str| {
+        bar.set_message(step.to_owned());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("amoskys: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match fed::write(&report, &opts.out) {
+        Ok(files) => {
+            for v in &report.verdicts {
+                println!("{v}");
+            }
+            println!("report written:");
+            for f in files {
+                println!("  {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("amoskys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn eval_kdd99(
     cache: Option<PathBuf>,
     cfg: amoskys_learning::anomaly::TrainConfig,
     json: bool,
 ) -> ExitCode {
     use amoskys_node::eval;
-    let cache = cache.unwrap_or_else(|| {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join(".cache/amoskys/data")
-    });
+    let cache = cache.unwrap_or_else(data_cache);
     let report = eval::load_arff(&cache)
         .and_then(|arff| eval::split(&arff))
         .and_then(|(train, test)| {
