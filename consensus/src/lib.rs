@@ -33,7 +33,10 @@ pub use cluster::{
     Cluster, ClusterError, ClusterSettings, ClusterStatus, JoinReply, MembershipPolicy,
 };
 pub use id::NodeId;
-pub use state::{ClusterState, Command, ModelVersion, NewModel, Outcome, PolicyRecord};
+pub use state::{
+    ClusterState, Command, ModelVersion, NewModel, NewRound, Outcome, PolicyRecord, RoundRecord,
+    RoundStatus,
+};
 pub use store::{Applied, Database};
 
 openraft::declare_raft_types!(

@@ -20,6 +20,10 @@ pub const MAX_POLICY_BYTES: usize = 64 * 1024;
 pub const POLICY_HISTORY: usize = 32;
 /// Largest free-text field (model metrics names, addresses, comments).
 const MAX_TEXT: usize = 1024;
+/// Largest round settings document.
+const MAX_ROUND_SPEC: usize = 16 * 1024;
+/// Federated rounds kept, the open ones included.
+pub const ROUND_HISTORY: usize = 100;
 
 /// A change to the replicated state, proposed by a member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +57,50 @@ pub enum Command {
         by: NodeId,
         time_ns: u64,
     },
+    /// Opens a federated round; its id is assigned on apply.
+    StartRound(NewRound),
+    /// Ends an open round without a model (too few updates by the
+    /// deadline).
+    AbandonRound {
+        id: u64,
+        reason: String,
+        time_ns: u64,
+    },
+}
+
+/// A federated round as proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRound {
+    /// The model it trains (an entity kind).
+    pub kind: String,
+    /// Registry version the participants start from.
+    pub base: Option<u64>,
+    pub participants: Vec<NodeId>,
+    pub aggregator: NodeId,
+    pub deadline_ns: u64,
+    /// The learning layer's settings (rule, epochs, privacy), as JSON.
+    pub spec: String,
+    pub started_by: NodeId,
+    pub time_ns: u64,
+}
+
+/// How a round stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RoundStatus {
+    Open,
+    Done { version: u64 },
+    Abandoned { reason: String },
+}
+
+/// A federated round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    pub id: u64,
+    #[serde(flatten)]
+    pub round: NewRound,
+    #[serde(flatten)]
+    pub status: RoundStatus,
 }
 
 /// The answer to a committed command.
@@ -70,6 +118,12 @@ pub enum Outcome {
     },
     Activated {
         version: u64,
+    },
+    Round {
+        id: u64,
+    },
+    Abandoned {
+        id: u64,
     },
     /// Committed but invalid against the state; nothing changed.
     Rejected(String),
@@ -129,6 +183,8 @@ pub struct ClusterState {
     pub removed: BTreeMap<NodeId, u64>,
     pub models: BTreeMap<u64, ModelVersion>,
     pub active_model: Option<u64>,
+    #[serde(default)]
+    pub rounds: BTreeMap<u64, RoundRecord>,
 }
 
 impl ClusterState {
@@ -205,6 +261,11 @@ impl ClusterState {
                 if model.activate {
                     self.active_model = Some(version);
                 }
+                if let Some(r) = model.round.and_then(|id| self.rounds.get_mut(&id))
+                    && r.status == RoundStatus::Open
+                {
+                    r.status = RoundStatus::Done { version };
+                }
                 Outcome::Model { version }
             }
             Command::ActivateModel { version, .. } => {
@@ -214,6 +275,42 @@ impl ClusterState {
                 self.active_model = Some(*version);
                 Outcome::Activated { version: *version }
             }
+            Command::StartRound(round) => {
+                if round.spec.len() > MAX_ROUND_SPEC || round.kind.len() > MAX_TEXT {
+                    return Outcome::Rejected("round settings are too large".into());
+                }
+                if round.participants.is_empty() {
+                    return Outcome::Rejected("a round needs participants".into());
+                }
+                if let Some(b) = round.base
+                    && !self.models.contains_key(&b)
+                {
+                    return Outcome::Rejected(format!("base model version {b} does not exist"));
+                }
+                let id = self.rounds.keys().next_back().map_or(1, |v| v + 1);
+                self.rounds.insert(
+                    id,
+                    RoundRecord {
+                        id,
+                        round: round.clone(),
+                        status: RoundStatus::Open,
+                    },
+                );
+                while self.rounds.len() > ROUND_HISTORY {
+                    self.rounds.pop_first();
+                }
+                Outcome::Round { id }
+            }
+            Command::AbandonRound { id, reason, .. } => match self.rounds.get_mut(id) {
+                Some(r) if r.status == RoundStatus::Open => {
+                    r.status = RoundStatus::Abandoned {
+                        reason: truncate(reason),
+                    };
+                    Outcome::Abandoned { id: *id }
+                }
+                Some(_) => Outcome::Rejected(format!("round {id} is not open")),
+                None => Outcome::Rejected(format!("no round {id}")),
+            },
         }
     }
 }
@@ -330,6 +427,49 @@ mod tests {
         bad.sha256 = "zz".into();
         assert!(matches!(
             s.apply(&Command::RegisterModel(bad)),
+            Outcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn rounds_open_and_end_with_a_model_or_abandoned() {
+        let mut s = ClusterState::default();
+        let round = NewRound {
+            kind: "source".into(),
+            base: None,
+            participants: vec![NodeId::from(1), NodeId::from(2)],
+            aggregator: NodeId::from(1),
+            deadline_ns: 10,
+            spec: "{}".into(),
+            started_by: NodeId::from(1),
+            time_ns: 1,
+        };
+        assert_eq!(
+            s.apply(&Command::StartRound(round.clone())),
+            Outcome::Round { id: 1 }
+        );
+        assert_eq!(
+            s.apply(&Command::StartRound(round.clone())),
+            Outcome::Round { id: 2 }
+        );
+        let mut m = model(None);
+        m.round = Some(1);
+        assert_eq!(
+            s.apply(&Command::RegisterModel(m)),
+            Outcome::Model { version: 1 }
+        );
+        assert_eq!(s.rounds[&1].status, RoundStatus::Done { version: 1 });
+        let abandon = |id| Command::AbandonRound {
+            id,
+            reason: "1 of 2 updates".into(),
+            time_ns: 11,
+        };
+        assert_eq!(s.apply(&abandon(2)), Outcome::Abandoned { id: 2 });
+        assert!(matches!(s.apply(&abandon(1)), Outcome::Rejected(_)));
+        let mut bad = round;
+        bad.base = Some(9);
+        assert!(matches!(
+            s.apply(&Command::StartRound(bad)),
             Outcome::Rejected(_)
         ));
     }
