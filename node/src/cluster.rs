@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use amoskys_consensus::{Applied, Cluster, ClusterSettings, JoinReply, NodeId};
 use amoskys_mesh::{InboundRequest, MeshHandle, Service};
+use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::models::Trainer;
+use crate::federation::Federation;
+use crate::models::{ModelSet, Trainer};
 use crate::policy::{InForce, Policy};
 use crate::storage::Store;
 
@@ -24,6 +26,7 @@ const JOIN_EVERY: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct ClusterNode {
     pub cluster: Arc<Cluster>,
+    pub federation: Arc<Federation>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -41,16 +44,35 @@ struct Follow {
     introduced: watch::Receiver<Vec<NodeId>>,
 }
 
+/// What the node hands consensus and the federation.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub mesh: Option<MeshHandle>,
+    /// Peers' requests (Raft, joins, model updates, blobs).
+    pub requests: Option<mpsc::Receiver<InboundRequest>>,
+    /// Where the policy in force is published.
+    pub policy: watch::Sender<Arc<InForce>>,
+    pub trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
+    pub models: Arc<ModelSet>,
+    pub key: SigningKey,
+}
+
 impl ClusterNode {
     pub async fn start(
         config: &Config,
         me: NodeId,
-        store: Arc<Store>,
-        mesh: Option<MeshHandle>,
-        requests: Option<mpsc::Receiver<InboundRequest>>,
-        policy: watch::Sender<Arc<InForce>>,
-        trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
+        parts: Parts,
     ) -> Result<ClusterNode, amoskys_consensus::ClusterError> {
+        let Parts {
+            store,
+            mesh,
+            requests,
+            policy,
+            trainer,
+            models,
+            key,
+        } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, config.mesh.listen.join(","));
         settings.heartbeat = Duration::from_millis(c.heartbeat_ms);
@@ -59,14 +81,23 @@ impl ClusterNode {
             Duration::from_millis(c.election_max_ms),
         );
         settings.snapshot_every = c.snapshot_every;
-        let db: Arc<dyn amoskys_consensus::Database> = store;
+        let db: Arc<dyn amoskys_consensus::Database> = store.clone();
         let cluster = Arc::new(Cluster::start(settings, db, mesh.clone()).await?);
+        let federation = Federation::new(
+            me,
+            store,
+            models,
+            cluster.clone(),
+            mesh.clone(),
+            key,
+            config.learning(),
+        );
         let configured: Vec<NodeId> = config.mesh_admitted().into_iter().map(NodeId).collect();
         cluster.set_allow_list(configured.iter().copied());
 
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(federation.clone().follow())];
         if let Some(rx) = requests {
-            tasks.push(tokio::spawn(serve(cluster.clone(), rx)));
+            tasks.push(tokio::spawn(serve(cluster.clone(), federation.clone(), rx)));
         }
         let (introduced_tx, introduced) = watch::channel(Vec::new());
         tasks.push(tokio::spawn(
@@ -92,7 +123,11 @@ impl ClusterNode {
                 tasks.push(tokio::spawn(join(cluster.clone(), mesh, introduced_tx)));
             }
         }
-        Ok(ClusterNode { cluster, tasks })
+        Ok(ClusterNode {
+            cluster,
+            federation,
+            tasks,
+        })
     }
 
     pub async fn shutdown(mut self) {
@@ -112,18 +147,21 @@ impl Drop for ClusterNode {
     }
 }
 
-/// Answers Raft and join requests; other services are not served yet.
-async fn serve(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<InboundRequest>) {
+/// Answers peers' requests: Raft and joins to consensus, model updates and
+/// blobs to the federation.
+async fn serve(
+    cluster: Arc<Cluster>,
+    federation: Arc<Federation>,
+    mut rx: mpsc::Receiver<InboundRequest>,
+) {
     while let Some(r) = rx.recv().await {
         let cluster = cluster.clone();
+        let federation = federation.clone();
         tokio::spawn(async move {
             let answer = match r.service {
                 Service::Raft => cluster.serve(&r.peer, &r.body).await,
                 Service::Join => cluster.serve_join(&r.peer, &r.body).await,
-                other => Err(format!(
-                    "{} requests are not served by this node",
-                    other.as_str()
-                )),
+                other => federation.serve(&r.peer, other, &r.body).await,
             };
             let _ = r.reply.send(answer);
         });

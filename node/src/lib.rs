@@ -20,6 +20,7 @@ pub mod config;
 pub mod detect;
 pub mod eval;
 pub mod eval_federated;
+pub mod federation;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;

@@ -216,6 +216,79 @@ impl Sample {
     }
 }
 
+/// Replays stored events between the two times into feature windows, a
+/// seeded uniform sample of at most `max_windows` per entity kind. Returns
+/// the samples, the events read, and the undecodable events (or the
+/// storage error).
+fn replay(
+    store: &Store,
+    settings: &LearningSettings,
+    from_ns: u64,
+    until_ns: u64,
+    stop: &AtomicBool,
+) -> (HashMap<EntityKind, Sample>, u64, Result<u64, StorageError>) {
+    let mut fx = FeatureExtractor::new(settings.window_ns, MAX_ENTITIES);
+    let mut samples: HashMap<EntityKind, Sample> = HashMap::new();
+    let max = settings.max_windows;
+    let seed = settings.train.seed.max(1);
+    let mut events = 0;
+    let scanned = store.scan_events(from_ns, until_ns, |event| {
+        events += 1;
+        for w in fx.push(event) {
+            samples
+                .entry(w.kind)
+                .or_insert_with(|| Sample {
+                    rows: Vec::new(),
+                    seen: 0,
+                    state: seed,
+                })
+                .add(w.values, max);
+        }
+        !stop.load(Ordering::Relaxed)
+    });
+    // The last window is cut by `until_ns`; it is left out.
+    (samples, events, scanned)
+}
+
+/// The baseline windows of one entity kind ending now: what a federated
+/// round trains on locally.
+pub fn baseline_rows(
+    store: &Store,
+    settings: &LearningSettings,
+    kind: EntityKind,
+) -> Result<Vec<Vec<f32>>, StorageError> {
+    let until = now_ns();
+    let stop = AtomicBool::new(false);
+    let (mut samples, _, scanned) = replay(
+        store,
+        settings,
+        until.saturating_sub(settings.baseline_ns),
+        until,
+        &stop,
+    );
+    scanned?;
+    Ok(samples.remove(&kind).map(|s| s.rows).unwrap_or_default())
+}
+
+/// The record of a model of `kind`.
+pub fn info_for(kind: EntityKind, model: &AnomalyModel, train_seconds: f64) -> ModelInfo {
+    ModelInfo {
+        entity: kind.as_str().to_owned(),
+        schema: kind.schema(),
+        feature_schema_version: FEATURE_SCHEMA_VERSION,
+        model: format!("{:?}", model.config().kind).to_lowercase(),
+        sha256: String::new(),
+        size_bytes: 0,
+        trained_at_ns: now_ns(),
+        baseline_from_ns: 0,
+        baseline_until_ns: 0,
+        train_rows: model.train_rows(),
+        train_seconds,
+        parameters: model.parameters(),
+        threshold: model.threshold(),
+    }
+}
+
 /// Replays the baseline ending at `until_ns` and trains a model for every
 /// entity kind with enough windows. `stop` ends the replay early.
 pub fn train_all(
@@ -235,25 +308,8 @@ pub fn train_all(
         kinds: Vec::new(),
         error: None,
     };
-    let mut fx = FeatureExtractor::new(settings.window_ns, MAX_ENTITIES);
-    let mut samples: HashMap<EntityKind, Sample> = HashMap::new();
-    let max = settings.max_windows;
-    let seed = settings.train.seed.max(1);
-    let scanned = store.scan_events(from_ns, until_ns, |event| {
-        run.events += 1;
-        for w in fx.push(event) {
-            samples
-                .entry(w.kind)
-                .or_insert_with(|| Sample {
-                    rows: Vec::new(),
-                    seen: 0,
-                    state: seed,
-                })
-                .add(w.values, max);
-        }
-        !stop.load(Ordering::Relaxed)
-    });
-    // The last window is cut by `until_ns`; it is left out.
+    let (mut samples, events, scanned) = replay(store, settings, from_ns, until_ns, stop);
+    run.events = events;
     match scanned {
         Ok(bad) => run.undecodable_events = bad,
         Err(e) => {
@@ -282,19 +338,9 @@ pub fn train_all(
                 match AnomalyModel::train(&kind.schema(), &rows, &settings.train) {
                     Ok(model) => {
                         let info = ModelInfo {
-                            entity: kind.as_str().to_owned(),
-                            schema: kind.schema(),
-                            feature_schema_version: FEATURE_SCHEMA_VERSION,
-                            model: format!("{:?}", settings.train.kind).to_lowercase(),
-                            sha256: String::new(),
-                            size_bytes: 0,
-                            trained_at_ns: now_ns(),
                             baseline_from_ns: from_ns,
                             baseline_until_ns: until_ns,
-                            train_rows: model.train_rows(),
-                            train_seconds: t.elapsed().as_secs_f64(),
-                            parameters: model.parameters(),
-                            threshold: model.threshold(),
+                            ..info_for(kind, &model, t.elapsed().as_secs_f64())
                         };
                         match set.install(store, kind, model, info) {
                             Ok(info) => {

@@ -213,11 +213,15 @@ impl Node {
         let cluster = ClusterNode::start(
             &config,
             amoskys_consensus::NodeId(identity.signing_key().verifying_key().to_bytes()),
-            store.clone(),
-            mesh.clone(),
-            mesh.is_some().then_some(requests_rx),
-            policy_tx,
-            trainer.clone(),
+            crate::cluster::Parts {
+                store: store.clone(),
+                mesh: mesh.clone(),
+                requests: mesh.is_some().then_some(requests_rx),
+                policy: policy_tx,
+                trainer: trainer.clone(),
+                models: models.clone(),
+                key: identity.signing_key().clone(),
+            },
         )
         .await?;
 
@@ -253,6 +257,7 @@ impl Node {
             models,
             trainer: trainer.clone(),
             cluster: cluster.cluster.clone(),
+            federation: cluster.federation.clone(),
             policy: policy_rx,
         };
         let mut tasks = Vec::new();

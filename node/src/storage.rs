@@ -306,6 +306,22 @@ impl Store {
         self.db.write(batch).map_err(|e| self.db_err(e.to_string()))
     }
 
+    /// Keeps content by its SHA-256 (model versions of the registry).
+    pub fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::Models)?;
+        self.db
+            .put_cf(cf, format!("blob/{sha256}"), bytes)
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
+    /// Content kept under `sha256`, if any.
+    pub fn get_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let cf = self.cf(Cf::Models)?;
+        self.db
+            .get_cf(cf, format!("blob/{sha256}"))
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
     /// Every stored model.
     pub fn models(&self) -> Result<Vec<StoredModel>, StorageError> {
         let cf = self.cf(Cf::Models)?;

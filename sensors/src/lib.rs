@@ -25,8 +25,8 @@ pub mod snmp;
 pub mod worker;
 
 pub use event::{
-    DeviceMetrics, Event, EventBody, EventClass, FileActivity, FlowRecord, ProcessActivity,
-    ProcessInfo, ProcessRef, SCHEMA_VERSION, SocketActivity, Transport,
+    DeviceMetrics, Event, EventBody, EventClass, FileActivity, FlowRecord, InterfaceRates,
+    ProcessActivity, ProcessInfo, ProcessRef, SCHEMA_VERSION, SocketActivity, Transport,
 };
 pub use sink::{EventSink, Health, HealthState, SensorStats, Sent, event_channel};
 

@@ -40,7 +40,7 @@ fn rounds(rule: Rule, poisoned: usize, n_rounds: u64) -> AnomalyModel {
             let mut u = local_update(&model, r, &refs, 2, 7 + site, None).expect("update");
             if (site as usize) < poisoned {
                 for v in &mut u.vector {
-                    *v = -50.0 * *v;
+                    *v *= -50.0;
                 }
                 u.samples = 10_000;
             }

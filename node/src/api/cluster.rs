@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiState, error};
 use crate::policy::Policy;
 
-fn cluster_error(e: ClusterError) -> Response {
+pub(super) fn cluster_error(e: ClusterError) -> Response {
     let status = match &e {
         ClusterError::NoLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
         ClusterError::Rejected(_) => StatusCode::CONFLICT,

@@ -20,6 +20,7 @@ use crate::metrics::{CONTENT_TYPE, Metrics};
 
 mod alerts;
 mod cluster;
+mod learn;
 mod models;
 use crate::storage::{EventQuery, Store, StoredEvent};
 pub use alerts::ocsf;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub trainer: Option<Arc<std::sync::Mutex<crate::models::Trainer>>>,
     /// The node's Raft member.
     pub cluster: Arc<amoskys_consensus::Cluster>,
+    /// Federated rounds and the model registry.
+    pub federation: Arc<crate::federation::Federation>,
     /// The policy in force.
     pub policy: tokio::sync::watch::Receiver<Arc<crate::policy::InForce>>,
 }
@@ -129,6 +132,7 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
             get(cluster::policy).put(cluster::set_policy),
         )
         .route("/api/v1/policy/history", get(cluster::policy_history))
+        .route("/api/v1/learn/rounds", get(learn::list).post(learn::start))
         .fallback(not_found)
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             max_connections.max(1),

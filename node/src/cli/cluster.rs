@@ -304,3 +304,115 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
         }
     }))
 }
+
+#[derive(Debug, Subcommand)]
+pub enum LearnCommand {
+    /// Start a federated round over every member; the aggregator commits
+    /// the combined model to the registry and every node puts it in use.
+    Round {
+        /// Entity kind: source, host, process or device.
+        #[arg(long)]
+        kind: String,
+        /// fedavg, median, trimmed_mean, krum or multi_krum.
+        #[arg(long, default_value = "fedavg")]
+        rule: String,
+        /// Trimmed share (trimmed_mean) or assumed bad sites (krum,
+        /// multi_krum).
+        #[arg(long, default_value_t = 0.0)]
+        param: f64,
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        #[arg(long, default_value_t = 60)]
+        deadline_secs: u64,
+        /// Fewer updates by the deadline abandon the round.
+        #[arg(long = "min", default_value_t = 1)]
+        min_participants: usize,
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
+        api: String,
+    },
+    /// Rounds, newest first, with their outcome.
+    Rounds {
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
+        api: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn rule_json(rule: &str, param: f64) -> Result<serde_json::Value, String> {
+    Ok(match rule {
+        "fedavg" | "median" => serde_json::json!({ "rule": rule }),
+        "trimmed_mean" => serde_json::json!({ "rule": rule, "trim": param }),
+        "krum" => serde_json::json!({ "rule": rule, "byzantine": param as usize }),
+        "multi_krum" => {
+            // The node picks `select` = participants − 2·byzantine.
+            serde_json::json!({ "rule": rule, "byzantine": param as usize, "select": 0 })
+        }
+        other => {
+            return Err(format!(
+                "unknown rule {other:?}: expected fedavg, median, trimmed_mean, krum or multi_krum"
+            ));
+        }
+    })
+}
+
+pub fn learn(cmd: LearnCommand) -> ExitCode {
+    finish(super::block_on(async {
+        match cmd {
+            LearnCommand::Round {
+                kind,
+                rule,
+                param,
+                epochs,
+                deadline_secs,
+                min_participants,
+                api,
+            } => {
+                let body = serde_json::json!({
+                    "kind": kind,
+                    "rule": rule_json(&rule, param)?,
+                    "epochs": epochs,
+                    "deadline_secs": deadline_secs,
+                    "min_participants": min_participants,
+                });
+                let v = call(
+                    &api,
+                    Method::POST,
+                    "/api/v1/learn/rounds",
+                    Some(Body::Json(body)),
+                )
+                .await?;
+                println!(
+                    "round {} started; `amoskys learn rounds` shows its outcome",
+                    v["round"]
+                );
+                Ok(())
+            }
+            LearnCommand::Rounds { api, json } => {
+                let v = call(&api, Method::GET, "/api/v1/learn/rounds", None).await?;
+                if json {
+                    print_json(&v);
+                    return Ok(());
+                }
+                for r in v["rounds"].as_array().into_iter().flatten() {
+                    let outcome = match r["status"].as_str() {
+                        Some("done") => format!("done: model version {}", r["version"]),
+                        Some("abandoned") => {
+                            format!("abandoned: {}", r["reason"].as_str().unwrap_or("?"))
+                        }
+                        Some(s) => s.to_owned(),
+                        None => "?".into(),
+                    };
+                    println!(
+                        "{:>4}  {:<8} {} participants  {}",
+                        r["id"],
+                        r["kind"].as_str().unwrap_or("?"),
+                        r["participants"].as_array().map_or(0, Vec::len),
+                        outcome
+                    );
+                }
+                Ok(())
+            }
+        }
+    }))
+}

@@ -47,6 +47,9 @@ enum Command {
     /// Show, set or list the replicated policy.
     #[command(subcommand)]
     Policy(cluster::PolicyCommand),
+    /// Start federated rounds and list them.
+    #[command(subcommand)]
+    Learn(cluster::LearnCommand),
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -228,6 +231,7 @@ pub fn main() -> ExitCode {
         Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::Members(cmd) => cluster::members(cmd),
         Command::Policy(cmd) => cluster::policy(cmd),
+        Command::Learn(cmd) => cluster::learn(cmd),
         Command::Eval(EvalCommand::Federated {
             cache,
             out,

@@ -1,0 +1,528 @@
+//! Federated rounds and the model registry on a node.
+//!
+//! - A round is committed through Raft (`Command::StartRound`). Each
+//!   participant replays its own baseline windows of the round's entity
+//!   kind, trains the base version on them and sends only its update
+//!   (signed with the node key) to the aggregator as a `model` mesh
+//!   request.
+//! - The aggregator collects updates until all are in or the deadline
+//!   passes, combines them with the round's rule, keeps the result under its
+//!   SHA-256, and commits the new version to the registry (active), or
+//!   abandons the round below its minimum.
+//! - Every node follows the registry's active version: it fetches the blob
+//!   by hash (locally or with `blob` requests to its peers), checks hash,
+//!   format and feature schema, and puts the model in use.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use amoskys_consensus::{
+    Applied, Cluster, ClusterError, Command, NewModel, NewRound, NodeId, Outcome, RoundRecord,
+    RoundStatus,
+};
+use amoskys_learning::anomaly::AnomalyModel;
+use amoskys_learning::features::EntityKind;
+use amoskys_learning::federated::round::{Closed, Collector, Refused};
+use amoskys_learning::federated::{DpConfig, Rule, SiteUpdate, combine, local_update};
+use amoskys_mesh::{MeshHandle, Service};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::models::{LearningSettings, ModelSet, baseline_rows, info_for};
+use crate::storage::Store;
+
+/// How often the aggregator checks whether a round can close.
+const CLOSE_CHECK: Duration = Duration::from_millis(200);
+
+/// The learning settings of a round (the JSON `spec` of its record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundSettings {
+    pub rule: Rule,
+    pub epochs: usize,
+    pub min_participants: usize,
+    #[serde(default)]
+    pub dp: Option<DpConfig>,
+}
+
+/// The node's federation: rounds it takes part in or aggregates, and the
+/// registry's active model.
+#[derive(Debug)]
+pub struct Federation {
+    me: NodeId,
+    store: Arc<Store>,
+    models: Arc<ModelSet>,
+    cluster: Arc<Cluster>,
+    mesh: Option<MeshHandle>,
+    key: SigningKey,
+    learning: LearningSettings,
+    collecting: Mutex<HashMap<u64, Collector<SiteUpdate>>>,
+    handled: Mutex<HashSet<u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ns() -> u64 {
+    amoskys_sensors::now_ns()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Federation {
+    pub fn new(
+        me: NodeId,
+        store: Arc<Store>,
+        models: Arc<ModelSet>,
+        cluster: Arc<Cluster>,
+        mesh: Option<MeshHandle>,
+        key: SigningKey,
+        learning: LearningSettings,
+    ) -> Arc<Federation> {
+        Arc::new(Federation {
+            me,
+            store,
+            models,
+            cluster,
+            mesh,
+            key,
+            learning,
+            collecting: Mutex::new(HashMap::new()),
+            handled: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Proposes a round over every current member, aggregated by the
+    /// leader (or this node without one).
+    pub async fn start_round(
+        &self,
+        kind: EntityKind,
+        settings: RoundSettings,
+        deadline: Duration,
+    ) -> Result<u64, ClusterError> {
+        let (voters, learners) = self.cluster.members();
+        let participants: Vec<NodeId> = voters.into_iter().chain(learners).collect();
+        let aggregator = self
+            .cluster
+            .raft()
+            .metrics()
+            .borrow()
+            .current_leader
+            .unwrap_or(self.me);
+        let applied = self.cluster.applied().borrow().clone();
+        let base = applied
+            .state
+            .models
+            .values()
+            .rev()
+            .find(|m| m.model.schema == kind.schema())
+            .map(|m| m.version);
+        let mut settings = settings;
+        if let Rule::MultiKrum {
+            byzantine,
+            select: 0,
+        } = settings.rule
+        {
+            let select = participants.len().saturating_sub(2 * byzantine).max(1);
+            settings.rule = Rule::MultiKrum { byzantine, select };
+        }
+        let spec =
+            serde_json::to_string(&settings).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        let round = NewRound {
+            kind: kind.as_str().to_owned(),
+            base,
+            participants,
+            aggregator,
+            deadline_ns: now_ns()
+                .saturating_add(u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX)),
+            spec,
+            started_by: self.me,
+            time_ns: now_ns(),
+        };
+        match self.cluster.propose(Command::StartRound(round)).await? {
+            (_, Outcome::Round { id }) => Ok(id),
+            (_, Outcome::Rejected(r)) => Err(ClusterError::Rejected(r)),
+            (_, other) => Err(ClusterError::Raft(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Follows the replicated state: joins new rounds, aggregates those
+    /// this node leads, and keeps the registry's active model in use.
+    pub async fn follow(self: Arc<Self>) {
+        let mut applied = self.cluster.applied();
+        let mut installed: Option<u64> = None;
+        loop {
+            let now = applied.borrow_and_update().clone();
+            for r in now.state.rounds.values() {
+                if r.status == RoundStatus::Open && lock(&self.handled).insert(r.id) {
+                    self.clone().begin(r.clone());
+                }
+            }
+            if now.state.active_model != installed {
+                installed = now.state.active_model;
+                let me = self.clone();
+                let now = now.clone();
+                tokio::spawn(async move { me.install_active(&now).await });
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn begin(self: Arc<Self>, round: RoundRecord) {
+        let settings: RoundSettings = match serde_json::from_str(&round.round.spec) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(round = round.id, error = %e, "round settings unreadable; not taking part");
+                return;
+            }
+        };
+        if round.round.aggregator == self.me {
+            lock(&self.collecting).insert(
+                round.id,
+                Collector::new(amoskys_learning::federated::round::RoundSpec {
+                    id: round.id,
+                    base: round.round.base,
+                    participants: round
+                        .round
+                        .participants
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect(),
+                    aggregator: self.me.to_string(),
+                    deadline_ns: round.round.deadline_ns,
+                    min_participants: settings.min_participants,
+                    rule: settings.rule,
+                    epochs: settings.epochs,
+                    dp: settings.dp,
+                }),
+            );
+            tokio::spawn(self.clone().aggregate(round.clone(), settings.clone()));
+        }
+        if round.round.participants.contains(&self.me) {
+            tokio::spawn(async move {
+                if let Err(e) = self.participate(&round, &settings).await {
+                    tracing::warn!(round = round.id, error = %e, "no update sent for this round");
+                }
+            });
+        }
+    }
+
+    /// The round's base model: a registry version, or untrained.
+    async fn base_model(
+        &self,
+        round: &RoundRecord,
+        kind: EntityKind,
+    ) -> Result<AnomalyModel, String> {
+        match round.round.base {
+            Some(v) => {
+                let applied = self.cluster.applied().borrow().clone();
+                let m = applied
+                    .state
+                    .models
+                    .get(&v)
+                    .ok_or(format!("base version {v} is not in the registry"))?;
+                let bytes = self.blob(&m.model.sha256).await?;
+                AnomalyModel::from_bytes(&bytes).map_err(|e| e.to_string())
+            }
+            None => {
+                AnomalyModel::untrained(&kind.schema(), kind.features().len(), &self.learning.train)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn participate(
+        &self,
+        round: &RoundRecord,
+        settings: &RoundSettings,
+    ) -> Result<(), String> {
+        let kind: EntityKind = round.round.kind.parse()?;
+        let base = self.base_model(round, kind).await?;
+        let store = self.store.clone();
+        let learning = self.learning.clone();
+        let (id, epochs, dp, seed) = (
+            round.id,
+            settings.epochs,
+            settings.dp,
+            self.learning.train.seed ^ round.id,
+        );
+        let update = tokio::task::spawn_blocking(move || {
+            let rows = baseline_rows(&store, &learning, kind).map_err(|e| e.to_string())?;
+            if rows.is_empty() {
+                return Err(format!("no {} windows in the baseline", kind.as_str()));
+            }
+            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            local_update(&base, id, &refs, epochs, seed, dp).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        tracing::info!(
+            round = id,
+            samples = update.samples,
+            "federated update ready"
+        );
+        let body = serde_json::to_vec(&update).map_err(|e| e.to_string())?;
+        if round.round.aggregator == self.me {
+            return self.offer(&self.me, &body);
+        }
+        let mut signed = self.key.sign(&body).to_bytes().to_vec();
+        signed.extend_from_slice(&body);
+        let mesh = self.mesh.as_ref().ok_or("this node has no mesh")?;
+        let peer = round
+            .round
+            .aggregator
+            .peer_id()
+            .ok_or("aggregator has no peer id")?;
+        mesh.request(peer, Service::Model, signed)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn offer(&self, from: &NodeId, body: &[u8]) -> Result<(), String> {
+        let update: SiteUpdate =
+            serde_json::from_slice(body).map_err(|e| format!("malformed update: {e}"))?;
+        let mut collecting = lock(&self.collecting);
+        let round = update.round;
+        let c = collecting
+            .get_mut(&round)
+            .ok_or_else(|| Refused::Closed.to_string())?;
+        c.offer(&from.to_string(), round, update, now_ns())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn aggregate(self: Arc<Self>, round: RoundRecord, settings: RoundSettings) {
+        loop {
+            let done = lock(&self.collecting)
+                .get(&round.id)
+                .is_none_or(|c| c.all_in())
+                || now_ns() > round.round.deadline_ns;
+            if done {
+                break;
+            }
+            tokio::time::sleep(CLOSE_CHECK).await;
+        }
+        let Some(mut c) = lock(&self.collecting).remove(&round.id) else {
+            return;
+        };
+        let command = match c.close() {
+            Closed::Abandoned { reason, .. } => {
+                tracing::warn!(round = round.id, %reason, "round abandoned");
+                Command::AbandonRound {
+                    id: round.id,
+                    reason,
+                    time_ns: now_ns(),
+                }
+            }
+            Closed::Complete { updates, missing } => {
+                match self.combine(&round, &settings, updates, missing).await {
+                    Ok(model) => Command::RegisterModel(model),
+                    Err(reason) => {
+                        tracing::error!(round = round.id, %reason, "cannot combine the round");
+                        Command::AbandonRound {
+                            id: round.id,
+                            reason,
+                            time_ns: now_ns(),
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.cluster.propose(command).await {
+            tracing::error!(round = round.id, error = %e, "cannot commit the round's end");
+        }
+    }
+
+    async fn combine(
+        &self,
+        round: &RoundRecord,
+        settings: &RoundSettings,
+        updates: Vec<(String, SiteUpdate)>,
+        missing: Vec<String>,
+    ) -> Result<NewModel, String> {
+        let kind: EntityKind = round.round.kind.parse()?;
+        let base = self.base_model(round, kind).await?;
+        let rule = settings.rule;
+        // An update of the wrong shape is dropped, not allowed to sink the
+        // round.
+        let want = amoskys_learning::federated::layout(&base).len();
+        let updates: Vec<(String, SiteUpdate)> = updates
+            .into_iter()
+            .filter(|(p, u)| {
+                let ok = u.vector.len() == want;
+                if !ok {
+                    tracing::warn!(peer = %p, values = u.vector.len(), want, "update of the wrong shape dropped");
+                }
+                ok
+            })
+            .collect();
+        if updates.len() < settings.min_participants.max(1) {
+            return Err(format!(
+                "{} usable updates, {} needed",
+                updates.len(),
+                settings.min_participants
+            ));
+        }
+        let contributors: Vec<NodeId> = updates
+            .iter()
+            .filter_map(|(p, _)| NodeId::parse(p).ok())
+            .collect();
+        let samples: u64 = updates.iter().map(|(_, u)| u.samples).sum();
+        let only: Vec<SiteUpdate> = updates.into_iter().map(|(_, u)| u).collect();
+        let model = tokio::task::spawn_blocking(move || combine(&base, &only, rule))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let bytes = model.to_bytes();
+        let sha = sha256_hex(&bytes);
+        self.store
+            .put_blob(&sha, &bytes)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(round = round.id, updates = contributors.len(), missing = missing.len(), %sha, "round combined");
+        Ok(NewModel {
+            sha256: sha,
+            schema: kind.schema(),
+            parent: round.round.base,
+            round: Some(round.id),
+            participants: contributors.clone(),
+            metrics: BTreeMap::from([
+                ("updates".to_owned(), contributors.len() as f64),
+                ("missing".to_owned(), missing.len() as f64),
+                ("samples".to_owned(), samples as f64),
+                ("threshold".to_owned(), model.threshold()),
+            ]),
+            author: self.me,
+            time_ns: now_ns(),
+            activate: true,
+        })
+    }
+
+    /// A blob by hash: kept here, or fetched from a peer and checked.
+    async fn blob(&self, sha: &str) -> Result<Vec<u8>, String> {
+        if let Some(b) = self.store.get_blob(sha).map_err(|e| e.to_string())? {
+            return Ok(b);
+        }
+        let mesh = self
+            .mesh
+            .as_ref()
+            .ok_or("not held here and no mesh to fetch it")?;
+        let peers = mesh.peers().await.map_err(|e| e.to_string())?;
+        for p in peers {
+            let Ok(peer) = p.id.parse() else { continue };
+            match mesh
+                .request(peer, Service::Blob, sha.as_bytes().to_vec())
+                .await
+            {
+                Ok(bytes) if sha256_hex(&bytes) == sha => {
+                    self.store
+                        .put_blob(sha, &bytes)
+                        .map_err(|e| e.to_string())?;
+                    return Ok(bytes);
+                }
+                Ok(_) => {
+                    tracing::warn!(peer = %p.id, %sha, "peer sent a blob that does not match its hash")
+                }
+                Err(e) => tracing::debug!(peer = %p.id, error = %e, "blob not fetched"),
+            }
+        }
+        Err(format!("no peer holds blob {sha}"))
+    }
+
+    /// Puts the registry's active version in use.
+    async fn install_active(&self, applied: &Applied) {
+        let Some(active) = applied.state.active_model() else {
+            return;
+        };
+        let Some(kind) = EntityKind::ALL
+            .into_iter()
+            .find(|k| k.schema() == active.model.schema)
+        else {
+            tracing::warn!(schema = %active.model.schema, "active model for a schema this build does not compute");
+            return;
+        };
+        if self
+            .models
+            .get(kind)
+            .is_some_and(|l| l.info.sha256 == active.model.sha256)
+        {
+            return;
+        }
+        let bytes = match self.blob(&active.model.sha256).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(version = active.version, error = %e, "active model not installed");
+                return;
+            }
+        };
+        let model = match AnomalyModel::from_bytes(&bytes) {
+            Ok(m) if m.schema() == kind.schema() && m.inputs() == kind.features().len() => m,
+            Ok(_) => {
+                tracing::error!(
+                    version = active.version,
+                    "active model does not match its schema"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(version = active.version, error = %e, "active model unreadable");
+                return;
+            }
+        };
+        let info = info_for(kind, &model, 0.0);
+        match self.models.install(&self.store, kind, model, info) {
+            Ok(info) => {
+                tracing::info!(version = active.version, entity = kind.as_str(), sha256 = %info.sha256, "registry model in use")
+            }
+            Err(e) => tracing::error!(error = %e, "cannot store the registry model"),
+        }
+    }
+
+    /// Answers `model` (an update for a round this node aggregates) and
+    /// `blob` (content by hash) requests.
+    pub async fn serve(
+        &self,
+        peer: &libp2p_identity::PeerId,
+        service: Service,
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        match service {
+            Service::Blob => {
+                let sha = std::str::from_utf8(body).map_err(|_| "malformed blob request")?;
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err("malformed blob request: expected 64 hex digits".into());
+                }
+                self.store
+                    .get_blob(sha)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("blob {sha} is not held here"))
+            }
+            Service::Model => {
+                let from = NodeId::from_peer_id(peer).ok_or("the peer has no ed25519 key")?;
+                if body.len() < 64 {
+                    return Err("malformed update: no signature".into());
+                }
+                let (sig, update) = body.split_at(64);
+                let sig =
+                    Signature::from_slice(sig).map_err(|e| format!("malformed signature: {e}"))?;
+                VerifyingKey::from_bytes(&from.0)
+                    .map_err(|e| e.to_string())?
+                    .verify(update, &sig)
+                    .map_err(|_| "the update's signature does not verify".to_owned())?;
+                self.offer(&from, update)
+                    .map(|()| b"accepted".to_vec())
+                    .map_err(|e| format!("update refused: {e}"))
+            }
+            other => Err(format!(
+                "{} requests are not served by this node",
+                other.as_str()
+            )),
+        }
+    }
+}
