@@ -65,6 +65,7 @@ impl LabMember {
                 },
                 ledger: None,
                 requests: Some(req_tx),
+                tap: None,
             },
             received_tx,
         )

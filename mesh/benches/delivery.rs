@@ -99,6 +99,7 @@ async fn run(n: usize, alerts: usize) {
                 },
                 ledger: None,
                 requests: None,
+                tap: None,
             },
             tx,
         )

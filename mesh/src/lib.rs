@@ -28,7 +28,8 @@ pub mod sync;
 pub use alert::{Alert, AlertBody, AlertError};
 pub use gossip::{Reject, Validator, ValidatorConfig};
 pub use net::{
-    InboundRequest, MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received, ed25519_key,
+    InboundRequest, MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received, Tapped,
+    ed25519_key,
 };
 pub use rpc::Service;
 pub use sync::{AlertLedger, Holdings};

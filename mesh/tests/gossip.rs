@@ -112,6 +112,7 @@ async fn node_with(
             },
             ledger: Some(ledger.clone()),
             requests: None,
+            tap: None,
         },
         tx,
     )

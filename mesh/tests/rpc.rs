@@ -39,6 +39,7 @@ async fn start(
             },
             ledger: None,
             requests,
+            tap: None,
         },
         tx,
     )

@@ -34,4 +34,4 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use identity::Identity;
-pub use node::{Node, NodeError, VERSION};
+pub use node::{Hooks, Node, NodeError, VERSION};

@@ -68,6 +68,13 @@ fn render(problems: &[Problem]) -> String {
         .join("\n  ")
 }
 
+/// What a lab can attach to a node it starts.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// Gets a copy of every application message the node's mesh sends.
+    pub tap: Option<tokio::sync::mpsc::UnboundedSender<amoskys_mesh::Tapped>>,
+}
+
 /// A running node. Many can run in one process (simulations do), each with
 /// its own data directory and API address.
 #[derive(Debug)]
@@ -89,6 +96,11 @@ impl Node {
     /// Validates the configuration, opens identity and storage, starts the
     /// sensors and serves the API. Must be called inside a tokio runtime.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
+        Node::start_with(config, Hooks::default()).await
+    }
+
+    /// [`Node::start`] with hooks for tests, labs and simulations.
+    pub async fn start_with(config: Config, hooks: Hooks) -> Result<Node, NodeError> {
         let problems = config.validate();
         if !problems.is_empty() {
             return Err(NodeError::Config(problems));
@@ -202,6 +214,7 @@ impl Node {
                 metrics.clone(),
                 requests_tx,
                 policy_rx.clone(),
+                hooks.tap,
             )
             .await?;
             metrics.set_mesh(p.handle.stats().clone());

@@ -44,6 +44,7 @@ impl Peering {
         metrics: Arc<Metrics>,
         requests: mpsc::Sender<InboundRequest>,
         policy: watch::Receiver<Arc<InForce>>,
+        tap: Option<mpsc::UnboundedSender<amoskys_mesh::Tapped>>,
     ) -> Result<Peering, PeeringError> {
         let listen = config
             .mesh
@@ -83,6 +84,7 @@ impl Peering {
                 },
                 ledger: Some(store.clone()),
                 requests: Some(requests),
+                tap,
             },
             tx,
         )

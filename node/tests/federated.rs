@@ -1,16 +1,24 @@
 //! A federated round between three real nodes: each trains on its own
 //! device windows and sends only its update to the aggregator; the combined
 //! model is committed to the registry and every node fetches it by hash
-//! and puts it in use. A bad round request is refused with a reason.
+//! and puts it in use. Every message the nodes send is recorded and checked:
+//! only the allowed kinds, and nothing of the events. A round below its
+//! minimum is abandoned; the model survives a restart.
 
 mod common;
 
 use std::time::Duration;
 
-use amoskys_node::Node;
+use amoskys_consensus::JoinReply;
+use amoskys_consensus::network::{RaftReply, RaftRequest};
+use amoskys_learning::anomaly::AnomalyModel;
+use amoskys_learning::federated::SiteUpdate;
+use amoskys_mesh::{Alert, Service, Tapped};
+use amoskys_node::{Hooks, Node};
 use amoskys_sensors::{DeviceMetrics, Event, EventBody, InterfaceRates};
 use common::{eventually, get_json, send};
 use reqwest::Method;
+use tokio::sync::mpsc;
 
 /// Device polls once a second for the last `secs` seconds, each node with
 /// its own devices and load level.
@@ -71,7 +79,11 @@ async fn a_round_trains_on_every_node_and_puts_the_combined_model_in_use_everywh
         "cluster.election_min_ms=400",
         "cluster.election_max_ms=800",
     ];
-    let a = Node::start(common::quiet_config(dirs[0].path(), &base))
+    let (tap, mut tapped) = mpsc::unbounded_channel();
+    let hooks = || Hooks {
+        tap: Some(tap.clone()),
+    };
+    let a = Node::start_with(common::quiet_config(dirs[0].path(), &base), hooks())
         .await
         .expect("a starts");
     let bootstrap = format!(
@@ -80,10 +92,10 @@ async fn a_round_trains_on_every_node_and_puts_the_combined_model_in_use_everywh
     );
     let mut rest = base.to_vec();
     rest.push(&bootstrap);
-    let b = Node::start(common::quiet_config(dirs[1].path(), &rest))
+    let b = Node::start_with(common::quiet_config(dirs[1].path(), &rest), hooks())
         .await
         .expect("b starts");
-    let c = Node::start(common::quiet_config(dirs[2].path(), &rest))
+    let c = Node::start_with(common::quiet_config(dirs[2].path(), &rest), hooks())
         .await
         .expect("c starts");
     let nodes = [&a, &b, &c];
@@ -161,7 +173,138 @@ async fn a_round_trains_on_every_node_and_puts_the_combined_model_in_use_everywh
         assert!(running.is_some(), "{} runs model {sha}", n.api_addr());
     }
 
+    // What crossed: only the allowed kinds, and nothing of the events.
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    while let Ok(m) = tapped.try_recv() {
+        let (kind, bytes) = check_message(&m);
+        *seen.entry(kind).or_default() += 1;
+        for secret in [
+            "dev-0-0",
+            "dev-1-1",
+            "dev-2-0",
+            "192.0.2.1",
+            "device_metrics",
+            "eth0",
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a message carries {secret:?}: {m:?}"
+            );
+        }
+    }
+    for kind in ["raft request", "model request", "model response"] {
+        assert!(seen.contains_key(kind), "no {kind} recorded: {seen:?}");
+    }
+    eprintln!("messages sent during the test, by kind: {seen:?}");
+
+    // A round below its minimum is abandoned, with the reason recorded.
+    let (_, body) = send(
+        a.api_addr(),
+        Method::POST,
+        "/api/v1/learn/rounds",
+        Some(r#"{"kind":"device","epochs":1,"deadline_secs":2,"min_participants":4}"#.into()),
+    )
+    .await;
+    let id = body["round"].as_u64().expect("round id");
+    let abandoned = eventually(Duration::from_secs(30), || async {
+        let (_, v) = get_json(b.api_addr(), "/api/v1/learn/rounds").await;
+        let r = v["rounds"]
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == id)?
+            .clone();
+        (r["status"] == "abandoned").then_some(r)
+    })
+    .await
+    .expect("abandoned");
+    assert!(
+        abandoned["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4 needed"),
+        "{abandoned}"
+    );
+
+    // The model version survives a restart.
+    c.shutdown().await;
+    let c = Node::start(common::quiet_config(dirs[2].path(), &rest))
+        .await
+        .expect("c restarts");
+    let (_, v) = get_json(c.api_addr(), "/api/v1/models").await;
+    let device = v["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|x| x["entity"] == "device").cloned())
+        .expect("device model after restart");
+    assert_eq!(device["sha256"], sha.as_str());
+    assert!(
+        v["registry"]["versions"]
+            .as_array()
+            .is_some_and(|x| !x.is_empty())
+    );
+
     for n in [c, b, a] {
         n.shutdown().await;
+    }
+}
+
+/// The kind of a recorded message and its bytes, after checking that it
+/// decodes as one of the kinds allowed between nodes.
+fn check_message(m: &Tapped) -> (String, Vec<u8>) {
+    match m {
+        Tapped::Gossip(b) => {
+            Alert::parse(b).expect("gossip carries only alerts");
+            ("alert".into(), b.clone())
+        }
+        Tapped::SyncRequest(h) => ("sync request".into(), format!("{h:?}").into_bytes()),
+        Tapped::SyncResponse(alerts) => {
+            for a in alerts {
+                Alert::parse(a).expect("sync carries only alerts");
+            }
+            ("sync response".into(), alerts.concat())
+        }
+        Tapped::Request { service, body } => {
+            match service {
+                Service::Raft => {
+                    serde_json::from_slice::<RaftRequest>(body).expect("a Raft request");
+                }
+                Service::Join => {
+                    serde_json::from_slice::<serde_json::Value>(body).expect("a join request");
+                }
+                Service::Model => {
+                    let (sig, update) = body.split_at(64);
+                    assert_eq!(sig.len(), 64);
+                    let u: SiteUpdate = serde_json::from_slice(update).expect("a model update");
+                    assert!(u.samples > 0);
+                }
+                Service::Blob => {
+                    assert_eq!(body.len(), 64, "a blob request is a hash");
+                }
+            }
+            (format!("{} request", service.as_str()), body.clone())
+        }
+        Tapped::Response { service, result } => {
+            let body = match result {
+                Ok(b) => b.clone(),
+                Err(reason) => {
+                    return (
+                        format!("{} refusal", service.as_str()),
+                        reason.clone().into_bytes(),
+                    );
+                }
+            };
+            match service {
+                Service::Raft => {
+                    serde_json::from_slice::<RaftReply>(&body).expect("a Raft reply");
+                }
+                Service::Join => {
+                    serde_json::from_slice::<JoinReply>(&body).expect("a join reply");
+                }
+                Service::Model => assert_eq!(body, b"accepted"),
+                Service::Blob => {
+                    AnomalyModel::from_bytes(&body).expect("a blob is a model");
+                }
+            }
+            (format!("{} response", service.as_str()), body)
+        }
     }
 }

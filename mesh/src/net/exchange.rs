@@ -8,7 +8,7 @@ use libp2p::PeerId;
 use libp2p::request_response;
 use tokio::sync::oneshot;
 
-use super::{Actor, Done, InboundRequest, Received, ed25519_key, now_ns};
+use super::{Actor, Done, InboundRequest, Received, Tapped, ed25519_key, now_ns};
 use crate::gossip::Reject;
 use crate::rpc::{RpcRequest, RpcResponse, Service};
 use crate::sync::{MAX_RANGES, SYNC_BATCH, SyncRequest, SyncResponse};
@@ -41,6 +41,7 @@ impl Actor {
                 let handler = match answer {
                     Ok(h) => h,
                     Err(r) => {
+                        self.tap_response(&r);
                         let _ = self.swarm.behaviour_mut().rpc.send_response(channel, r);
                         return;
                     }
@@ -54,6 +55,7 @@ impl Actor {
                 };
                 if handler.try_send(inbound).is_err() {
                     let busy = refuse("busy; try again");
+                    self.tap_response(&busy);
                     let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
                     return;
                 }
@@ -140,6 +142,7 @@ impl Actor {
                             // it on by gossip, so the peers that missed it
                             // too need not wait for their next sync.
                             if self.validator.is_fresh(alert.body.time_ns, now_ns()) {
+                                self.tap(|| Tapped::Gossip(bytes.clone()));
                                 let _ = self
                                     .swarm
                                     .behaviour_mut()

@@ -82,6 +82,31 @@ pub struct MeshConfig {
     /// Where requests from admitted peers go ([`crate::rpc`]); without it
     /// every request is answered with an error.
     pub requests: Option<mpsc::Sender<InboundRequest>>,
+    /// Gets a copy of every application message this node puts on the
+    /// wire (tests and labs that prove what crosses between nodes).
+    pub tap: Option<mpsc::UnboundedSender<Tapped>>,
+}
+
+/// A copy of a message this node sent. Gossipsub also relays other
+/// nodes' alert messages unchanged and sends control messages that carry
+/// only message ids; libp2p's identify, ping and Kademlia carry addresses
+/// and keys.
+#[derive(Debug, Clone)]
+pub enum Tapped {
+    /// An alert published (or republished after reconciliation).
+    Gossip(Vec<u8>),
+    /// What this node holds, sent to reconcile.
+    SyncRequest(crate::sync::Holdings),
+    /// Alerts sent to a peer that lacked them.
+    SyncResponse(Vec<Vec<u8>>),
+    Request {
+        service: Service,
+        body: Vec<u8>,
+    },
+    Response {
+        service: Service,
+        result: Result<Vec<u8>, String>,
+    },
 }
 
 /// A request from an admitted peer. Answer on `reply` within the service's
@@ -285,6 +310,7 @@ pub async fn start(
         ledger: cfg.ledger.clone(),
         requests: cfg.requests.clone(),
         outbound: HashMap::new(),
+        tap: cfg.tap.clone(),
     };
     let task = tokio::spawn(actor.run(rx));
     Ok((MeshHandle { tx, peer_id, stats }, task))
@@ -323,6 +349,7 @@ struct Actor {
     ledger: Option<Arc<dyn AlertLedger>>,
     requests: Option<mpsc::Sender<InboundRequest>>,
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>,
+    tap: Option<mpsc::UnboundedSender<Tapped>>,
 }
 
 impl Actor {
@@ -369,6 +396,7 @@ impl Actor {
             }
             Done::Holdings(peer, Ok(holdings)) => {
                 if self.peers.contains_key(&peer) {
+                    self.tap(|| Tapped::SyncRequest(holdings.clone()));
                     self.swarm
                         .behaviour_mut()
                         .sync
@@ -387,6 +415,7 @@ impl Actor {
                     alerts: alerts.iter().map(Alert::encode).collect(),
                     more,
                 };
+                self.tap(|| Tapped::SyncResponse(response.alerts.clone()));
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -394,6 +423,7 @@ impl Actor {
                     .send_response(channel, response);
             }
             Done::Reply(channel, response) => {
+                self.tap_response(&response);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -401,6 +431,20 @@ impl Actor {
                     .send_response(channel, response);
             }
         }
+    }
+
+    /// Copies a message to the tap, when there is one.
+    fn tap(&self, message: impl FnOnce() -> Tapped) {
+        if let Some(t) = &self.tap {
+            let _ = t.send(message());
+        }
+    }
+
+    fn tap_response(&self, r: &RpcResponse) {
+        self.tap(|| Tapped::Response {
+            service: r.service,
+            result: r.result.clone(),
+        });
     }
 
     fn redial(&mut self) {
@@ -418,6 +462,7 @@ impl Actor {
     fn command(&mut self, c: Command) {
         match c {
             Command::Publish(bytes, reply) => {
+                self.tap(|| Tapped::Gossip(bytes.clone()));
                 let r = self
                     .swarm
                     .behaviour_mut()
@@ -456,6 +501,10 @@ impl Actor {
             Command::Remember(id) => self.validator.remember(&id),
             Command::SetAdmitted(keys) => self.validator.set_admitted(keys),
             Command::Request(peer, request, reply) => {
+                self.tap(|| Tapped::Request {
+                    service: request.service,
+                    body: request.body.clone(),
+                });
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
                 self.outbound.insert(id, reply);
             }
