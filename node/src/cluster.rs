@@ -95,7 +95,10 @@ impl ClusterNode {
         let configured: Vec<NodeId> = config.mesh_admitted().into_iter().map(NodeId).collect();
         cluster.set_allow_list(configured.iter().copied());
 
-        let mut tasks = vec![tokio::spawn(federation.clone().follow())];
+        let mut tasks = vec![
+            tokio::spawn(federation.clone().follow()),
+            tokio::spawn(federation.clone().schedule(policy.subscribe())),
+        ];
         if let Some(rx) = requests {
             tasks.push(tokio::spawn(serve(cluster.clone(), federation.clone(), rx)));
         }

@@ -24,17 +24,35 @@ use amoskys_consensus::{
 use amoskys_learning::anomaly::AnomalyModel;
 use amoskys_learning::features::EntityKind;
 use amoskys_learning::federated::round::{Closed, Collector, Refused};
-use amoskys_learning::federated::{DpConfig, Rule, SiteUpdate, combine, local_update};
+use amoskys_learning::federated::{Accountant, DpConfig, Rule, SiteUpdate, combine, local_update};
 use amoskys_mesh::{MeshHandle, Service};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::models::{LearningSettings, ModelSet, baseline_rows, info_for};
+use crate::policy::InForce;
 use crate::storage::Store;
+use tokio::sync::watch;
 
 /// How often the aggregator checks whether a round can close.
 const CLOSE_CHECK: Duration = Duration::from_millis(200);
+/// How often the leader looks whether a scheduled round is due.
+const SCHEDULE_CHECK: Duration = Duration::from_secs(30);
+
+/// Whether a round of `kind` is due: none open, and the last one started
+/// at least `every_ns` ago (or never).
+fn due(rounds: &BTreeMap<u64, RoundRecord>, kind: &str, every_ns: u64, now_ns: u64) -> bool {
+    let of_kind = rounds.values().filter(|r| r.round.kind == kind);
+    let mut last = None;
+    for r in of_kind {
+        if r.status == RoundStatus::Open {
+            return false;
+        }
+        last = last.max(Some(r.round.time_ns));
+    }
+    last.is_none_or(|t| now_ns.saturating_sub(t) >= every_ns)
+}
 
 /// The learning settings of a round (the JSON `spec` of its record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +166,48 @@ impl Federation {
             (_, Outcome::Round { id }) => Ok(id),
             (_, Outcome::Rejected(r)) => Err(ClusterError::Rejected(r)),
             (_, other) => Err(ClusterError::Raft(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// On the leader, starts the rounds the policy schedules: one per
+    /// listed kind once its last round is `federated_every_minutes` old.
+    pub async fn schedule(self: Arc<Self>, policy: watch::Receiver<Arc<InForce>>) {
+        let mut tick = tokio::time::interval(SCHEDULE_CHECK);
+        loop {
+            tick.tick().await;
+            let l = policy.borrow().policy.learning.clone();
+            let leader = self.cluster.raft().metrics().borrow().current_leader;
+            if l.federated_every_minutes == 0 || leader != Some(self.me) {
+                continue;
+            }
+            let every_ns = l.federated_every_minutes.saturating_mul(60_000_000_000);
+            let applied = self.cluster.applied().borrow().clone();
+            for kind in l
+                .federated_kinds
+                .iter()
+                .filter_map(|k| k.parse::<EntityKind>().ok())
+            {
+                if !due(&applied.state.rounds, kind.as_str(), every_ns, now_ns()) {
+                    continue;
+                }
+                let settings = RoundSettings {
+                    rule: l.federated_rule,
+                    epochs: l.federated_epochs,
+                    min_participants: l.federated_min_participants,
+                    dp: l.federated_dp,
+                };
+                let deadline = Duration::from_secs(l.federated_deadline_secs);
+                match self.start_round(kind, settings, deadline).await {
+                    Ok(id) => tracing::info!(
+                        round = id,
+                        entity = kind.as_str(),
+                        "scheduled federated round started"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(entity = kind.as_str(), error = %e, "scheduled round not started")
+                    }
+                }
+            }
         }
     }
 
@@ -380,6 +440,36 @@ impl Federation {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        let mut metrics = BTreeMap::from([
+            ("updates".to_owned(), contributors.len() as f64),
+            ("missing".to_owned(), missing.len() as f64),
+            ("samples".to_owned(), samples as f64),
+            ("threshold".to_owned(), model.threshold()),
+        ]);
+        if let Some(dp) = settings.dp {
+            // Every earlier private round of this kind counts towards the
+            // total a site has spent.
+            let applied = self.cluster.applied().borrow().clone();
+            let mut accountant = Accountant::default();
+            for r in applied.state.rounds.values() {
+                if r.id < round.id
+                    && r.round.kind == round.round.kind
+                    && matches!(r.status, RoundStatus::Done { .. })
+                    && let Ok(s) = serde_json::from_str::<RoundSettings>(&r.round.spec)
+                    && let Some(d) = s.dp
+                {
+                    accountant.spend(d.noise_multiplier);
+                }
+            }
+            accountant.spend(dp.noise_multiplier);
+            metrics.insert("dp_delta".into(), dp.delta);
+            metrics.insert(
+                "dp_epsilon_round".into(),
+                Accountant::round_epsilon(dp.noise_multiplier, dp.delta),
+            );
+            metrics.insert("dp_epsilon_total".into(), accountant.epsilon(dp.delta));
+            metrics.insert("dp_rounds".into(), accountant.rounds() as f64);
+        }
         let bytes = model.to_bytes();
         let sha = sha256_hex(&bytes);
         self.store
@@ -391,13 +481,8 @@ impl Federation {
             schema: kind.schema(),
             parent: round.round.base,
             round: Some(round.id),
-            participants: contributors.clone(),
-            metrics: BTreeMap::from([
-                ("updates".to_owned(), contributors.len() as f64),
-                ("missing".to_owned(), missing.len() as f64),
-                ("samples".to_owned(), samples as f64),
-                ("threshold".to_owned(), model.threshold()),
-            ]),
+            participants: contributors,
+            metrics,
             author: self.me,
             time_ns: now_ns(),
             activate: true,
@@ -447,6 +532,7 @@ impl Federation {
             tracing::warn!(schema = %active.model.schema, "active model for a schema this build does not compute");
             return;
         };
+        self.models.pin(kind);
         if self
             .models
             .get(kind)
@@ -524,5 +610,42 @@ impl Federation {
                 other.as_str()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(id: u64, kind: &str, time_ns: u64, status: RoundStatus) -> (u64, RoundRecord) {
+        (
+            id,
+            RoundRecord {
+                id,
+                round: NewRound {
+                    kind: kind.into(),
+                    base: None,
+                    participants: vec![NodeId::from(1)],
+                    aggregator: NodeId::from(1),
+                    deadline_ns: time_ns + 10,
+                    spec: "{}".into(),
+                    started_by: NodeId::from(1),
+                    time_ns,
+                },
+                status,
+            },
+        )
+    }
+
+    #[test]
+    fn a_scheduled_round_is_due_once_the_last_is_old_and_none_is_open() {
+        let mut rounds = BTreeMap::new();
+        assert!(due(&rounds, "device", 100, 1_000), "never run: due");
+        rounds.extend([round(1, "device", 950, RoundStatus::Done { version: 1 })]);
+        assert!(!due(&rounds, "device", 100, 1_000), "ran 50 ago");
+        assert!(due(&rounds, "device", 100, 1_050));
+        assert!(due(&rounds, "source", 100, 1_000), "other kinds are apart");
+        rounds.extend([round(2, "device", 500, RoundStatus::Open)]);
+        assert!(!due(&rounds, "device", 100, 5_000), "one is still open");
     }
 }

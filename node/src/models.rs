@@ -60,6 +60,9 @@ pub struct Loaded {
 #[derive(Debug, Default)]
 pub struct ModelSet {
     models: RwLock<HashMap<EntityKind, Arc<Loaded>>>,
+    /// Kinds whose model comes from the cluster's registry; local training
+    /// leaves them alone.
+    pinned: RwLock<std::collections::HashSet<EntityKind>>,
 }
 
 impl ModelSet {
@@ -86,6 +89,17 @@ impl ModelSet {
             }
         }
         Ok(set)
+    }
+
+    /// Marks `kind` as served by the registry.
+    pub fn pin(&self, kind: EntityKind) {
+        if let Ok(mut p) = self.pinned.write() {
+            p.insert(kind);
+        }
+    }
+
+    pub fn is_pinned(&self, kind: EntityKind) -> bool {
+        self.pinned.read().is_ok_and(|p| p.contains(&kind))
     }
 
     pub fn get(&self, kind: EntityKind) -> Option<Arc<Loaded>> {
@@ -331,6 +345,11 @@ pub fn train_all(
             model: None,
             skipped: None,
         };
+        if set.is_pinned(kind) {
+            outcome.skipped = Some("the cluster's registry model is in use".into());
+            run.kinds.push(outcome);
+            continue;
+        }
         match sample {
             Some(s) if s.rows.len() >= settings.min_windows => {
                 let rows: Vec<&[f32]> = s.rows.iter().map(Vec::as_slice).collect();

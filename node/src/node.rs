@@ -210,11 +210,13 @@ impl Node {
                 &config,
                 &identity,
                 store.clone(),
-                alerts_tx.clone(),
                 metrics.clone(),
-                requests_tx,
-                policy_rx.clone(),
-                hooks.tap,
+                crate::peering::Links {
+                    alerts: alerts_tx.clone(),
+                    requests: requests_tx,
+                    policy: policy_rx.clone(),
+                    tap: hooks.tap,
+                },
             )
             .await?;
             metrics.set_mesh(p.handle.stats().clone());

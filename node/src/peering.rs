@@ -34,18 +34,34 @@ pub struct Peering {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How the mesh connects to the rest of the node.
+#[derive(Debug)]
+pub struct Links {
+    /// Alerts raised here and received from peers.
+    pub alerts: broadcast::Sender<Alert>,
+    /// Where peers' requests go (consensus and the federation answer them).
+    pub requests: mpsc::Sender<InboundRequest>,
+    /// The policy in force (the correlator follows it).
+    pub policy: watch::Receiver<Arc<InForce>>,
+    /// A copy of every application message sent, for labs.
+    pub tap: Option<mpsc::UnboundedSender<amoskys_mesh::Tapped>>,
+}
+
 impl Peering {
     /// Starts the mesh and the publish and receive tasks.
     pub async fn start(
         config: &Config,
         identity: &Identity,
         store: Arc<Store>,
-        alerts: broadcast::Sender<Alert>,
         metrics: Arc<Metrics>,
-        requests: mpsc::Sender<InboundRequest>,
-        policy: watch::Receiver<Arc<InForce>>,
-        tap: Option<mpsc::UnboundedSender<amoskys_mesh::Tapped>>,
+        links: Links,
     ) -> Result<Peering, PeeringError> {
+        let Links {
+            alerts,
+            requests,
+            policy,
+            tap,
+        } = links;
         let listen = config
             .mesh
             .listen

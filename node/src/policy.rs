@@ -69,13 +69,34 @@ impl Default for PrivacyPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LearningPolicy {
-    /// Hours between scheduled retraining; 0 trains only on request.
+    /// Hours between scheduled local retraining; 0 trains only on request.
     pub retrain_hours: u64,
+    /// Minutes between federated rounds the leader starts for each kind
+    /// below; 0 starts them only on request (`amoskys learn round`).
+    pub federated_every_minutes: u64,
+    pub federated_kinds: Vec<String>,
+    pub federated_rule: amoskys_learning::federated::Rule,
+    pub federated_epochs: usize,
+    pub federated_deadline_secs: u64,
+    pub federated_min_participants: usize,
+    /// Clipping and noise of every update (none: off).
+    pub federated_dp: Option<amoskys_learning::federated::DpConfig>,
 }
 
 impl Default for LearningPolicy {
     fn default() -> Self {
-        Self { retrain_hours: 24 }
+        Self {
+            retrain_hours: 24,
+            federated_every_minutes: 0,
+            federated_kinds: ["source", "host", "process", "device"]
+                .map(String::from)
+                .to_vec(),
+            federated_rule: amoskys_learning::federated::Rule::FedAvg,
+            federated_epochs: 2,
+            federated_deadline_secs: 300,
+            federated_min_participants: 1,
+            federated_dp: None,
+        }
     }
 }
 
@@ -119,6 +140,7 @@ impl Policy {
             },
             learning: LearningPolicy {
                 retrain_hours: config.learning.retrain_hours,
+                ..LearningPolicy::default()
             },
             membership: MembershipSection::default(),
         })
@@ -144,6 +166,25 @@ impl Policy {
             .collect();
         if let Err(e) = self.privacy() {
             out.push(e);
+        }
+        let l = &self.learning;
+        for (i, k) in l.federated_kinds.iter().enumerate() {
+            if let Err(e) = k.parse::<amoskys_learning::features::EntityKind>() {
+                out.push(format!("learning.federated_kinds[{i}]: {e}"));
+            }
+        }
+        if !(1..=1000).contains(&l.federated_epochs) {
+            out.push("learning.federated_epochs: expected 1 to 1000".into());
+        }
+        if !(1..=86_400).contains(&l.federated_deadline_secs) {
+            out.push("learning.federated_deadline_secs: expected 1 to 86400".into());
+        }
+        if let Some(dp) = &l.federated_dp {
+            out.extend(
+                dp.problems()
+                    .into_iter()
+                    .map(|p| format!("learning.federated_dp: {p}")),
+            );
         }
         if !(1..=MAX_VOTERS).contains(&self.membership.voters) {
             out.push(format!(
@@ -230,6 +271,18 @@ mod tests {
         ] {
             assert!(err.contains(key), "{err}");
         }
+        let fed = "[learning]\nfederated_every_minutes = 60\nfederated_rule = { rule = \"multi_krum\", byzantine = 1, select = 3 }\n";
+        let p = Policy::parse(fed).expect("a federated schedule");
+        assert_eq!(
+            p.learning.federated_rule,
+            amoskys_learning::federated::Rule::MultiKrum {
+                byzantine: 1,
+                select: 3
+            }
+        );
+        let bad =
+            Policy::parse("[learning]\nfederated_kinds = [\"toaster\"]\n").expect_err("bad kind");
+        assert!(bad.contains("learning.federated_kinds[0]"), "{bad}");
         let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");
         assert!(unknown.contains("no_such_key"), "{unknown}");
     }
