@@ -177,7 +177,12 @@ pub fn cluster(cmd: ClusterCommand) -> ExitCode {
                     "log       last {} applied {}",
                     c["last_log_index"], c["last_applied"]
                 );
-                println!("policy    version {}", v["policy_version"]);
+                match v["policy_version"].as_u64() {
+                    Some(version) => println!("policy    version {version}"),
+                    None => {
+                        println!("policy    none committed (this node's configuration applies)")
+                    }
+                }
                 if let Some(e) = v["policy_error"].as_str() {
                     println!("policy    NOT APPLIED: {e}");
                 }
