@@ -52,9 +52,12 @@ build() {
   [ -x "$b" ] || { echo "no node binary at $b (cargo build -p amoskys-node, or set AMOSKYS_BIN)" >&2; exit 1; }
   local tmp; tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
-  rootfs "$tmp/node" "$b"
-  mkdir -p "$tmp/node/usr/local/bin" && mv "$tmp/node$b" "$tmp/node/usr/local/bin/amoskys"
-  image amoskys-node:testnet "$tmp/node" '["/usr/local/bin/amoskys"]'
+  rootfs "$tmp/node/rootfs" "$b"
+  mkdir -p "$tmp/node/rootfs/usr/local/bin"
+  mv "$tmp/node/rootfs$b" "$tmp/node/rootfs/usr/local/bin/amoskys"
+  # FROM scratch pulls nothing; the classic builder needs no plugin.
+  DOCKER_BUILDKIT=0 docker build -q -t amoskys-node:testnet -f "$here/Dockerfile" "$tmp/node" >/dev/null
+  echo "built amoskys-node:testnet"
   rootfs "$tmp/device" /usr/sbin/snmpd
   image amoskys-device:testnet "$tmp/device" '["/usr/sbin/snmpd"]'
   local tools=(/usr/bin/nmap)
