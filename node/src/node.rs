@@ -84,6 +84,7 @@ pub struct Node {
     store: Arc<Store>,
     sensors: Vec<Box<dyn Sensor>>,
     events_tx: Option<mpsc::Sender<Event>>,
+    alerts: broadcast::Sender<amoskys_mesh::Alert>,
     writer: Option<JoinHandle<()>>,
     trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
     peering: Option<Peering>,
@@ -265,7 +266,7 @@ impl Node {
             sensors: stats,
             store: store.clone(),
             metrics,
-            alerts: alerts_tx,
+            alerts: alerts_tx.clone(),
             shutdown: shutdown_rx.clone(),
             snmp_devices,
             mesh,
@@ -300,6 +301,7 @@ impl Node {
             store,
             sensors,
             events_tx: Some(events_tx),
+            alerts: alerts_tx,
             writer: Some(writer),
             trainer,
             peering,
@@ -327,6 +329,20 @@ impl Node {
     /// The node's Raft member.
     pub fn cluster(&self) -> Option<&Arc<amoskys_consensus::Cluster>> {
         self.cluster.as_ref().map(|c| &c.cluster)
+    }
+
+    /// Feeds events to the node as if its sensors had observed them (labs
+    /// and simulations); they are stored and run through detection.
+    /// Returns how many were queued (a full queue drops the rest).
+    pub fn inject(&self, events: Vec<Event>) -> usize {
+        let Some(tx) = &self.events_tx else { return 0 };
+        events.into_iter().filter_map(|e| tx.try_send(e).ok()).count()
+    }
+
+    /// Every alert the node raises or receives from the mesh, as it
+    /// happens.
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<amoskys_mesh::Alert> {
+        self.alerts.subscribe()
     }
 
     /// The node's database.

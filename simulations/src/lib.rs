@@ -1,6 +1,13 @@
-//! Seeded simulations of many AMOSKYS nodes in one process: synthetic site
-//! telemetry with injected attacks, crashes, partitions, slow links and
-//! Byzantine nodes, replayable exactly from a seed.
+//! Seeded in-process simulations of many AMOSKYS nodes.
 //!
-//! Status: not built yet. `amoskys_node::Node` already runs many times in one
-//! process, each node with its own data directory and API port.
+//! - [`scenario`]: the scenario file (nodes, attacks, faults, Byzantine
+//!   peers, seed) and its seeded schedule;
+//! - [`run`]: runs real nodes in this process (each with its RocksDB, its
+//!   libp2p mesh on loopback, Raft and detection), injects synthetic port
+//!   scans as flows, applies faults, lets Byzantine peers publish forged
+//!   alerts, and checks the invariants;
+//! - [`report`]: the JSON result, a Markdown report and SVG plots.
+
+pub mod report;
+pub mod run;
+pub mod scenario;
