@@ -336,7 +336,10 @@ impl Node {
     /// Returns how many were queued (a full queue drops the rest).
     pub fn inject(&self, events: Vec<Event>) -> usize {
         let Some(tx) = &self.events_tx else { return 0 };
-        events.into_iter().filter_map(|e| tx.try_send(e).ok()).count()
+        events
+            .into_iter()
+            .filter_map(|e| tx.try_send(e).ok())
+            .count()
     }
 
     /// Every alert the node raises or receives from the mesh, as it

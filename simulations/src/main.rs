@@ -34,7 +34,10 @@ fn main() -> ExitCode {
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("sim-{}", scenario.name)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("amoskys-sim: {e}");
@@ -43,7 +46,9 @@ fn main() -> ExitCode {
     };
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let result = runtime.block_on(run::run(&scenario, &mut |m: &str| bar.set_message(m.to_owned())));
+    let result = runtime.block_on(run::run(&scenario, &mut |m: &str| {
+        bar.set_message(m.to_owned())
+    }));
     bar.finish_and_clear();
     let outcome = match result {
         Ok(o) => o,

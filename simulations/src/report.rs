@@ -9,8 +9,11 @@ use crate::run::Outcome;
 pub fn write(o: &Outcome, dir: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let json = dir.join("result.json");
-    std::fs::write(&json, serde_json::to_vec_pretty(o).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
+    std::fs::write(
+        &json,
+        serde_json::to_vec_pretty(o).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
     let cdf: Vec<(f64, f64)> = o
         .latencies_ms
         .iter()
@@ -18,7 +21,13 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<Vec<PathBuf>, String> {
         .map(|(i, l)| (*l, (i + 1) as f64 / o.latencies_ms.len().max(1) as f64))
         .collect();
     let lat = dir.join("latency_cdf.svg");
-    plot(&cdf, "latency (ms)", "share of deliveries", &format!("{}: latency CDF", o.scenario.name), &lat)?;
+    plot(
+        &cdf,
+        "latency (ms)",
+        "share of deliveries",
+        &format!("{}: latency CDF", o.scenario.name),
+        &lat,
+    )?;
     let over = dir.join("delivery_over_time.svg");
     plot(
         &o.delivery_over_time,
@@ -50,7 +59,10 @@ pub fn markdown(o: &Outcome) -> String {
         o.start_seconds,
         o.run_seconds
     );
-    let _ = writeln!(m, "| delivered | p50 | p95 | p99 | max |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        m,
+        "| delivered | p50 | p95 | p99 | max |\n|---|---|---|---|---|"
+    );
     let _ = writeln!(
         m,
         "| {} / {} ({:.1}%) | {} | {} | {} | {} |\n",
@@ -64,9 +76,18 @@ pub fn markdown(o: &Outcome) -> String {
     );
     let _ = writeln!(m, "| invariant | held | detail |\n|---|---|---|");
     for i in &o.invariants {
-        let _ = writeln!(m, "| {} | {} | {} |", i.name, if i.held { "yes" } else { "**NO**" }, i.detail);
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} |",
+            i.name,
+            if i.held { "yes" } else { "**NO**" },
+            i.detail
+        );
     }
-    let _ = writeln!(m, "\n![latency CDF](latency_cdf.svg) ![delivery over time](delivery_over_time.svg)");
+    let _ = writeln!(
+        m,
+        "\n![latency CDF](latency_cdf.svg) ![delivery over time](delivery_over_time.svg)"
+    );
     m
 }
 
@@ -90,7 +111,10 @@ fn plot(points: &[(f64, f64)], x: &str, y: &str, title: &str, path: &Path) -> Re
         .draw()
         .map_err(|e| err(&e))?;
     chart
-        .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            BLUE.stroke_width(2),
+        ))
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
 }

@@ -63,25 +63,31 @@ impl Outcome {
     }
 }
 
-fn config(dir: &std::path::Path, admitted: &str, bootstrap: &[u16]) -> Result<Config, SimError> {
-    let peers: Vec<String> = bootstrap.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
-    Config::load(&[
-        Source::Embedded,
-        Source::Set(vec![
-            format!("node.data_dir={}", dir.display()),
-            "api.listen=127.0.0.1:0".into(),
-            "mesh.listen=[\"127.0.0.1:0\"]".into(),
-            format!("mesh.bootstrap=[{}]", peers.join(",")),
-            admitted.to_owned(),
-            "sensors.procfs.enabled=false".into(),
-            "sensors.flows.enabled=false".into(),
-            "sensors.ebpf.enabled=false".into(),
-            "sensors.snmp.enabled=false".into(),
-            "learning.enabled=false".into(),
-            "log.level=error".into(),
-        ]),
-    ])
-    .map_err(|e| SimError::Setup(e.to_string()))
+fn config(
+    dir: &std::path::Path,
+    admitted: &str,
+    bootstrap: &[u16],
+    extra: &[String],
+) -> Result<Config, SimError> {
+    let peers: Vec<String> = bootstrap
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    let mut sets = vec![
+        format!("node.data_dir={}", dir.display()),
+        "api.listen=127.0.0.1:0".into(),
+        "mesh.listen=[\"127.0.0.1:0\"]".into(),
+        format!("mesh.bootstrap=[{}]", peers.join(",")),
+        admitted.to_owned(),
+        "sensors.procfs.enabled=false".into(),
+        "sensors.flows.enabled=false".into(),
+        "sensors.ebpf.enabled=false".into(),
+        "sensors.snmp.enabled=false".into(),
+        "learning.enabled=false".into(),
+        "log.level=error".into(),
+    ];
+    sets.extend(extra.iter().cloned());
+    Config::load(&[Source::Embedded, Source::Set(sets)]).map_err(|e| SimError::Setup(e.to_string()))
 }
 
 async fn mesh_port(n: &Node) -> Option<u16> {
@@ -103,7 +109,12 @@ async fn mesh_port(n: &Node) -> Option<u16> {
 }
 
 fn attacker(k: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 200 + (k / 62_500) as u8, ((k / 250) % 250) as u8, (k % 250 + 1) as u8)
+    Ipv4Addr::new(
+        10,
+        200 + (k / 62_500) as u8,
+        ((k / 250) % 250) as u8,
+        (k % 250 + 1) as u8,
+    )
 }
 
 fn scan(k: usize) -> Vec<Event> {
@@ -123,8 +134,14 @@ fn scan(k: usize) -> Vec<Event> {
                     dst_port: p,
                     first_ns: now,
                     last_ns: now + u64::from(p),
-                    forward: FlowCounters { packets: 1, bytes: 60 },
-                    reverse: FlowCounters { packets: 1, bytes: 60 },
+                    forward: FlowCounters {
+                        packets: 1,
+                        bytes: 60,
+                    },
+                    reverse: FlowCounters {
+                        packets: 1,
+                        bytes: 60,
+                    },
                     tcp_flags: TcpFlagCounts {
                         syn: 1,
                         syn_no_ack: 1,
@@ -187,13 +204,20 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
                 boot.push(p);
             }
         }
-        let cfg = config(&dirs[i], &admitted, &boot)?;
+        let cfg = config(&dirs[i], &admitted, &boot, &s.settings)?;
         let node = Node::start(cfg.clone())
             .await
             .map_err(|e| SimError::Setup(format!("node {i}: {e}")))?;
-        ports.push(mesh_port(&node).await.ok_or(SimError::Setup("no mesh port".into()))?);
+        let port = mesh_port(&node)
+            .await
+            .ok_or(SimError::Setup("no mesh port".into()))?;
+        ports.push(port);
         watchers.push(watch(&node, i, &seen));
         nodes.push(Some(node));
+        // A restarted node comes back on the same port, where its peers
+        // look for it.
+        let mut cfg = cfg;
+        cfg.mesh.listen = vec![format!("127.0.0.1:{port}")];
         configs.push(cfg);
         if (i + 1) % 10 == 0 || i + 1 == s.nodes {
             progress(&format!("{} of {} nodes started", i + 1, s.nodes));
@@ -202,10 +226,15 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
     // Every node connected to some peer.
     let end = Instant::now() + Duration::from_secs(60);
     for n in nodes.iter().flatten() {
-        while n.mesh().is_some_and(|m| futures_peers(m).is_none_or(|c| c == 0)) && Instant::now() < end {
+        while n
+            .mesh()
+            .is_some_and(|m| futures_peers(m).is_none_or(|c| c == 0))
+            && Instant::now() < end
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    tokio::time::sleep(Duration::from_secs(s.warmup_secs)).await;
     let start_seconds = started.elapsed().as_secs_f64();
 
     // Byzantine peers: keys no one admitted, publishing forged alerts.
@@ -219,10 +248,16 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         let (mesh, task) = net::start(
             MeshConfig {
                 keypair: kp,
-                listen: vec!["127.0.0.1:0".parse().map_err(|_| SimError::Setup("addr".into()))?],
-                bootstrap: vec![format!("/ip4/127.0.0.1/tcp/{}", ports[0])
-                    .parse()
-                    .map_err(|_| SimError::Setup("bootstrap".into()))?],
+                listen: vec![
+                    "127.0.0.1:0"
+                        .parse()
+                        .map_err(|_| SimError::Setup("addr".into()))?,
+                ],
+                bootstrap: vec![
+                    format!("/ip4/127.0.0.1/tcp/{}", ports[0])
+                        .parse()
+                        .map_err(|_| SimError::Setup("bootstrap".into()))?,
+                ],
                 mdns: false,
                 kademlia: false,
                 psk: None,
@@ -253,13 +288,26 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         let due = t0 + Duration::from_millis(*at);
         while Instant::now() < due {
             sample_leaders(&nodes, &mut leaders);
-            tokio::time::sleep(Duration::from_millis(20).min(due.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(
+                Duration::from_millis(20).min(due.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
         while let Some(f) = faults.next_if(|f| f.at_ms <= *at) {
-            apply(&f.kind, &mut nodes, &configs, &seen, &mut watchers, progress).await;
+            apply(
+                &f.kind,
+                &mut nodes,
+                &configs,
+                &seen,
+                &mut watchers,
+                progress,
+            )
+            .await;
         }
         // A killed target's attack goes to the next running node.
-        let target = (0..s.nodes).map(|d| (target + d) % s.nodes).find(|&i| nodes[i].is_some());
+        let target = (0..s.nodes)
+            .map(|d| (target + d) % s.nodes)
+            .find(|&i| nodes[i].is_some());
         if let Some(t) = target.and_then(|t| nodes[t].as_ref()) {
             t.inject(scan(k));
             injected.insert(format!("source_ip:{}", attacker(k)), Instant::now());
@@ -285,7 +333,15 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         }
     }
     for f in faults {
-        apply(&f.kind, &mut nodes, &configs, &seen, &mut watchers, progress).await;
+        apply(
+            &f.kind,
+            &mut nodes,
+            &configs,
+            &seen,
+            &mut watchers,
+            progress,
+        )
+        .await;
     }
 
     // Delivery: every running node holds every attack's alert.
@@ -349,7 +405,10 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
     let mut forged_accepted = 0;
     for n in nodes.iter().flatten() {
         if let Ok(a) = n.store().alerts(None, 1_000_000) {
-            forged_accepted += a.iter().filter(|x| forged_origins.contains(&x.origin)).count();
+            forged_accepted += a
+                .iter()
+                .filter(|x| forged_origins.contains(&x.origin))
+                .count();
         }
     }
     let split: Vec<String> = leaders

@@ -20,6 +20,13 @@ pub struct Scenario {
     /// How long to wait after the last attack for delivery.
     #[serde(default = "default_settle")]
     pub settle_secs: u64,
+    /// How long the mesh settles after the last node started, before the
+    /// first attack (gossipsub forms its mesh on 1 s heartbeats).
+    #[serde(default = "default_warmup")]
+    pub warmup_secs: u64,
+    /// Extra `KEY=VALUE` settings for every node's configuration.
+    #[serde(default)]
+    pub settings: Vec<String>,
     /// Nodes with keys no one admitted, publishing forged alerts.
     #[serde(default)]
     pub byzantine: usize,
@@ -35,9 +42,12 @@ fn default_settle() -> u64 {
     20
 }
 
+fn default_warmup() -> u64 {
+    10
+}
+
 /// A fault at a time after the first attack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Fault {
     pub at_ms: u64,
     #[serde(flatten)]
@@ -70,7 +80,10 @@ impl Scenario {
                 FaultKind::Restart { node } => node,
             };
             if node.is_some_and(|n| n >= s.nodes) {
-                problems.push(format!("faults[{i}].node: no such node (nodes = {})", s.nodes));
+                problems.push(format!(
+                    "faults[{i}].node: no such node (nodes = {})",
+                    s.nodes
+                ));
             }
         }
         if problems.is_empty() {
@@ -90,7 +103,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -98,7 +111,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.draw() % n.max(1) as u64) as usize
     }
 }
 
@@ -119,8 +132,14 @@ mod tests {
         let text = "name = \"t\"\nnodes = 10\nseed = 7\nattacks = 20\ninterval_ms = 100\n[[faults]]\nat_ms = 500\nkind = \"kill\"\n";
         let s = Scenario::parse(text).expect("parses");
         assert_eq!(schedule(&s), schedule(&s));
-        let other = Scenario { seed: 8, ..s.clone() };
+        let other = Scenario {
+            seed: 8,
+            ..s.clone()
+        };
         assert_ne!(schedule(&s), schedule(&other));
-        assert!(Scenario::parse("name = \"t\"\nnodes = 1\nseed = 1\nattacks = 0\ninterval_ms = 1\n").is_err());
+        assert!(
+            Scenario::parse("name = \"t\"\nnodes = 1\nseed = 1\nattacks = 0\ninterval_ms = 1\n")
+                .is_err()
+        );
     }
 }
