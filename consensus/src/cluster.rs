@@ -554,6 +554,11 @@ async fn admin_local(raft: &Raft, op: AdminOp) -> Result<(), String> {
     let membership = raft.metrics().borrow().membership_config.clone();
     match op {
         AdminOp::Admit { node, addr, by } => {
+            // Join requests repeat (a joining node asks every peer); a
+            // member is admitted once.
+            if membership.nodes().any(|(id, _)| *id == node) {
+                return Ok(());
+            }
             write_local(
                 raft,
                 Command::Admit {
@@ -564,9 +569,6 @@ async fn admin_local(raft: &Raft, op: AdminOp) -> Result<(), String> {
                 },
             )
             .await?;
-            if membership.nodes().any(|(id, _)| *id == node) {
-                return Ok(());
-            }
             raft.add_learner(node, BasicNode::new(addr), false)
                 .await
                 .map_err(write_error)?;
