@@ -514,6 +514,38 @@ async fn apply(
                 n.shutdown().await;
             }
         }
+        FaultKind::Partition { nodes: cut } => {
+            let ids: Vec<Option<libp2p::PeerId>> = nodes
+                .iter()
+                .map(|n| n.as_ref().and_then(|n| n.mesh()).map(|m| m.peer_id()))
+                .collect();
+            for (i, n) in nodes.iter().enumerate() {
+                let Some(mesh) = n.as_ref().and_then(|n| n.mesh()) else {
+                    continue;
+                };
+                let inside = cut.contains(&i);
+                let other: Vec<_> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| cut.contains(j) != inside)
+                    .filter_map(|(_, p)| *p)
+                    .collect();
+                let _ = mesh.block(other, true).await;
+            }
+            progress(&format!("partitioned {cut:?} from the rest"));
+        }
+        FaultKind::Heal => {
+            let ids: Vec<_> = nodes
+                .iter()
+                .filter_map(|n| n.as_ref().and_then(|n| n.mesh()).map(|m| m.peer_id()))
+                .collect();
+            for n in nodes.iter().flatten() {
+                if let Some(mesh) = n.mesh() {
+                    let _ = mesh.block(ids.clone(), false).await;
+                }
+            }
+            progress("healed");
+        }
         FaultKind::Restart { node } => {
             let Some(i) = node.or_else(|| nodes.iter().rposition(Option::is_none)) else {
                 return;

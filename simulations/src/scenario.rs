@@ -62,6 +62,11 @@ pub enum FaultKind {
     /// Starts a killed node again on its data (the last one killed when
     /// `node` is absent).
     Restart { node: Option<usize> },
+    /// Cuts `nodes` off from every other node (their meshes refuse each
+    /// other's connections, so Raft and gossip stop between the sides).
+    Partition { nodes: Vec<usize> },
+    /// Lets every node connect to every other again.
+    Heal,
 }
 
 impl Scenario {
@@ -75,9 +80,10 @@ impl Scenario {
             problems.push("attacks: at least 1".into());
         }
         for (i, f) in s.faults.iter().enumerate() {
-            let node = match f.kind {
-                FaultKind::Kill { node } => node,
-                FaultKind::Restart { node } => node,
+            let node = match &f.kind {
+                FaultKind::Kill { node } | FaultKind::Restart { node } => *node,
+                FaultKind::Partition { nodes } => nodes.iter().copied().max(),
+                FaultKind::Heal => None,
             };
             if node.is_some_and(|n| n >= s.nodes) {
                 problems.push(format!(

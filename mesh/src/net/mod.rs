@@ -187,6 +187,7 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Remember(String),
     SetAdmitted(Vec<[u8; 32]>),
+    Block(Vec<PeerId>, bool),
     Request(PeerId, RpcRequest, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -250,6 +251,12 @@ impl MeshHandle {
     /// membership).
     pub async fn set_admitted(&self, keys: Vec<[u8; 32]>) -> Result<(), MeshError> {
         self.send(Command::SetAdmitted(keys)).await
+    }
+
+    /// Closes every connection with `peers` and refuses new ones
+    /// (`block = true`), or allows them again.
+    pub async fn block(&self, peers: Vec<PeerId>, block: bool) -> Result<(), MeshError> {
+        self.send(Command::Block(peers, block)).await
     }
 
     /// Connected peers.
@@ -500,6 +507,16 @@ impl Actor {
             }
             Command::Remember(id) => self.validator.remember(&id),
             Command::SetAdmitted(keys) => self.validator.set_admitted(keys),
+            Command::Block(peers, block) => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                for p in peers {
+                    if block {
+                        list.block_peer(p);
+                    } else {
+                        list.unblock_peer(p);
+                    }
+                }
+            }
             Command::Request(peer, request, reply) => {
                 self.tap(|| Tapped::Request {
                     service: request.service,

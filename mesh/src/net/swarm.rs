@@ -34,6 +34,9 @@ pub(super) struct Behaviour {
     pub(super) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub(super) sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     pub(super) rpc: request_response::Behaviour<RpcCodec>,
+    /// Peers this node refuses to be connected to (partition drills,
+    /// operators' bans).
+    pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
 }
 
 /// Peer scoring for a sparse alert topic: invalid messages (rejected
@@ -113,6 +116,7 @@ pub(super) fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshErro
                 key.public(),
             )),
             ping: ping::Behaviour::default(),
+            blocked: Default::default(),
             mdns: Toggle::from(mdns),
             kad: Toggle::from(cfg.kademlia.then(|| {
                 let id = key.public().to_peer_id();
