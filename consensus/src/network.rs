@@ -188,10 +188,11 @@ impl Transport {
 impl RaftNetworkFactory<TypeConfig> for Transport {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
             transport: self.clone(),
+            addrs: dialable(&node.addr),
         }
     }
 }
@@ -201,6 +202,19 @@ impl RaftNetworkFactory<TypeConfig> for Transport {
 pub struct PeerClient {
     target: NodeId,
     transport: Transport,
+    /// Where the member said it listens (from the membership), to dial it
+    /// when no connection is left (after a partition heals).
+    addrs: Vec<libp2p::Multiaddr>,
+}
+
+/// The TCP addresses in a member's `host:port[,host:port]` that can be
+/// dialled (not the unspecified address).
+fn dialable(addr: &str) -> Vec<libp2p::Multiaddr> {
+    addr.split(',')
+        .filter_map(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+        .filter(|a| !a.ip().is_unspecified())
+        .map(amoskys_mesh::net::tcp_multiaddr)
+        .collect()
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -219,6 +233,16 @@ impl PeerClient {
             .await
         {
             Ok(reply) => Ok(reply),
+            Err(e @ CallError::Mesh(_)) => {
+                // No connection: dial the member where it listens, so the
+                // next try can reach it.
+                if let (Some(mesh), Some(peer)) = (self.transport.mesh(), self.target.peer_id()) {
+                    for a in &self.addrs {
+                        let _ = mesh.dial(peer, a.clone()).await;
+                    }
+                }
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Err(CallError::TooLarge(_)) => Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
             )),

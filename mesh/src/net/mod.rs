@@ -188,6 +188,7 @@ enum Command {
     Remember(String),
     SetAdmitted(Vec<[u8; 32]>),
     Block(Vec<PeerId>, bool),
+    Dial(PeerId, Multiaddr),
     Request(PeerId, RpcRequest, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -257,6 +258,12 @@ impl MeshHandle {
     /// (`block = true`), or allows them again.
     pub async fn block(&self, peers: Vec<PeerId>, block: bool) -> Result<(), MeshError> {
         self.send(Command::Block(peers, block)).await
+    }
+
+    /// Dials `peer` at `addr` unless it is connected (a member whose
+    /// address the caller knows, e.g. from the Raft membership).
+    pub async fn dial(&self, peer: PeerId, addr: Multiaddr) -> Result<(), MeshError> {
+        self.send(Command::Dial(peer, addr)).await
     }
 
     /// Connected peers.
@@ -507,6 +514,14 @@ impl Actor {
             }
             Command::Remember(id) => self.validator.remember(&id),
             Command::SetAdmitted(keys) => self.validator.set_admitted(keys),
+            Command::Dial(peer, addr) => {
+                if !self.peers.contains_key(&peer) {
+                    self.swarm.add_peer_address(peer, addr.clone());
+                    if let Err(e) = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a)) {
+                        tracing::debug!(%peer, error = %e, "dial failed");
+                    }
+                }
+            }
             Command::Block(peers, block) => {
                 let list = &mut self.swarm.behaviour_mut().blocked;
                 for p in peers {
