@@ -41,6 +41,41 @@ pub enum TestnetError {
     Timeout(String),
 }
 
+/// The `amoskys` binary for a test or tool built by cargo: `AMOSKYS_BIN`,
+/// else the one in the same target directory as the running executable
+/// (`target/<profile>/deps/test-…` → `target/<profile>/amoskys`).
+pub fn built_amoskys() -> PathBuf {
+    if let Some(p) = std::env::var_os("AMOSKYS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join("amoskys"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("amoskys"))
+}
+
+/// A short real TCP SYN scan of 200 ports of `addr` (raises a vertical
+/// port-scan alert on the node that sees it).
+pub fn scan_command(addr: &str) -> Vec<String> {
+    [
+        "/usr/bin/nmap",
+        "-sS",
+        "-p",
+        "1-200",
+        "--max-rate",
+        "200",
+        "-n",
+        "-Pn",
+        "--max-retries",
+        "1",
+        addr,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Why testnets cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {
     let root = std::fs::read_to_string("/proc/self/status")

@@ -32,12 +32,9 @@ fn main() -> ExitCode {
         v
     };
     let dir = PathBuf::from(take("--dir").unwrap_or_else(|| "/tmp/amoskys-testnet".into()));
-    let amoskys = take("--amoskys").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("amoskys")))
-            .unwrap_or_else(|| PathBuf::from("amoskys"))
-    });
+    let amoskys = take("--amoskys")
+        .map(PathBuf::from)
+        .unwrap_or_else(amoskys_testnet::built_amoskys);
     let verb: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match verb.as_slice() {
         ["up", n] => match n.parse() {

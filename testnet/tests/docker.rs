@@ -15,11 +15,7 @@ fn script() -> PathBuf {
 }
 
 fn amoskys() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("amoskys"))
-        .expect("target dir")
+    amoskys_testnet::built_amoskys()
 }
 
 fn tn(args: &[&str]) -> std::process::Output {
@@ -90,20 +86,10 @@ fn until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn scan(addr: &str) {
-    let out = tn(&[
-        "attack",
-        "/usr/bin/nmap",
-        "-sS",
-        "-p",
-        "1-200",
-        "--max-rate",
-        "200",
-        "-n",
-        "-Pn",
-        "--max-retries",
-        "1",
-        addr,
-    ]);
+    let mut args = vec!["attack".to_owned()];
+    args.extend(amoskys_testnet::scan_command(addr));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tn(&args);
     assert!(
         out.status.success(),
         "{}",

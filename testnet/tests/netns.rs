@@ -7,24 +7,10 @@
 //! iptables and nmap; cleans up on failure too (`Drop`).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use amoskys_mesh::Alert;
 use amoskys_testnet::{Options, Testnet};
-
-/// The `amoskys` binary `cargo test --workspace` built next to this test.
-fn amoskys() -> PathBuf {
-    if let Some(p) = std::env::var_os("AMOSKYS_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/netns-… → target/<profile>/amoskys
-    exe.parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("amoskys"))
-        .expect("target dir")
-}
 
 fn alerts(net: &Testnet, i: usize) -> Vec<Alert> {
     let api = format!("127.0.0.1:{}", amoskys_testnet::API_PORT);
@@ -39,24 +25,9 @@ fn alerts(net: &Testnet, i: usize) -> Vec<Alert> {
 }
 
 fn scan(net: &Testnet, target: usize) {
-    let addr = net.hosts[target].addr.clone();
-    net.exec(
-        &net.attacker_ns,
-        &[
-            "/usr/bin/nmap",
-            "-sS",
-            "-p",
-            "1-200",
-            "--max-rate",
-            "200",
-            "-n",
-            "-Pn",
-            "--max-retries",
-            "1",
-            &addr,
-        ],
-    )
-    .expect("nmap runs");
+    let cmd = amoskys_testnet::scan_command(&net.hosts[target].addr);
+    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    net.exec(&net.attacker_ns, &args).expect("nmap runs");
 }
 
 /// Ids of the port-scan alerts that node `origin` raised, as held by `i`.
@@ -84,7 +55,7 @@ fn five_nodes_hold_every_alert_through_a_partition_and_the_minority_cannot_chang
         eprintln!("SKIPPED netns testnet: /usr/bin/nmap missing (apt-get install nmap)");
         return;
     }
-    let bin = amoskys();
+    let bin = amoskys_testnet::built_amoskys();
     assert!(
         bin.exists(),
         "{} not built (cargo test --workspace builds it)",
