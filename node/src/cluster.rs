@@ -56,6 +56,8 @@ pub struct Parts {
     pub trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
     pub models: Arc<ModelSet>,
     pub key: SigningKey,
+    /// How this node behaves in federated rounds.
+    pub site: crate::federation::SiteBehaviour,
 }
 
 impl ClusterNode {
@@ -72,6 +74,7 @@ impl ClusterNode {
             trainer,
             models,
             key,
+            site,
         } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, config.mesh.listen.join(","));
@@ -83,15 +86,16 @@ impl ClusterNode {
         settings.snapshot_every = c.snapshot_every;
         let db: Arc<dyn amoskys_consensus::Database> = store.clone();
         let cluster = Arc::new(Cluster::start(settings, db, mesh.clone()).await?);
-        let federation = Federation::new(
+        let federation = Federation::new(crate::federation::Parts {
             me,
             store,
             models,
-            cluster.clone(),
-            mesh.clone(),
+            cluster: cluster.clone(),
+            mesh: mesh.clone(),
             key,
-            config.learning(),
-        );
+            learning: config.learning(),
+            site,
+        });
         let configured: Vec<NodeId> = config.mesh_admitted().into_iter().map(NodeId).collect();
         cluster.set_allow_list(configured.iter().copied());
 

@@ -31,6 +31,7 @@ pub mod policy;
 pub mod privacy;
 pub mod storage;
 pub mod telemetry;
+pub mod workspace;
 
 pub use config::Config;
 pub use identity::Identity;

@@ -73,6 +73,8 @@ fn render(problems: &[Problem]) -> String {
 pub struct Hooks {
     /// Gets a copy of every application message the node's mesh sends.
     pub tap: Option<tokio::sync::mpsc::UnboundedSender<amoskys_mesh::Tapped>>,
+    /// How the node behaves as a site in federated rounds.
+    pub site: crate::federation::SiteBehaviour,
 }
 
 /// A running node. Many can run in one process (simulations do), each with
@@ -237,6 +239,7 @@ impl Node {
                 trainer: trainer.clone(),
                 models: models.clone(),
                 key: identity.signing_key().clone(),
+                site: hooks.site,
             },
         )
         .await?;
@@ -324,6 +327,11 @@ impl Node {
     /// The node's mesh, when it runs.
     pub fn mesh(&self) -> Option<&amoskys_mesh::MeshHandle> {
         self.peering.as_ref().map(|p| &p.handle)
+    }
+
+    /// The node's federation (rounds and the model registry).
+    pub fn federation(&self) -> Option<&Arc<crate::federation::Federation>> {
+        self.cluster.as_ref().map(|c| &c.federation)
     }
 
     /// The node's Raft member.

@@ -322,6 +322,22 @@ impl Store {
             .map_err(|e| self.db_err(e.to_string()))
     }
 
+    /// Keeps a shared workspace document (`intel`, `cases`) whole.
+    pub fn put_document(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::Documents)?;
+        self.db
+            .put_cf(cf, name, bytes)
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
+    /// A workspace document kept under `name`, if any.
+    pub fn get_document(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let cf = self.cf(Cf::Documents)?;
+        self.db
+            .get_cf(cf, name)
+            .map_err(|e| self.db_err(e.to_string()))
+    }
+
     /// Every stored model.
     pub fn models(&self) -> Result<Vec<StoredModel>, StorageError> {
         let cf = self.cf(Cf::Models)?;

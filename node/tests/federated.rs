@@ -82,6 +82,7 @@ async fn a_round_trains_on_every_node_and_puts_the_combined_model_in_use_everywh
     let (tap, mut tapped) = mpsc::unbounded_channel();
     let hooks = || Hooks {
         tap: Some(tap.clone()),
+        ..Hooks::default()
     };
     let a = Node::start_with(common::quiet_config(dirs[0].path(), &base), hooks())
         .await

@@ -6,8 +6,11 @@
 //!   libp2p mesh on loopback, Raft and detection), injects synthetic port
 //!   scans as flows, applies faults, lets Byzantine peers publish forged
 //!   alerts, and checks the invariants;
+//! - [`federated`]: federated rounds over the simulated sites, with
+//!   poisoned sites and stragglers, and the model's quality per round;
 //! - [`report`]: the JSON result, a Markdown report and SVG plots.
 
+pub mod federated;
 pub mod report;
 pub mod run;
 pub mod scenario;

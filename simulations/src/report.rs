@@ -1,5 +1,5 @@
 //! Writes a run's `result.json`, `REPORT.md` and plots (latency CDF,
-//! delivery over time).
+//! delivery over time, model quality per round).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,9 +36,28 @@ pub fn write(o: &Outcome, dir: &Path) -> Result<Vec<PathBuf>, String> {
         &format!("{}: delivery over time", o.scenario.name),
         &over,
     )?;
+    let mut files = vec![json, lat, over];
+    let quality: Vec<(f64, f64)> = o
+        .rounds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.roc_auc.map(|a| ((i + 1) as f64, a)))
+        .collect();
+    if !quality.is_empty() {
+        let q = dir.join("model_quality.svg");
+        plot(
+            &quality,
+            "round",
+            "ROC-AUC on held-out windows",
+            &format!("{}: model quality per round", o.scenario.name),
+            &q,
+        )?;
+        files.push(q);
+    }
     let md = dir.join("REPORT.md");
     std::fs::write(&md, markdown(o)).map_err(|e| format!("cannot write {}: {e}", md.display()))?;
-    Ok(vec![json, lat, over, md])
+    files.push(md);
+    Ok(files)
 }
 
 pub fn markdown(o: &Outcome) -> String {
@@ -84,10 +103,35 @@ pub fn markdown(o: &Outcome) -> String {
             i.detail
         );
     }
+    if let Some(f) = &s.federated {
+        let _ = writeln!(
+            m,
+            "\n{} federated rounds ({:?}, {} epochs, deadline {} s); poisoned sites {:?}, stragglers {:?} ({} ms late).\n",
+            f.rounds, f.rule, f.epochs, f.deadline_secs, f.poisoned, f.stragglers, f.straggle_ms
+        );
+        let _ = writeln!(
+            m,
+            "| round | outcome | participants | seconds | ROC-AUC |\n|---|---|---|---|---|"
+        );
+        for r in &o.rounds {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {:.1} | {} |",
+                r.round,
+                r.status,
+                r.participants,
+                r.seconds,
+                r.roc_auc.map_or("—".into(), |a| format!("{a:.3}"))
+            );
+        }
+    }
     let _ = writeln!(
         m,
         "\n![latency CDF](latency_cdf.svg) ![delivery over time](delivery_over_time.svg)"
     );
+    if o.rounds.iter().any(|r| r.roc_auc.is_some()) {
+        let _ = writeln!(m, "![model quality per round](model_quality.svg)");
+    }
     m
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use amoskys_mesh::{Alert, AlertBody, MeshConfig, Received, ValidatorConfig, net};
 use amoskys_node::config::Source;
 use amoskys_node::identity::Identity;
-use amoskys_node::{Config, Node};
+use amoskys_node::{Config, Hooks, Node};
 use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
 use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use serde::Serialize;
@@ -50,6 +50,8 @@ pub struct Outcome {
     pub delivery_over_time: Vec<(f64, f64)>,
     pub invariants: Vec<Invariant>,
     pub forged_sent: usize,
+    /// Federated rounds, when the scenario has them.
+    pub rounds: Vec<crate::federated::RoundResult>,
 }
 
 impl Outcome {
@@ -205,7 +207,15 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
             }
         }
         let cfg = config(&dirs[i], &admitted, &boot, &s.settings)?;
-        let node = Node::start(cfg.clone())
+        let hooks = Hooks {
+            site: s
+                .federated
+                .as_ref()
+                .map(|f| crate::federated::behaviour(f, i))
+                .unwrap_or_default(),
+            ..Hooks::default()
+        };
+        let node = Node::start_with(cfg.clone(), hooks)
             .await
             .map_err(|e| SimError::Setup(format!("node {i}: {e}")))?;
         let port = mesh_port(&node)
@@ -344,6 +354,22 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         .await;
     }
 
+    let rounds = match &s.federated {
+        Some(f) => {
+            let mut rng = Rng::new(s.seed ^ 0xFEDA);
+            for (i, n) in nodes.iter().enumerate() {
+                if let Some(n) = n {
+                    let events = crate::federated::device_events(i, f.history_secs, false, &mut rng);
+                    if let Err(e) = n.store().put_events(&events) {
+                        progress(&format!("node {i}: site telemetry not stored: {e}"));
+                    }
+                }
+            }
+            crate::federated::rounds(f, s.seed, &nodes, progress).await
+        }
+        None => Vec::new(),
+    };
+
     // Delivery: every running node holds every attack's alert.
     let expected_subjects: BTreeSet<String> = injected.keys().cloned().collect();
     let settle = Instant::now() + Duration::from_secs(s.settle_secs);
@@ -463,6 +489,7 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         delivery_over_time,
         invariants,
         forged_sent,
+        rounds,
     })
 }
 
@@ -533,6 +560,14 @@ async fn apply(
                 let _ = mesh.block(other, true).await;
             }
             progress(&format!("partitioned {cut:?} from the rest"));
+        }
+        FaultKind::Slow { nodes: slow, delay_ms } => {
+            for i in slow {
+                if let Some(mesh) = nodes[*i].as_ref().and_then(|n| n.mesh()) {
+                    let _ = mesh.impair(Duration::from_millis(*delay_ms)).await;
+                }
+            }
+            progress(&format!("links of {slow:?} now add {delay_ms} ms"));
         }
         FaultKind::Heal => {
             let ids: Vec<_> = nodes

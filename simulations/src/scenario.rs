@@ -32,6 +32,9 @@ pub struct Scenario {
     pub byzantine: usize,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Federated rounds after the attacks.
+    #[serde(default)]
+    pub federated: Option<crate::federated::Federated>,
 }
 
 fn default_degree() -> usize {
@@ -67,6 +70,9 @@ pub enum FaultKind {
     Partition { nodes: Vec<usize> },
     /// Lets every node connect to every other again.
     Heal,
+    /// Slows `nodes`' links: every message into them, and every answer
+    /// from them, waits `delay_ms` (0 makes them fast again).
+    Slow { nodes: Vec<usize>, delay_ms: u64 },
 }
 
 impl Scenario {
@@ -82,7 +88,9 @@ impl Scenario {
         for (i, f) in s.faults.iter().enumerate() {
             let node = match &f.kind {
                 FaultKind::Kill { node } | FaultKind::Restart { node } => *node,
-                FaultKind::Partition { nodes } => nodes.iter().copied().max(),
+                FaultKind::Partition { nodes } | FaultKind::Slow { nodes, .. } => {
+                    nodes.iter().copied().max()
+                }
                 FaultKind::Heal => None,
             };
             if node.is_some_and(|n| n >= s.nodes) {
@@ -90,6 +98,19 @@ impl Scenario {
                     "faults[{i}].node: no such node (nodes = {})",
                     s.nodes
                 ));
+            }
+        }
+        if let Some(f) = &s.federated {
+            for (what, list) in [("poisoned", &f.poisoned), ("stragglers", &f.stragglers)] {
+                if let Some(n) = list.iter().find(|&&n| n >= s.nodes) {
+                    problems.push(format!(
+                        "federated.{what}: no such node {n} (nodes = {})",
+                        s.nodes
+                    ));
+                }
+            }
+            if f.rounds == 0 {
+                problems.push("federated.rounds: at least 1".into());
             }
         }
         if problems.is_empty() {

@@ -52,3 +52,28 @@ async fn a_partitioned_group_gets_every_alert_once_healed() {
         "no delivery waited for the heal ({slowest} ms)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_cross_slow_links_and_the_delay_shows() {
+    let o = check(
+        "name = \"slow\"\nnodes = 5\nseed = 2\nattacks = 6\ninterval_ms = 200\nwarmup_secs = 3\nsettle_secs = 60\n\n[[faults]]\nat_ms = 0\nkind = \"slow\"\nnodes = [1, 2, 3, 4]\ndelay_ms = 300\n",
+    )
+    .await;
+    // Every node but one is slow: most deliveries waited at least once.
+    let median = o.quantile(0.5).unwrap_or(0.0);
+    assert!(median >= 300.0, "slow links did not slow delivery ({median} ms)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_keeps_poisoned_sites_out_and_goes_on_without_a_straggler() {
+    let o = check(
+        "name = \"fed\"\nnodes = 6\nseed = 4\nattacks = 2\ninterval_ms = 200\nwarmup_secs = 3\nsettle_secs = 60\nsettings = [\"learning.enabled=true\", \"learning.window_secs=1\", \"learning.min_windows=50\", \"learning.retrain_hours=0\", \"learning.members=1\"]\n\n[federated]\nrounds = 1\nrule = { rule = \"multi_krum\", byzantine = 1, select = 2 }\nepochs = 1\ndeadline_secs = 8\nhistory_secs = 120\npoisoned = [3]\nstragglers = [5]\nstraggle_ms = 20000\n",
+    )
+    .await;
+    let r = o.rounds.first().expect("a round ran");
+    assert_eq!(r.status, "done", "{r:?}");
+    // The straggler missed the deadline; the poisoned site sent in time.
+    assert_eq!(r.participants, 5, "{r:?}");
+    let auc = r.roc_auc.expect("the combined model scores");
+    assert!(auc > 0.9, "the poisoned update got in: ROC-AUC {auc}");
+}

@@ -61,6 +61,7 @@ impl Actor {
                 }
                 // Give up a little before the caller does, so the caller
                 // hears why rather than only that time ran out.
+                let delay = self.delay;
                 self.work.push(Box::pin(async move {
                     let result =
                         match tokio::time::timeout(service.timeout().mul_f32(0.9), answer).await {
@@ -68,6 +69,8 @@ impl Actor {
                             Ok(Err(_)) => Err("no answer".to_owned()),
                             Err(_) => Err("the handler timed out".to_owned()),
                         };
+                    // A slow link delays the answer too.
+                    tokio::time::sleep(delay).await;
                     Done::Reply(channel, RpcResponse { service, result })
                 }));
             }

@@ -146,6 +146,7 @@ pub(super) enum Command {
     SetAdmitted(Vec<[u8; 32]>),
     Block(Vec<PeerId>, bool),
     Dial(PeerId, Multiaddr),
+    Impair(std::time::Duration),
     Request(PeerId, RpcRequest, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -221,6 +222,14 @@ impl MeshHandle {
     /// address the caller knows, e.g. from the Raft membership).
     pub async fn dial(&self, peer: PeerId, addr: Multiaddr) -> Result<(), MeshError> {
         self.send(Command::Dial(peer, addr)).await
+    }
+
+    /// Makes this node's links slow: every gossip message and request it
+    /// receives waits `delay` before it is handled (and forwarded), and
+    /// every answer it gives waits as long. For labs and simulations;
+    /// `Duration::ZERO` lifts it.
+    pub async fn impair(&self, delay: std::time::Duration) -> Result<(), MeshError> {
+        self.send(Command::Impair(delay)).await
     }
 
     /// Connected peers.

@@ -101,6 +101,7 @@ pub async fn start(
         requests: cfg.requests.clone(),
         outbound: HashMap::new(),
         tap: cfg.tap.clone(),
+        delay: Duration::ZERO,
     };
     let task = tokio::spawn(actor.run(rx));
     Ok((MeshHandle { tx, peer_id, stats }, task))
@@ -123,6 +124,8 @@ enum Done {
     Missing(ResponseChannel<SyncResponse>, Result<Vec<Alert>, String>),
     /// The node's answer to a peer's request.
     Reply(ResponseChannel<RpcResponse>, RpcResponse),
+    /// Nothing left to do (a delayed hand-over finished).
+    Idle,
 }
 
 type Work = std::pin::Pin<Box<dyn Future<Output = Done> + Send>>;
@@ -140,6 +143,8 @@ struct Actor {
     requests: Option<mpsc::Sender<InboundRequest>>,
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>,
     tap: Option<mpsc::UnboundedSender<Tapped>>,
+    /// Added to every gossip message and request this node receives.
+    delay: Duration,
 }
 
 impl Actor {
@@ -212,6 +217,7 @@ impl Actor {
                     .sync
                     .send_response(channel, response);
             }
+            Done::Idle => {}
             Done::Reply(channel, response) => {
                 self.tap_response(&response);
                 let _ = self
@@ -290,6 +296,7 @@ impl Actor {
             }
             Command::Remember(id) => self.validator.remember(&id),
             Command::SetAdmitted(keys) => self.validator.set_admitted(keys),
+            Command::Impair(delay) => self.delay = delay,
             Command::Dial(peer, addr) => {
                 if !self.peers.contains_key(&peer) {
                     self.swarm.add_peer_address(peer, addr.clone());
@@ -438,17 +445,28 @@ impl Actor {
         };
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         let (stored, answer) = oneshot::channel();
-        let sent = self.received.try_send(Received {
+        let received = Received {
             alert,
             from,
             stored,
-        });
-        if sent.is_err() {
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
-            return;
+        };
+        if self.delay.is_zero() {
+            if self.received.try_send(received).is_err() {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
+                return;
+            }
+        } else {
+            // A slow link: the message reaches the node (and goes on
+            // from it) only after the delay.
+            let (tx, delay) = (self.received.clone(), self.delay);
+            self.work.push(Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(received).await;
+                Done::Idle
+            }));
         }
         self.work.push(Box::pin(async move {
             let ok = tokio::time::timeout(Duration::from_secs(10), answer)

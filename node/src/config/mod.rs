@@ -39,6 +39,7 @@ pub struct Config {
     pub privacy: PrivacySection,
     pub mesh: MeshSection,
     pub cluster: ClusterSection,
+    pub workspace: WorkspaceSection,
     pub sensors: SensorsSection,
 }
 
@@ -122,6 +123,14 @@ pub struct ClusterSection {
     pub election_min_ms: u64,
     pub election_max_ms: u64,
     pub snapshot_every: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSection {
+    pub sync_every_ms: u64,
+    pub retention_days: u64,
+    pub compact_above_kib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

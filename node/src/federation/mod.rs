@@ -66,6 +66,38 @@ pub struct RoundSettings {
     pub dp: Option<DpConfig>,
 }
 
+/// How this node behaves as a site in rounds. The default is honest and
+/// prompt; simulations make poisoned sites and stragglers with it.
+#[derive(Clone, Default)]
+pub struct SiteBehaviour {
+    /// Rewrites the update before it is signed and sent.
+    pub rewrite: Option<Arc<dyn Fn(&mut SiteUpdate) + Send + Sync>>,
+    /// Waits this long before sending the update.
+    pub delay: Duration,
+}
+
+impl std::fmt::Debug for SiteBehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteBehaviour")
+            .field("rewrite", &self.rewrite.is_some())
+            .field("delay", &self.delay)
+            .finish()
+    }
+}
+
+/// What a federation is made of.
+#[derive(Debug)]
+pub struct Parts {
+    pub me: NodeId,
+    pub store: Arc<Store>,
+    pub models: Arc<ModelSet>,
+    pub cluster: Arc<Cluster>,
+    pub mesh: Option<MeshHandle>,
+    pub key: SigningKey,
+    pub learning: LearningSettings,
+    pub site: SiteBehaviour,
+}
+
 /// The node's federation: rounds it takes part in or aggregates, and the
 /// registry's active model.
 #[derive(Debug)]
@@ -77,6 +109,7 @@ pub struct Federation {
     mesh: Option<MeshHandle>,
     key: SigningKey,
     learning: LearningSettings,
+    site: SiteBehaviour,
     collecting: Mutex<HashMap<u64, Collector<SiteUpdate>>>,
     handled: Mutex<HashSet<u64>>,
 }
@@ -94,23 +127,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Federation {
-    pub fn new(
-        me: NodeId,
-        store: Arc<Store>,
-        models: Arc<ModelSet>,
-        cluster: Arc<Cluster>,
-        mesh: Option<MeshHandle>,
-        key: SigningKey,
-        learning: LearningSettings,
-    ) -> Arc<Federation> {
+    pub fn new(p: Parts) -> Arc<Federation> {
         Arc::new(Federation {
-            me,
-            store,
-            models,
-            cluster,
-            mesh,
-            key,
-            learning,
+            me: p.me,
+            store: p.store,
+            models: p.models,
+            cluster: p.cluster,
+            mesh: p.mesh,
+            key: p.key,
+            learning: p.learning,
+            site: p.site,
             collecting: Mutex::new(HashMap::new()),
             handled: Mutex::new(HashSet::new()),
         })
@@ -324,6 +350,11 @@ impl Federation {
         })
         .await
         .map_err(|e| e.to_string())??;
+        let mut update = update;
+        if let Some(rewrite) = &self.site.rewrite {
+            rewrite(&mut update);
+        }
+        tokio::time::sleep(self.site.delay).await;
         tracing::info!(
             round = id,
             samples = update.samples,

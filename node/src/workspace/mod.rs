@@ -1,0 +1,34 @@
+//! The shared workspace: threat intel and case notes that every node can
+//! edit, also while the mesh is partitioned, and that converge when it heals.
+//!
+//! Each kind is an Automerge document ([`doc`]) of signed changes. Nodes
+//! exchange [`sync`] envelopes over a request-response transport (not here):
+//! every change is verified against the admitted keys before any is applied.
+//! History is bounded by compaction into epochs ([`epoch`]); a node that
+//! meets a newer epoch rebases its own state onto it, so concurrent
+//! compactions and long partitions lose no edits (one known limit, on
+//! removals older than the tombstone retention, is described in [`epoch`]).
+//!
+//! On top: [`intel`] (IOC lists, with [`matcher::IocMatcher`] for live
+//! detection) and [`cases`] (status, assignee and notes per alert).
+
+pub mod cases;
+pub mod doc;
+mod envelope;
+pub mod epoch;
+mod file;
+mod indicator;
+pub mod intel;
+pub mod matcher;
+pub mod sync;
+mod wire;
+
+pub use cases::{Case, CaseError, CaseNotes, Note, Status};
+pub use doc::{DocKind, Document, Entry, WsError};
+pub use epoch::{CompactReport, EpochId};
+pub use intel::{Ioc, IocError, IocKind, ThreatIntel, parse_indicator};
+pub use matcher::IocMatcher;
+pub use sync::{MAX_SYNC_BYTES, PeerEpoch, PeerSync, Rejected, SyncOutcome};
+
+#[cfg(test)]
+mod tests;
