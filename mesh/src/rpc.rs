@@ -1,5 +1,5 @@
 //! Request-response between nodes, for the layers above the mesh: Raft
-//! RPCs, model updates, and blobs fetched by SHA-256.
+//! RPCs, model updates, blobs fetched by SHA-256, joins and workspace sync.
 //!
 //! One libp2p protocol, `/amoskys/rpc/1`; each message starts with its
 //! [`Service`] byte, so each service has its own size limits and timeout.
@@ -29,10 +29,18 @@ pub enum Service {
     /// A node asks to join the cluster; the only service open to peers
     /// that are not admitted.
     Join,
+    /// Sync messages of the shared workspace documents.
+    Workspace,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Raft, Service::Model, Service::Blob, Service::Join];
+    pub const ALL: [Service; 5] = [
+        Service::Raft,
+        Service::Model,
+        Service::Blob,
+        Service::Join,
+        Service::Workspace,
+    ];
 
     fn tag(self) -> u8 {
         match self {
@@ -40,6 +48,7 @@ impl Service {
             Service::Model => 2,
             Service::Blob => 3,
             Service::Join => 4,
+            Service::Workspace => 5,
         }
     }
 
@@ -54,6 +63,9 @@ impl Service {
             Service::Model => 16 << 20,
             Service::Blob => 1 << 10,
             Service::Join => 1 << 10,
+            // Above the workspace's own 4 MiB bound, so an oversized
+            // message reaches it and is counted.
+            Service::Workspace => 5 << 20,
         }
     }
 
@@ -64,6 +76,7 @@ impl Service {
             Service::Model => 16 << 20,
             Service::Blob => 64 << 20,
             Service::Join => 64 << 10,
+            Service::Workspace => 5 << 20,
         }
     }
 
@@ -74,6 +87,7 @@ impl Service {
             Service::Model => 60,
             Service::Blob => 120,
             Service::Join => 10,
+            Service::Workspace => 30,
         })
     }
 
@@ -83,6 +97,7 @@ impl Service {
             Service::Model => "model",
             Service::Blob => "blob",
             Service::Join => "join",
+            Service::Workspace => "workspace",
         }
     }
 }

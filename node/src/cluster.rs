@@ -18,6 +18,7 @@ use crate::federation::Federation;
 use crate::models::{ModelSet, Trainer};
 use crate::policy::{InForce, Policy};
 use crate::storage::Store;
+use crate::workspace::Workspace;
 
 /// How often a node that is not a member asks its peers to join.
 const JOIN_EVERY: Duration = Duration::from_secs(3);
@@ -42,6 +43,7 @@ struct Follow {
     /// Members named by the peers that admitted us, until we know them
     /// from the log.
     introduced: watch::Receiver<Vec<NodeId>>,
+    workspace: Arc<Workspace>,
 }
 
 /// What the node hands consensus and the federation.
@@ -58,6 +60,9 @@ pub struct Parts {
     pub key: SigningKey,
     /// How this node behaves in federated rounds.
     pub site: crate::federation::SiteBehaviour,
+    /// The shared workspace: its sync requests are served here, and it
+    /// accepts changes from the admitted keys.
+    pub workspace: Arc<Workspace>,
 }
 
 impl ClusterNode {
@@ -75,6 +80,7 @@ impl ClusterNode {
             models,
             key,
             site,
+            workspace,
         } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, config.mesh.listen.join(","));
@@ -104,7 +110,12 @@ impl ClusterNode {
             tokio::spawn(federation.clone().schedule(policy.subscribe())),
         ];
         if let Some(rx) = requests {
-            tasks.push(tokio::spawn(serve(cluster.clone(), federation.clone(), rx)));
+            tasks.push(tokio::spawn(serve(
+                cluster.clone(),
+                federation.clone(),
+                workspace.clone(),
+                rx,
+            )));
         }
         let (introduced_tx, introduced) = watch::channel(Vec::new());
         tasks.push(tokio::spawn(
@@ -116,6 +127,7 @@ impl ClusterNode {
                 policy,
                 trainer,
                 introduced,
+                workspace,
             }
             .run(),
         ));
@@ -155,19 +167,26 @@ impl Drop for ClusterNode {
 }
 
 /// Answers peers' requests: Raft and joins to consensus, model updates and
-/// blobs to the federation.
+/// blobs to the federation, sync messages to the workspace.
 async fn serve(
     cluster: Arc<Cluster>,
     federation: Arc<Federation>,
+    workspace: Arc<Workspace>,
     mut rx: mpsc::Receiver<InboundRequest>,
 ) {
     while let Some(r) = rx.recv().await {
         let cluster = cluster.clone();
         let federation = federation.clone();
+        let workspace = workspace.clone();
         tokio::spawn(async move {
             let answer = match r.service {
                 Service::Raft => cluster.serve(&r.peer, &r.body).await,
                 Service::Join => cluster.serve_join(&r.peer, &r.body).await,
+                Service::Workspace => {
+                    tokio::task::spawn_blocking(move || workspace.serve(&r.peer, &r.body))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                }
                 other => federation.serve(&r.peer, other, &r.body).await,
             };
             let _ = r.reply.send(answer);
@@ -275,7 +294,6 @@ impl Follow {
     /// the configured keys and those that introduced us, except removed
     /// nodes.
     async fn admit(&self, now: &Applied) {
-        let Some(mesh) = &self.mesh else { return };
         let mut keys: BTreeSet<NodeId> = now.membership.nodes().map(|(id, _)| *id).collect();
         keys.insert(self.me);
         keys.extend(self.configured.iter().copied());
@@ -284,6 +302,8 @@ impl Follow {
             keys.remove(removed);
         }
         keys.insert(self.me);
+        self.workspace.set_admitted(keys.iter().map(|k| k.0));
+        let Some(mesh) = &self.mesh else { return };
         if let Err(e) = mesh
             .set_admitted(keys.into_iter().map(|k| k.0).collect())
             .await

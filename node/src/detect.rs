@@ -1,6 +1,7 @@
-//! Detection in the node: events through the rule engine and into feature
-//! windows, closed windows scored by the anomaly models, findings through
-//! suppression and the privacy policy, then signed, stored and announced.
+//! Detection in the node: events through the rule engine, the workspace's
+//! IOCs ([`crate::ioc`]) and into feature windows, closed windows scored by
+//! the anomaly models, findings through suppression and the privacy
+//! policy, then signed, stored and announced.
 //! Runs on the event writer thread, right after each batch is stored.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use amoskys_sensors::{Event, now_ns};
 use ed25519_dalek::SigningKey;
 use tokio::sync::{broadcast, watch};
 
+use crate::ioc::IocDetection;
 use crate::models::ModelSet;
 use crate::policy::InForce;
 use crate::privacy::Privacy;
@@ -51,6 +53,7 @@ pub struct Detector {
     last: HashMap<(String, String), u64>,
     announce: broadcast::Sender<Alert>,
     anomaly: Option<AnomalyDetection>,
+    intel: Option<IocDetection>,
     policy: Option<watch::Receiver<Arc<InForce>>>,
 }
 
@@ -70,6 +73,7 @@ impl Detector {
             last: HashMap::new(),
             announce,
             anomaly: None,
+            intel: None,
             policy: None,
         }
     }
@@ -97,6 +101,15 @@ impl Detector {
         }
     }
 
+    /// Also matches events against the workspace's IOCs.
+    pub fn with_intel(
+        mut self,
+        matcher: watch::Receiver<Arc<crate::workspace::IocMatcher>>,
+    ) -> Self {
+        self.intel = Some(IocDetection::new(matcher));
+        self
+    }
+
     /// Also scores feature windows with the anomaly models.
     pub fn with_anomaly(mut self, anomaly: AnomalyDetection) -> Self {
         self.anomaly = Some(anomaly);
@@ -109,6 +122,9 @@ impl Detector {
         self.follow_policy();
         let mut findings: Vec<Finding> =
             events.iter().flat_map(|e| self.engine.observe(e)).collect();
+        if let Some(intel) = self.intel.as_mut() {
+            findings.extend(intel.observe(events, now_ns() / 1_000_000));
+        }
         if let Some(a) = self.anomaly.as_mut() {
             let mut windows = Vec::new();
             for e in events {

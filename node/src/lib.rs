@@ -23,6 +23,7 @@ pub mod eval_federated;
 pub mod federation;
 pub mod identity;
 pub mod ingest;
+pub mod ioc;
 pub mod metrics;
 pub mod models;
 mod node;

@@ -25,6 +25,7 @@ use crate::models::{ModelSet, Trainer};
 use crate::peering::{Peering, PeeringError};
 use crate::policy::{InForce, Policy};
 use crate::storage::{StorageError, Store};
+use crate::workspace::Workspace;
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -58,6 +59,8 @@ pub enum NodeError {
     Mesh(#[from] PeeringError),
     #[error("cannot start consensus: {0}")]
     Cluster(#[from] amoskys_consensus::ClusterError),
+    #[error("{0}")]
+    Workspace(#[from] crate::workspace::live::OpenError),
 }
 
 fn render(problems: &[Problem]) -> String {
@@ -91,6 +94,7 @@ pub struct Node {
     trainer: Option<Arc<std::sync::Mutex<Trainer>>>,
     peering: Option<Peering>,
     cluster: Option<ClusterNode>,
+    workspace: Arc<Workspace>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -122,6 +126,11 @@ impl Node {
             tracing::info!(node = %id, path = %data_dir.join(crate::identity::KEY_FILE).display(), "created node key");
         }
         let store = Arc::new(Store::open(&data_dir.join("db"))?);
+        let workspace = Workspace::open(
+            store.clone(),
+            identity.signing_key().clone(),
+            config.workspace_settings(),
+        )?;
 
         let (events_tx, events_rx) = event_channel(config.node.event_queue);
         let mut sensors: Vec<Box<dyn Sensor>> = Vec::new();
@@ -183,7 +192,8 @@ impl Node {
                     alerts_tx.clone(),
                 )
                 .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
-                .with_policy(policy_rx.clone()),
+                .with_policy(policy_rx.clone())
+                .with_intel(workspace.matcher()),
             )
         } else {
             None
@@ -228,6 +238,7 @@ impl Node {
             None
         };
         let mesh = peering.as_ref().map(|p| p.handle.clone());
+        let workspace_mesh = mesh.clone();
         let cluster = ClusterNode::start(
             &config,
             amoskys_consensus::NodeId(identity.signing_key().verifying_key().to_bytes()),
@@ -240,6 +251,7 @@ impl Node {
                 models: models.clone(),
                 key: identity.signing_key().clone(),
                 site: hooks.site,
+                workspace: workspace.clone(),
             },
         )
         .await?;
@@ -278,6 +290,7 @@ impl Node {
             cluster: cluster.cluster.clone(),
             federation: cluster.federation.clone(),
             policy: policy_rx,
+            workspace: workspace.clone(),
         };
         let mut tasks = Vec::new();
         let router = api::router(state, config.api.max_connections);
@@ -290,6 +303,11 @@ impl Node {
                 tracing::error!(error = %e, "api server failed");
             }
         }));
+        if let Some(mesh) = workspace_mesh {
+            tasks.push(tokio::spawn(
+                workspace.clone().run(mesh, shutdown_rx.clone()),
+            ));
+        }
         tasks.push(tokio::spawn(retention(
             store.clone(),
             config.event_retention(),
@@ -309,6 +327,7 @@ impl Node {
             trainer,
             peering,
             cluster: Some(cluster),
+            workspace,
             shutdown_tx,
             tasks,
         })
@@ -327,6 +346,11 @@ impl Node {
     /// The node's mesh, when it runs.
     pub fn mesh(&self) -> Option<&amoskys_mesh::MeshHandle> {
         self.peering.as_ref().map(|p| &p.handle)
+    }
+
+    /// The shared workspace (threat intel and case notes).
+    pub fn workspace(&self) -> &Arc<Workspace> {
+        &self.workspace
     }
 
     /// The node's federation (rounds and the model registry).

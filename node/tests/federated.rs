@@ -14,6 +14,7 @@ use amoskys_consensus::network::{RaftReply, RaftRequest};
 use amoskys_learning::anomaly::AnomalyModel;
 use amoskys_learning::federated::SiteUpdate;
 use amoskys_mesh::{Alert, Service, Tapped};
+use amoskys_node::workspace::envelope_kind;
 use amoskys_node::{Hooks, Node};
 use amoskys_sensors::{DeviceMetrics, Event, EventBody, InterfaceRates};
 use common::{eventually, get_json, send};
@@ -280,6 +281,9 @@ fn check_message(m: &Tapped) -> (String, Vec<u8>) {
                 Service::Blob => {
                     assert_eq!(body.len(), 64, "a blob request is a hash");
                 }
+                Service::Workspace => {
+                    envelope_kind(body).expect("a workspace sync envelope");
+                }
             }
             (format!("{} request", service.as_str()), body.clone())
         }
@@ -303,6 +307,10 @@ fn check_message(m: &Tapped) -> (String, Vec<u8>) {
                 Service::Model => assert_eq!(body, b"accepted"),
                 Service::Blob => {
                     AnomalyModel::from_bytes(&body).expect("a blob is a model");
+                }
+                // Empty: nothing to answer.
+                Service::Workspace => {
+                    assert!(body.is_empty() || envelope_kind(&body).is_some());
                 }
             }
             (format!("{} response", service.as_str()), body)

@@ -90,7 +90,11 @@ pub fn device_events(site: usize, secs: u64, attack: bool, rng: &mut Rng) -> Vec
             let (cpu, bytes, errors) = if attack {
                 (97.0, 150_000.0 + wobble * 1_000.0, 40.0)
             } else {
-                (10.0 + wobble + level, 1_000.0 + wobble * 10.0 + level * 50.0, 0.0)
+                (
+                    10.0 + wobble + level,
+                    1_000.0 + wobble * 10.0 + level * 50.0,
+                    0.0,
+                )
             };
             out.push(Event::new(
                 now - (secs - t) * 1_000_000_000,

@@ -359,7 +359,8 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
             let mut rng = Rng::new(s.seed ^ 0xFEDA);
             for (i, n) in nodes.iter().enumerate() {
                 if let Some(n) = n {
-                    let events = crate::federated::device_events(i, f.history_secs, false, &mut rng);
+                    let events =
+                        crate::federated::device_events(i, f.history_secs, false, &mut rng);
                     if let Err(e) = n.store().put_events(&events) {
                         progress(&format!("node {i}: site telemetry not stored: {e}"));
                     }
@@ -561,7 +562,10 @@ async fn apply(
             }
             progress(&format!("partitioned {cut:?} from the rest"));
         }
-        FaultKind::Slow { nodes: slow, delay_ms } => {
+        FaultKind::Slow {
+            nodes: slow,
+            delay_ms,
+        } => {
             for i in slow {
                 if let Some(mesh) = nodes[*i].as_ref().and_then(|n| n.mesh()) {
                     let _ = mesh.impair(Duration::from_millis(*delay_ms)).await;

@@ -61,7 +61,10 @@ async fn alerts_cross_slow_links_and_the_delay_shows() {
     .await;
     // Every node but one is slow: most deliveries waited at least once.
     let median = o.quantile(0.5).unwrap_or(0.0);
-    assert!(median >= 300.0, "slow links did not slow delivery ({median} ms)");
+    assert!(
+        median >= 300.0,
+        "slow links did not slow delivery ({median} ms)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ mod alerts;
 mod cluster;
 mod learn;
 mod models;
+mod workspace;
 use crate::storage::{EventQuery, Store, StoredEvent};
 pub use alerts::ocsf;
 
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub federation: Arc<crate::federation::Federation>,
     /// The policy in force.
     pub policy: tokio::sync::watch::Receiver<Arc<crate::policy::InForce>>,
+    /// Threat intel and case notes.
+    pub workspace: Arc<crate::workspace::Workspace>,
 }
 
 /// Facts about the node fixed at start.
@@ -133,6 +136,27 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
         )
         .route("/api/v1/policy/history", get(cluster::policy_history))
         .route("/api/v1/learn/rounds", get(learn::list).post(learn::start))
+        .route(
+            "/api/v1/intel",
+            get(workspace::list)
+                .post(workspace::add)
+                .delete(workspace::remove),
+        )
+        .route("/api/v1/cases", get(workspace::cases))
+        .route("/api/v1/cases/{alert}", get(workspace::show))
+        .route(
+            "/api/v1/cases/{alert}/ack",
+            axum::routing::post(workspace::ack),
+        )
+        .route(
+            "/api/v1/cases/{alert}/status",
+            axum::routing::post(workspace::status),
+        )
+        .route(
+            "/api/v1/cases/{alert}/notes",
+            axum::routing::post(workspace::note),
+        )
+        .route("/api/v1/workspace", get(workspace::workspace))
         .fallback(not_found)
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             max_connections.max(1),

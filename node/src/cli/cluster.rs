@@ -117,7 +117,7 @@ pub(super) enum Body {
     Text(String),
 }
 
-fn finish(result: Result<(), String>) -> ExitCode {
+pub(super) fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,6 +3,7 @@
 mod alerts;
 mod cluster;
 mod models;
+mod workspace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,12 @@ enum Command {
     /// Start federated rounds and list them.
     #[command(subcommand)]
     Learn(cluster::LearnCommand),
+    /// Add, remove or list shared threat intel (IOCs).
+    #[command(subcommand)]
+    Intel(workspace::IntelCommand),
+    /// Acknowledge, annotate or show the case of an alert.
+    #[command(subcommand)]
+    Case(workspace::CaseCommand),
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -232,6 +239,8 @@ pub fn main() -> ExitCode {
         Command::Members(cmd) => cluster::members(cmd),
         Command::Policy(cmd) => cluster::policy(cmd),
         Command::Learn(cmd) => cluster::learn(cmd),
+        Command::Intel(cmd) => workspace::intel(cmd),
+        Command::Case(cmd) => workspace::case(cmd),
         Command::Eval(EvalCommand::Federated {
             cache,
             out,

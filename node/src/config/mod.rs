@@ -279,6 +279,17 @@ impl Config {
         }
     }
 
+    /// How the shared workspace runs.
+    pub fn workspace_settings(&self) -> crate::workspace::Settings {
+        let w = &self.workspace;
+        crate::workspace::Settings {
+            sync_every: std::time::Duration::from_millis(w.sync_every_ms),
+            retention_ms: w.retention_days.saturating_mul(86_400_000),
+            compact_above: usize::try_from(w.compact_above_kib.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+        }
+    }
+
     /// The anomaly models' settings. Call after [`Config::validate`]
     /// passed; an unknown model kind falls back to the default.
     pub fn learning(&self) -> crate::models::LearningSettings {

@@ -161,8 +161,18 @@ impl Config {
             10_000_000,
         ));
         let w = &self.workspace;
-        check(range("workspace.sync_every_ms", w.sync_every_ms, 100, 3_600_000));
-        check(range("workspace.retention_days", w.retention_days, 1, 3_650));
+        check(range(
+            "workspace.sync_every_ms",
+            w.sync_every_ms,
+            100,
+            3_600_000,
+        ));
+        check(range(
+            "workspace.retention_days",
+            w.retention_days,
+            1,
+            3_650,
+        ));
         check(range(
             "workspace.compact_above_kib",
             w.compact_above_kib,

@@ -66,12 +66,15 @@ pub struct RoundSettings {
     pub dp: Option<DpConfig>,
 }
 
+/// Rewrites a site's update (a poisoned site in a simulation).
+pub type Rewrite = Arc<dyn Fn(&mut SiteUpdate) + Send + Sync>;
+
 /// How this node behaves as a site in rounds. The default is honest and
 /// prompt; simulations make poisoned sites and stragglers with it.
 #[derive(Clone, Default)]
 pub struct SiteBehaviour {
     /// Rewrites the update before it is signed and sent.
-    pub rewrite: Option<Arc<dyn Fn(&mut SiteUpdate) + Send + Sync>>,
+    pub rewrite: Option<Rewrite>,
     /// Waits this long before sending the update.
     pub delay: Duration,
 }

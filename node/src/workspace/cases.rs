@@ -84,7 +84,7 @@ pub enum CaseError {
 }
 
 /// Who set a value, and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stamp {
     /// Hex public key.
     pub by: String,
@@ -92,7 +92,7 @@ pub struct Stamp {
 }
 
 /// One note on a case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Note {
     pub text: String,
     pub author: String,
@@ -100,7 +100,7 @@ pub struct Note {
 }
 
 /// Everything known about one alert.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Case {
     pub alert: String,
     pub status: Status,

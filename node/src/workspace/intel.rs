@@ -19,7 +19,7 @@ use super::matcher::IocMatcher;
 pub const MAX_REASON_BYTES: usize = 1024;
 
 /// One indicator of compromise.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ioc {
     pub kind: IocKind,
     /// Normalized value.

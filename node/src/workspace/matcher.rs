@@ -73,6 +73,12 @@ impl IocMatcher {
         self.iocs.len()
     }
 
+    /// Whether any file hash is listed (hashing executables is skipped
+    /// otherwise).
+    pub fn has_hashes(&self) -> bool {
+        !self.hashes.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.iocs.is_empty()
     }

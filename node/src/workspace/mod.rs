@@ -10,7 +10,9 @@
 //! removals older than the tombstone retention, is described in [`epoch`]).
 //!
 //! On top: [`intel`] (IOC lists, with [`matcher::IocMatcher`] for live
-//! detection) and [`cases`] (status, assignee and notes per alert).
+//! detection) and [`cases`] (status, assignee and notes per alert);
+//! [`live`] runs both on a node (storage, API edits, sync over the mesh,
+//! compaction).
 
 pub mod cases;
 pub mod doc;
@@ -19,6 +21,7 @@ pub mod epoch;
 mod file;
 mod indicator;
 pub mod intel;
+pub mod live;
 pub mod matcher;
 pub mod sync;
 mod wire;
@@ -27,8 +30,15 @@ pub use cases::{Case, CaseError, CaseNotes, Note, Status};
 pub use doc::{DocKind, Document, Entry, WsError};
 pub use epoch::{CompactReport, EpochId};
 pub use intel::{Ioc, IocError, IocKind, ThreatIntel, parse_indicator};
+pub use live::{EditError, Settings, Workspace, WorkspaceStatus};
 pub use matcher::IocMatcher;
 pub use sync::{MAX_SYNC_BYTES, PeerEpoch, PeerSync, Rejected, SyncOutcome};
+
+/// The document a sync envelope is for, from its header alone; `None` when
+/// the bytes are not a workspace envelope.
+pub fn envelope_kind(bytes: &[u8]) -> Option<DocKind> {
+    envelope::peek_kind(bytes)
+}
 
 #[cfg(test)]
 mod tests;

@@ -49,7 +49,9 @@ fn compaction_of_10k_adds_and_removes_is_small() {
         start.elapsed()
     );
     let start = Instant::now();
-    let report = intel.compact(3 * u64::from(N) + 30 * DAY, 7 * DAY, &k).unwrap();
+    let report = intel
+        .compact(3 * u64::from(N) + 30 * DAY, 7 * DAY, &k)
+        .unwrap();
     let compact = start.elapsed();
     println!(
         "{N} adds {adds:?}, {N} removes {removes:?}; save {before} bytes in {save:?}; \

@@ -1,0 +1,185 @@
+//! The shared workspace: threat intel (`/api/v1/intel`) and case notes
+//! (`/api/v1/cases`), editable on any node, also during a partition.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiState, error};
+use crate::workspace::{EditError, Status};
+
+fn refused(e: EditError) -> Response {
+    match e {
+        EditError::Store(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        other => error(StatusCode::BAD_REQUEST, other.to_string()),
+    }
+}
+
+/// Runs a workspace call off the async threads (a large document takes
+/// milliseconds to save).
+async fn blocking<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&crate::workspace::Workspace) -> T + Send + 'static,
+) -> Result<T, Response> {
+    let ws = state.workspace.clone();
+    tokio::task::spawn_blocking(move || f(&ws))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AddBody {
+    /// An IP address, a CIDR, a domain or a file hash (md5, sha1, sha256),
+    /// optionally as `kind:value`.
+    indicator: String,
+    #[serde(default)]
+    reason: String,
+    /// Stops matching this many seconds from now.
+    #[serde(default)]
+    expires_secs: Option<u64>,
+}
+
+/// `GET /api/v1/intel`: live indicators.
+pub(super) async fn list(State(state): State<ApiState>) -> Response {
+    match blocking(&state, |w| w.intel_list()).await {
+        Ok(iocs) => Json(serde_json::json!({ "iocs": iocs })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `POST /api/v1/intel`
+pub(super) async fn add(State(state): State<ApiState>, Json(body): Json<AddBody>) -> Response {
+    let expires = match body.expires_secs {
+        Some(0) => return error(StatusCode::BAD_REQUEST, "expires_secs: at least 1".into()),
+        Some(s) => Some(amoskys_sensors::now_ns() / 1_000_000 + s.saturating_mul(1_000)),
+        None => None,
+    };
+    match blocking(&state, move |w| {
+        w.intel_add(&body.indicator, &body.reason, expires)
+    })
+    .await
+    {
+        Ok(Ok(ioc)) => {
+            (StatusCode::CREATED, Json(serde_json::json!({ "ioc": ioc }))).into_response()
+        }
+        Ok(Err(e)) => refused(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RemoveParams {
+    indicator: String,
+}
+
+/// `DELETE /api/v1/intel?indicator=...`
+pub(super) async fn remove(
+    State(state): State<ApiState>,
+    Query(p): Query<RemoveParams>,
+) -> Response {
+    let indicator = p.indicator.clone();
+    match blocking(&state, move |w| w.intel_remove(&p.indicator)).await {
+        Ok(Ok(Some(ioc))) => Json(serde_json::json!({ "removed": ioc })).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!("{indicator} is not in the threat intel"),
+        ),
+        Ok(Err(e)) => refused(e),
+        Err(r) => r,
+    }
+}
+
+/// `GET /api/v1/cases`: every alert someone worked on.
+pub(super) async fn cases(State(state): State<ApiState>) -> Response {
+    match blocking(&state, |w| w.case_list()).await {
+        Ok(cases) => Json(serde_json::json!({ "cases": cases })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /api/v1/cases/{alert}`
+pub(super) async fn show(State(state): State<ApiState>, Path(alert): Path<String>) -> Response {
+    match blocking(&state, move |w| w.case_show(&alert)).await {
+        Ok(case) => Json(serde_json::json!({ "case": case })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AckBody {
+    #[serde(default)]
+    assignee: Option<String>,
+}
+
+/// `POST /api/v1/cases/{alert}/ack`
+pub(super) async fn ack(
+    State(state): State<ApiState>,
+    Path(alert): Path<String>,
+    body: Option<Json<AckBody>>,
+) -> Response {
+    let assignee = body.and_then(|b| b.0.assignee);
+    match blocking(&state, move |w| w.case_ack(&alert, assignee.as_deref())).await {
+        Ok(Ok(case)) => Json(serde_json::json!({ "case": case })).into_response(),
+        Ok(Err(e)) => refused(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusBody {
+    /// new, acknowledged, false_positive or resolved.
+    status: String,
+}
+
+/// `POST /api/v1/cases/{alert}/status`
+pub(super) async fn status(
+    State(state): State<ApiState>,
+    Path(alert): Path<String>,
+    Json(body): Json<StatusBody>,
+) -> Response {
+    let status: Status = match body.status.parse() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("status: {e}")),
+    };
+    match blocking(&state, move |w| w.case_status(&alert, status)).await {
+        Ok(Ok(case)) => Json(serde_json::json!({ "case": case })).into_response(),
+        Ok(Err(e)) => refused(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoteBody {
+    text: String,
+}
+
+/// `POST /api/v1/cases/{alert}/notes`
+pub(super) async fn note(
+    State(state): State<ApiState>,
+    Path(alert): Path<String>,
+    Json(body): Json<NoteBody>,
+) -> Response {
+    match blocking(&state, move |w| w.case_note(&alert, &body.text)).await {
+        Ok(Ok(note)) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "note": note })),
+        )
+            .into_response(),
+        Ok(Err(e)) => refused(e),
+        Err(r) => r,
+    }
+}
+
+/// `GET /api/v1/workspace`: epochs, sizes and sync counters.
+pub(super) async fn workspace(State(state): State<ApiState>) -> Response {
+    match blocking(&state, |w| w.status()).await {
+        Ok(s) => Json(serde_json::json!({ "workspace": s })).into_response(),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,479 @@
+//! The workspace on a running node: both documents kept in the store,
+//! edits from the API, sync with admitted peers over the mesh's
+//! `workspace` service (at once after a change, and every
+//! `workspace.sync_every_ms` so new peers are met), the IOC matcher that
+//! detection follows, and compaction when a document grows too large.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use amoskys_mesh::{MeshHandle, Service, ed25519_key};
+use ed25519_dalek::SigningKey;
+use libp2p_identity::PeerId;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use super::cases::{Case, CaseError, CaseNotes, Note, Status};
+use super::doc::{DocKind, Document, WsError};
+use super::envelope::peek_kind;
+use super::intel::{Ioc, IocError, ThreatIntel};
+use super::matcher::IocMatcher;
+use super::sync::PeerSync;
+use crate::storage::{StorageError, Store};
+
+/// Messages one exchange with a peer may take before it waits for the
+/// next tick (each carries at most 4 MiB).
+const MAX_ROUNDS: usize = 32;
+
+/// How the workspace runs (from `[workspace]`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sync_every: Duration,
+    pub retention_ms: u64,
+    pub compact_above: usize,
+}
+
+/// Why an edit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("{0}")]
+    Intel(#[from] IocError),
+    #[error("{0}")]
+    Case(#[from] CaseError),
+    #[error("{0}")]
+    Store(#[from] StorageError),
+}
+
+/// Why the stored workspace cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Store(#[from] StorageError),
+    #[error(
+        "the stored {name} document is unreadable ({source}); the node keeps it untouched and does not start: move the data directory aside or restore it"
+    )]
+    Corrupt { name: &'static str, source: WsError },
+}
+
+/// Sync traffic and what was refused, since start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStats {
+    pub sent_messages: u64,
+    pub sent_bytes: u64,
+    pub received_messages: u64,
+    pub received_bytes: u64,
+    pub applied_changes: u64,
+    pub adopted_epochs: u64,
+    pub compactions: u64,
+    /// Refused sync messages by reason (`oversized`, `malformed`, ...).
+    pub rejected: BTreeMap<String, u64>,
+}
+
+/// One document's state, for status.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocStatus {
+    pub epoch: u64,
+    pub bytes: usize,
+    pub entries: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceStatus {
+    pub intel: DocStatus,
+    pub cases: DocStatus,
+    pub sync: SyncStats,
+}
+
+struct Docs {
+    intel: ThreatIntel,
+    cases: CaseNotes,
+    peers: HashMap<(PeerId, DocKind), PeerSync>,
+}
+
+impl Docs {
+    fn doc(&mut self, kind: DocKind) -> &mut Document {
+        match kind {
+            DocKind::Intel => self.intel.document_mut(),
+            DocKind::Cases => self.cases.document_mut(),
+        }
+    }
+}
+
+/// The node's shared workspace.
+pub struct Workspace {
+    docs: Mutex<Docs>,
+    store: Arc<Store>,
+    key: SigningKey,
+    settings: Settings,
+    admitted: RwLock<HashSet<[u8; 32]>>,
+    changed: Notify,
+    matcher: watch::Sender<Arc<IocMatcher>>,
+    stats: Mutex<SyncStats>,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    amoskys_sensors::now_ns() / 1_000_000
+}
+
+fn load(store: &Store, kind: DocKind) -> Result<Option<Document>, OpenError> {
+    let Some(bytes) = store.get_document(kind.label())? else {
+        return Ok(None);
+    };
+    let corrupt = |source| OpenError::Corrupt {
+        name: kind.label(),
+        source,
+    };
+    let doc = Document::load(&bytes).map_err(corrupt)?;
+    if doc.kind() != kind {
+        return Err(corrupt(WsError::Corrupt(format!(
+            "holds a {} document",
+            doc.kind().label()
+        ))));
+    }
+    Ok(Some(doc))
+}
+
+impl Workspace {
+    /// Opens the documents kept in `store` (new, empty ones the first time).
+    pub fn open(
+        store: Arc<Store>,
+        key: SigningKey,
+        settings: Settings,
+    ) -> Result<Arc<Workspace>, OpenError> {
+        let intel = match load(&store, DocKind::Intel)? {
+            Some(d) => ThreatIntel::from_document(d).map_err(|source| OpenError::Corrupt {
+                name: "intel",
+                source,
+            })?,
+            None => ThreatIntel::new(),
+        };
+        let cases = match load(&store, DocKind::Cases)? {
+            Some(d) => CaseNotes::from_document(d).map_err(|source| OpenError::Corrupt {
+                name: "cases",
+                source,
+            })?,
+            None => CaseNotes::new(),
+        };
+        let (matcher, _) = watch::channel(Arc::new(intel.matcher(now_ms())));
+        let me = key.verifying_key().to_bytes();
+        Ok(Arc::new(Workspace {
+            docs: Mutex::new(Docs {
+                intel,
+                cases,
+                peers: HashMap::new(),
+            }),
+            store,
+            key,
+            settings,
+            admitted: RwLock::new(HashSet::from([me])),
+            changed: Notify::new(),
+            matcher,
+            stats: Mutex::new(SyncStats::default()),
+        }))
+    }
+
+    /// Whose changes are accepted: the cluster's members (and this node).
+    pub fn set_admitted(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        let mut set: HashSet<[u8; 32]> = keys.into_iter().collect();
+        set.insert(self.key.verifying_key().to_bytes());
+        *self
+            .admitted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = set;
+    }
+
+    fn is_admitted(&self, key: &[u8; 32]) -> bool {
+        self.admitted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(key)
+    }
+
+    /// The live IOCs, for detection; replaced after every intel change.
+    pub fn matcher(&self) -> watch::Receiver<Arc<IocMatcher>> {
+        self.matcher.subscribe()
+    }
+
+    /// Keeps `kind` in the store, refreshes the matcher, wakes the sync.
+    fn changed(&self, docs: &mut Docs, kind: DocKind) -> Result<(), StorageError> {
+        self.store
+            .put_document(kind.label(), &docs.doc(kind).save())?;
+        if kind == DocKind::Intel {
+            self.matcher
+                .send_replace(Arc::new(docs.intel.matcher(now_ms())));
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    pub fn intel_add(
+        &self,
+        indicator: &str,
+        reason: &str,
+        expires_ms: Option<u64>,
+    ) -> Result<Ioc, EditError> {
+        let mut docs = lock(&self.docs);
+        let ioc = docs
+            .intel
+            .add(indicator, reason, expires_ms, now_ms(), &self.key)?;
+        self.changed(&mut docs, DocKind::Intel)?;
+        Ok(ioc)
+    }
+
+    /// Removes an indicator; `None` when it was not listed.
+    pub fn intel_remove(&self, indicator: &str) -> Result<Option<Ioc>, EditError> {
+        let mut docs = lock(&self.docs);
+        let removed = docs.intel.remove(indicator, now_ms(), &self.key)?;
+        if removed.is_some() {
+            self.changed(&mut docs, DocKind::Intel)?;
+        }
+        Ok(removed)
+    }
+
+    /// Live indicators (not removed, not expired).
+    pub fn intel_list(&self) -> Vec<Ioc> {
+        lock(&self.docs).intel.list(now_ms())
+    }
+
+    pub fn case_ack(&self, alert: &str, assignee: Option<&str>) -> Result<Case, EditError> {
+        self.case_edit(|c, now, key| c.ack(alert, assignee, now, key))
+    }
+
+    pub fn case_status(&self, alert: &str, status: Status) -> Result<Case, EditError> {
+        self.case_edit(|c, now, key| c.set_status(alert, status, now, key))
+    }
+
+    pub fn case_assign(&self, alert: &str, assignee: Option<&str>) -> Result<Case, EditError> {
+        self.case_edit(|c, now, key| c.assign(alert, assignee, now, key))
+    }
+
+    pub fn case_note(&self, alert: &str, text: &str) -> Result<Note, EditError> {
+        self.case_edit(|c, now, key| c.note(alert, text, now, key))
+    }
+
+    fn case_edit<T>(
+        &self,
+        edit: impl FnOnce(&mut CaseNotes, u64, &SigningKey) -> Result<T, CaseError>,
+    ) -> Result<T, EditError> {
+        let mut docs = lock(&self.docs);
+        let out = edit(&mut docs.cases, now_ms(), &self.key)?;
+        self.changed(&mut docs, DocKind::Cases)?;
+        Ok(out)
+    }
+
+    pub fn case_show(&self, alert: &str) -> Case {
+        lock(&self.docs).cases.show(alert)
+    }
+
+    pub fn case_list(&self) -> Vec<Case> {
+        lock(&self.docs).cases.list()
+    }
+
+    pub fn status(&self) -> WorkspaceStatus {
+        let docs = lock(&self.docs);
+        let of = |d: &Document| DocStatus {
+            epoch: d.epoch().number,
+            bytes: d.len_bytes(),
+            entries: d.entries().len(),
+        };
+        WorkspaceStatus {
+            intel: of(docs.intel.document()),
+            cases: of(docs.cases.document()),
+            sync: lock(&self.stats).clone(),
+        }
+    }
+
+    /// Both documents as saved (tests compare them across nodes).
+    pub fn snapshot(&self) -> (Vec<u8>, Vec<u8>) {
+        let docs = lock(&self.docs);
+        (docs.intel.document().save(), docs.cases.document().save())
+    }
+
+    /// Applies a peer's envelope. A refused one leaves the document as it
+    /// was and is counted by its reason.
+    fn receive(&self, peer: PeerId, bytes: &[u8]) -> Result<DocKind, String> {
+        let Some(kind) = peek_kind(bytes) else {
+            self.reject("malformed");
+            return Err("malformed: not a workspace envelope".into());
+        };
+        let mut docs = lock(&self.docs);
+        let Docs {
+            intel,
+            cases,
+            peers,
+        } = &mut *docs;
+        let doc = match kind {
+            DocKind::Intel => intel.document_mut(),
+            DocKind::Cases => cases.document_mut(),
+        };
+        let state = peers.entry((peer, kind)).or_insert_with(PeerSync::new);
+        let admitted = |k: &[u8; 32]| self.is_admitted(k);
+        let outcome = match doc.sync_in(state, bytes, &admitted, &self.key) {
+            Ok(o) => o,
+            Err(r) => {
+                self.reject(r.label());
+                tracing::warn!(%peer, document = kind.label(), reason = r.label(), error = %r, "workspace sync message refused");
+                return Err(format!("{}: {r}", r.label()));
+            }
+        };
+        {
+            let mut s = lock(&self.stats);
+            s.received_messages += 1;
+            s.received_bytes += bytes.len() as u64;
+            s.applied_changes += outcome.applied as u64;
+            s.adopted_epochs += u64::from(outcome.adopted.is_some());
+        }
+        if outcome.changed
+            && let Err(e) = self.changed(&mut docs, kind)
+        {
+            tracing::error!(error = %e, document = kind.label(), "cannot keep the workspace document");
+        }
+        Ok(kind)
+    }
+
+    fn reject(&self, reason: &str) {
+        *lock(&self.stats)
+            .rejected
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
+    /// What to send `peer` next for `kind`, if anything.
+    fn next_out(&self, peer: PeerId, kind: DocKind) -> Option<Vec<u8>> {
+        let mut docs = lock(&self.docs);
+        let Docs {
+            intel,
+            cases,
+            peers,
+        } = &mut *docs;
+        let doc = match kind {
+            DocKind::Intel => intel.document_mut(),
+            DocKind::Cases => cases.document_mut(),
+        };
+        let out = doc.sync_out(peers.entry((peer, kind)).or_insert_with(PeerSync::new))?;
+        let mut s = lock(&self.stats);
+        s.sent_messages += 1;
+        s.sent_bytes += out.len() as u64;
+        Some(out)
+    }
+
+    /// Answers a peer's `workspace` request: applies its envelope, then
+    /// replies with ours (empty when there is nothing to say).
+    pub fn serve(&self, peer: &PeerId, body: &[u8]) -> Result<Vec<u8>, String> {
+        let kind = self.receive(*peer, body)?;
+        Ok(self.next_out(*peer, kind).unwrap_or_default())
+    }
+
+    /// Syncs `kind` with `peer` until neither side has more to say.
+    async fn exchange(self: &Arc<Self>, mesh: &MeshHandle, peer: PeerId, kind: DocKind) {
+        for _ in 0..MAX_ROUNDS {
+            // Cheap when in step (Automerge answers from the heads alone),
+            // so it runs here; applying a reply runs off the async threads.
+            let Some(out) = self.next_out(peer, kind) else {
+                return;
+            };
+            match mesh.request(peer, Service::Workspace, out).await {
+                Ok(reply) if reply.is_empty() => {}
+                Ok(reply) => {
+                    let me = self.clone();
+                    let applied = tokio::task::spawn_blocking(move || me.receive(peer, &reply))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                    if applied.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, document = kind.label(), error = %e, "workspace sync request failed");
+                    // Start afresh next time: the peer may have lost what
+                    // we think it holds.
+                    lock(&self.docs).peers.remove(&(peer, kind));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Compacts a document that grew past the threshold.
+    fn compact_if_large(&self) {
+        let mut docs = lock(&self.docs);
+        for kind in [DocKind::Intel, DocKind::Cases] {
+            if docs.doc(kind).len_bytes() <= self.settings.compact_above {
+                continue;
+            }
+            let (now, keep) = (now_ms(), self.settings.retention_ms);
+            let report = match kind {
+                DocKind::Intel => docs.intel.compact(now, keep, &self.key),
+                DocKind::Cases => docs.cases.compact(now, keep, &self.key),
+            };
+            match report {
+                Ok(r) => {
+                    tracing::info!(
+                        document = kind.label(),
+                        epoch = r.epoch.number,
+                        before = r.bytes_before,
+                        after = r.bytes_after,
+                        dropped = r.entries_dropped,
+                        "workspace document compacted"
+                    );
+                    lock(&self.stats).compactions += 1;
+                    if let Err(e) = self.changed(&mut docs, kind) {
+                        tracing::error!(error = %e, "cannot keep the compacted document");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(document = kind.label(), error = %e, "cannot compact")
+                }
+            }
+        }
+    }
+
+    /// Syncs with every admitted peer after each change and every tick;
+    /// forgets the sync state of peers that left, so a reconnect starts
+    /// afresh. Ends with `shutdown`.
+    pub async fn run(self: Arc<Self>, mesh: MeshHandle, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.settings.sync_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.compact_if_large()).await;
+                }
+                () = self.changed.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Ok(connected) = mesh.peers().await else {
+                return;
+            };
+            let peers: Vec<PeerId> = connected
+                .iter()
+                .filter_map(|p| p.id.parse::<PeerId>().ok())
+                .filter(|p| ed25519_key(p).is_some_and(|k| self.is_admitted(&k)))
+                .collect();
+            lock(&self.docs).peers.retain(|(p, _), _| peers.contains(p));
+            let mut exchanges = tokio::task::JoinSet::new();
+            for p in peers {
+                for kind in [DocKind::Intel, DocKind::Cases] {
+                    let (me, mesh) = (self.clone(), mesh.clone());
+                    exchanges.spawn(async move { me.exchange(&mesh, p, kind).await });
+                }
+            }
+            while exchanges.join_next().await.is_some() {}
+        }
+    }
+}
