@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use amoskys_mesh::{MeshStats, Reject};
 
+use crate::workspace::Workspace;
+
 use amoskys_sensors::snmp::{DeviceState, DeviceStatuses};
 use amoskys_sensors::{HealthState, SensorStats};
 use prometheus_client::collector::Collector;
@@ -40,6 +42,7 @@ pub struct Metrics {
     pub mesh_propagation_seconds: Histogram,
     sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
+    workspace: Arc<OnceLock<Arc<Workspace>>>,
 }
 
 impl Metrics {
@@ -86,8 +89,10 @@ impl Metrics {
             sensor_lag.clone(),
         );
         let mesh = Arc::new(OnceLock::new());
+        let workspace = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
             mesh: mesh.clone(),
+            workspace: workspace.clone(),
             version,
             started: Instant::now(),
             sensors,
@@ -102,7 +107,13 @@ impl Metrics {
             mesh_propagation_seconds,
             sensor_lag,
             mesh,
+            workspace,
         }
+    }
+
+    /// Reports the workspace's sync counters from now on.
+    pub fn set_workspace(&self, workspace: Arc<Workspace>) {
+        let _ = self.workspace.set(workspace);
     }
 
     /// Reports the mesh's counters from now on.
@@ -130,6 +141,7 @@ impl Metrics {
 #[derive(Debug)]
 struct NodeCollector {
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
+    workspace: Arc<OnceLock<Arc<Workspace>>>,
     version: &'static str,
     started: Instant,
     sensors: Vec<Arc<SensorStats>>,
@@ -257,6 +269,39 @@ impl Collector for NodeCollector {
             for d in &devices {
                 ConstCounter::new(d.failures)
                     .encode(failures.encode_family(&[("device", d.name.as_str())])?)?;
+            }
+        }
+        if let Some(w) = self.workspace.get() {
+            let s = w.sync_stats();
+            for (name, help, value) in [
+                (
+                    "amoskys_workspace_sync_sent_bytes",
+                    "Workspace sync bytes sent to peers",
+                    s.sent_bytes,
+                ),
+                (
+                    "amoskys_workspace_sync_received_bytes",
+                    "Workspace sync bytes accepted from peers",
+                    s.received_bytes,
+                ),
+                (
+                    "amoskys_workspace_changes_applied",
+                    "Peers' workspace changes verified and applied",
+                    s.applied_changes,
+                ),
+            ] {
+                let c = ConstCounter::new(value);
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+            let mut rejected = encoder.encode_descriptor(
+                "amoskys_workspace_sync_rejected",
+                "Workspace sync messages refused, by reason",
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for (reason, n) in &s.rejected {
+                ConstCounter::new(*n)
+                    .encode(rejected.encode_family(&[("reason", reason.as_str())])?)?;
             }
         }
         Ok(())

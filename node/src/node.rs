@@ -171,6 +171,7 @@ impl Node {
         }
         let stats: Vec<Arc<SensorStats>> = sensors.iter().map(|s| s.stats()).collect();
         let metrics = Arc::new(Metrics::new(VERSION, stats.clone(), snmp_devices.clone()));
+        metrics.set_workspace(workspace.clone());
         let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
         let models = Arc::new(ModelSet::load(&store)?);
         let learning = config.learning();

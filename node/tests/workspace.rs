@@ -357,6 +357,11 @@ async fn hostile_sync_messages_are_refused_and_change_nothing() {
     for reason in ["malformed", "oversized", "not_admitted"] {
         assert!(rejected[reason].as_u64() >= Some(1), "{reason}: {v}");
     }
+    let (_, metrics) = common::get(n.api_addr(), "/metrics").await;
+    assert!(
+        metrics.contains("amoskys_workspace_sync_rejected_total{reason=\"not_admitted\"}"),
+        "{metrics}"
+    );
     assert_eq!(n.workspace().snapshot(), before, "documents untouched");
     let listed: Vec<String> = n
         .workspace()
@@ -366,5 +371,85 @@ async fn hostile_sync_messages_are_refused_and_change_nothing() {
         .collect();
     assert_eq!(listed, vec!["198.51.100.7".to_owned()]);
     task.abort();
+    n.shutdown().await;
+}
+
+/// Runs `amoskys ARGS --api ADDR`; returns success and stdout + stderr.
+fn cli(api: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(args)
+        .args(["--api", &api.to_string()])
+        .output()
+        .expect("amoskys runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intel_and_case_commands_edit_and_show_the_workspace() {
+    let dir = tempfile::tempdir().expect("dir");
+    let n = start(dir.path(), &[]).await;
+    let api = n.api_addr();
+    let run = move |args: Vec<&'static str>| tokio::task::spawn_blocking(move || cli(api, &args));
+
+    let (ok, out) = run(vec![
+        "intel",
+        "add",
+        "Evil.Example.",
+        "--reason",
+        "phishing kit",
+        "--expires",
+        "7d",
+    ])
+    .await
+    .expect("runs");
+    assert!(ok && out.contains("evil.example"), "{out}");
+    let (ok, out) = run(vec!["intel", "add", "10.0.0.0/33"])
+        .await
+        .expect("runs");
+    assert!(
+        !ok && out.contains("33"),
+        "a bad CIDR is refused with the reason: {out}"
+    );
+    let (ok, out) = run(vec!["intel", "list"]).await.expect("runs");
+    assert!(
+        ok && out.contains("evil.example") && out.contains("phishing kit"),
+        "{out}"
+    );
+    let (ok, _) = run(vec!["intel", "remove", "evil.example"])
+        .await
+        .expect("runs");
+    assert!(ok);
+    let (ok, out) = run(vec!["intel", "remove", "evil.example"])
+        .await
+        .expect("runs");
+    assert!(!ok && out.contains("not in the threat intel"), "{out}");
+
+    let (ok, out) = run(vec!["case", "ack", "a1b2", "--assignee", "ana"])
+        .await
+        .expect("runs");
+    assert!(
+        ok && out.contains("acknowledged") && out.contains("ana"),
+        "{out}"
+    );
+    let (ok, out) = run(vec!["case", "note", "a1b2", "host isolated"])
+        .await
+        .expect("runs");
+    assert!(ok && out.contains("host isolated"), "{out}");
+    let (ok, out) = run(vec!["case", "show", "a1b2", "--json"])
+        .await
+        .expect("runs");
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["case"]["status"], "acknowledged");
+    assert_eq!(v["case"]["notes"][0]["text"], "host isolated");
+    let (ok, out) = run(vec!["case", "status", "a1b2", "closed"])
+        .await
+        .expect("runs");
+    assert!(!ok && out.contains("status"), "{out}");
     n.shutdown().await;
 }

@@ -282,6 +282,11 @@ impl Workspace {
         lock(&self.docs).cases.list()
     }
 
+    /// Sync counters (cheap; for metrics).
+    pub fn sync_stats(&self) -> SyncStats {
+        lock(&self.stats).clone()
+    }
+
     pub fn status(&self) -> WorkspaceStatus {
         let docs = lock(&self.docs);
         let of = |d: &Document| DocStatus {
