@@ -453,3 +453,48 @@ async fn the_intel_and_case_commands_edit_and_show_the_workspace() {
     assert!(!ok && out.contains("status"), "{out}");
     n.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_compact_while_editing_lose_no_edit() {
+    let (dirs, admitted) = keyed_dirs(3);
+    let small = "workspace.compact_above_kib=16";
+    let first = start(dirs[0].path(), &[&admitted, small]).await;
+    let boot = format!("mesh.bootstrap=[\"127.0.0.1:{}\"]", mesh_port(&first).await);
+    let mut nodes = vec![first];
+    for d in &dirs[1..] {
+        nodes.push(start(d.path(), &[&admitted, &boot, small]).await);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let w = n.workspace();
+        for k in 0..40u8 {
+            let ip = Ipv4Addr::new(198, 18, i as u8, k).to_string();
+            w.intel_add(&ip, "bulk", None).expect("added");
+            if k % 4 == 0 {
+                w.intel_remove(&ip).expect("removed");
+            }
+        }
+        w.case_note("shared", &format!("from {i}")).expect("noted");
+    }
+    let ws: Vec<_> = nodes.iter().map(|n| n.workspace().clone()).collect();
+    let done = eventually(Duration::from_secs(90), || async {
+        ws.iter()
+            .all(|w| w.intel_list().len() == 90 && same(w, &ws[0]))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "converged: {:?}",
+        ws.iter().map(|w| w.intel_list().len()).collect::<Vec<_>>()
+    );
+    assert_eq!(ws[0].case_show("shared").notes.len(), 3);
+    let epochs: Vec<u64> = ws.iter().map(|w| w.status().intel.epoch).collect();
+    assert!(
+        epochs.iter().all(|&e| e >= 1),
+        "every node compacted or adopted an epoch: {epochs:?}"
+    );
+    drop(ws);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

@@ -89,6 +89,12 @@ struct Docs {
     intel: ThreatIntel,
     cases: CaseNotes,
     peers: HashMap<(PeerId, DocKind), PeerSync>,
+    /// Size of each document as last stored (saving is what costs).
+    saved: HashMap<DocKind, usize>,
+    /// Size right after the last compaction or adopted epoch: a document
+    /// is compacted again only once it doubled, so a live set larger than
+    /// the threshold does not start an epoch on every tick.
+    floor: HashMap<DocKind, usize>,
 }
 
 impl Docs {
@@ -171,6 +177,11 @@ impl Workspace {
         let me = key.verifying_key().to_bytes();
         Ok(Arc::new(Workspace {
             docs: Mutex::new(Docs {
+                saved: HashMap::from([
+                    (DocKind::Intel, intel.document().len_bytes()),
+                    (DocKind::Cases, cases.document().len_bytes()),
+                ]),
+                floor: HashMap::new(),
                 intel,
                 cases,
                 peers: HashMap::new(),
@@ -209,8 +220,9 @@ impl Workspace {
 
     /// Keeps `kind` in the store, refreshes the matcher, wakes the sync.
     fn changed(&self, docs: &mut Docs, kind: DocKind) -> Result<(), StorageError> {
-        self.store
-            .put_document(kind.label(), &docs.doc(kind).save())?;
+        let bytes = docs.doc(kind).save();
+        self.store.put_document(kind.label(), &bytes)?;
+        docs.saved.insert(kind, bytes.len());
         if kind == DocKind::Intel {
             self.matcher
                 .send_replace(Arc::new(docs.intel.matcher(now_ms())));
@@ -291,7 +303,7 @@ impl Workspace {
         let docs = lock(&self.docs);
         let of = |d: &Document| DocStatus {
             epoch: d.epoch().number,
-            bytes: d.len_bytes(),
+            bytes: docs.saved.get(&d.kind()).copied().unwrap_or(0),
             entries: d.entries().len(),
         };
         WorkspaceStatus {
@@ -319,6 +331,7 @@ impl Workspace {
             intel,
             cases,
             peers,
+            ..
         } = &mut *docs;
         let doc = match kind {
             DocKind::Intel => intel.document_mut(),
@@ -346,6 +359,10 @@ impl Workspace {
         {
             tracing::error!(error = %e, document = kind.label(), "cannot keep the workspace document");
         }
+        if outcome.adopted.is_some() {
+            let size = docs.saved.get(&kind).copied().unwrap_or(0);
+            docs.floor.insert(kind, size);
+        }
         Ok(kind)
     }
 
@@ -363,6 +380,7 @@ impl Workspace {
             intel,
             cases,
             peers,
+            ..
         } = &mut *docs;
         let doc = match kind {
             DocKind::Intel => intel.document_mut(),
@@ -417,7 +435,9 @@ impl Workspace {
     fn compact_if_large(&self) {
         let mut docs = lock(&self.docs);
         for kind in [DocKind::Intel, DocKind::Cases] {
-            if docs.doc(kind).len_bytes() <= self.settings.compact_above {
+            let size = docs.saved.get(&kind).copied().unwrap_or(0);
+            let floor = docs.floor.get(&kind).copied().unwrap_or(0);
+            if size <= self.settings.compact_above || size <= floor.saturating_mul(2) {
                 continue;
             }
             let (now, keep) = (now_ms(), self.settings.retention_ms);
@@ -439,6 +459,7 @@ impl Workspace {
                     if let Err(e) = self.changed(&mut docs, kind) {
                         tracing::error!(error = %e, "cannot keep the compacted document");
                     }
+                    docs.floor.insert(kind, r.bytes_after);
                 }
                 Err(e) => {
                     tracing::warn!(document = kind.label(), error = %e, "cannot compact")
