@@ -179,6 +179,14 @@ async fn five_nodes_converge() {
         ws.iter().map(|w| w.intel_list().len()).collect::<Vec<_>>()
     );
     assert_eq!(ws[0].case_show("shared").notes.len(), 5);
+    // In step, the nodes stay quiet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = |ws: &[std::sync::Arc<Workspace>]| -> u64 {
+        ws.iter().map(|w| w.sync_stats().sent_messages).sum()
+    };
+    let before = sent(&ws);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sent(&ws), before, "sync messages while in step");
     for n in nodes {
         n.shutdown().await;
     }

@@ -67,7 +67,7 @@ pub fn markdown(o: &Outcome) -> String {
     let _ = writeln!(m, "# Simulation `{}`\n", s.name);
     let _ = writeln!(
         m,
-        "{} nodes (each dialling up to {} earlier ones), seed {}, {} attacks every {} ms, {} Byzantine peers, {} faults. Nodes started in {:.1} s; the run took {:.1} s.\n",
+        "{} nodes (each dialling up to {} earlier ones), seed {}, {} attacks every {} ms, {} Byzantine peers, {} faults. Nodes started in {:.1} s (then {:.1} peers each, on average); the run took {:.1} s.\n",
         s.nodes,
         s.degree,
         s.seed,
@@ -76,6 +76,7 @@ pub fn markdown(o: &Outcome) -> String {
         s.byzantine,
         s.faults.len(),
         o.start_seconds,
+        o.mean_peers,
         o.run_seconds
     );
     let _ = writeln!(

@@ -155,6 +155,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_shipped_scenario_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("scenarios/") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            if let Err(e) = Scenario::parse(&text) {
+                panic!("{}: {e}", path.display());
+            }
+            seen += 1;
+        }
+        assert!(seen >= 8, "{seen} scenarios");
+    }
+
+    #[test]
     fn the_same_seed_gives_the_same_schedule() {
         let text = "name = \"t\"\nnodes = 10\nseed = 7\nattacks = 20\ninterval_ms = 100\n[[faults]]\nat_ms = 500\nkind = \"kill\"\n";
         let s = Scenario::parse(text).expect("parses");

@@ -56,7 +56,8 @@ const SYNC_PROTOCOL: &str = "/amoskys/sync/1";
 const SYNC_EVERY: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const KAD_PROTOCOL: &str = "/amoskys/kad/1";
-/// A Kademlia walk for more peers runs this often.
+/// A Kademlia walk for more peers runs this often, while fewer than
+/// `TARGET_PEERS` are connected.
 const KAD_EVERY: Duration = Duration::from_secs(30);
 /// Peers found by Kademlia are dialled while fewer than this are connected.
 const TARGET_PEERS: usize = 8;
@@ -162,7 +163,8 @@ impl Actor {
                 Some(done) = self.work.next(), if !self.work.is_empty() => self.done(done),
                 _ = redial.tick() => self.redial(),
                 _ = walk.tick() => {
-                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                    let short = self.peers.len() < TARGET_PEERS;
+                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut().filter(|_| short) {
                         let _ = k.bootstrap();
                     }
                 }

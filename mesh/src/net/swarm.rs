@@ -120,11 +120,11 @@ pub(super) fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshErro
             mdns: Toggle::from(mdns),
             kad: Toggle::from(cfg.kademlia.then(|| {
                 let id = key.public().to_peer_id();
-                let mut k = kad::Behaviour::with_config(
-                    id,
-                    kad::store::MemoryStore::new(id),
-                    kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
-                );
+                let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+                // The mesh walks itself, and only while short of peers.
+                config.set_periodic_bootstrap_interval(None);
+                let mut k =
+                    kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
                 // Answer queries even before an address is confirmed
                 // (private and air-gapped networks have no outside view).
                 k.set_mode(Some(kad::Mode::Server));
