@@ -225,7 +225,70 @@ fn finding(
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use amoskys_sensors::event::{ProcessActivityKind, ProcessInfo};
+    use amoskys_sensors::{Event, EventBody, ProcessActivity};
+    use tokio::sync::watch;
+
+    use super::{IocDetection, host_of, sha256_file};
+    use crate::workspace::ThreatIntel;
+
+    fn launch(exe: &str, cmdline: &[&str]) -> Event {
+        Event::new(
+            1,
+            "test",
+            "ebpf",
+            EventBody::ProcessActivity(ProcessActivity {
+                activity: ProcessActivityKind::Launch,
+                process: ProcessInfo {
+                    pid: 77,
+                    ppid: 1,
+                    name: "x".into(),
+                    exe: exe.into(),
+                    cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
+                    uid: 0,
+                    start_time_ns: 1,
+                },
+                lineage: Vec::new(),
+            }),
+        )
+    }
+
+    #[test]
+    fn the_exec_of_a_listed_hash_and_a_listed_domain_on_a_command_line_are_found() {
+        let mut file = tempfile::NamedTempFile::new().expect("file");
+        file.write_all(b"#!/bin/sh\necho implant\n").expect("write");
+        let path = file.path().to_str().expect("utf-8").to_owned();
+        let hash = sha256_file(&path).expect("hashed");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let mut intel = ThreatIntel::new();
+        intel
+            .add(&hash, "implant", None, 1, &key)
+            .expect("hash listed");
+        intel
+            .add("evil.example", "c2", Some(10_000), 1, &key)
+            .expect("domain listed");
+        let (_tx, rx) = watch::channel(Arc::new(intel.matcher(2)));
+        let mut d = IocDetection::new(rx);
+
+        let found = d.observe(&[launch(&path, &["sh"])], 2);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule, "ioc_file_hash");
+        let found = d.observe(
+            &[launch("/bin/true", &["curl", "https://a.evil.example/x"])],
+            2,
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule, "ioc_domain");
+        // Past its expiry the domain no longer matches.
+        let found = d.observe(
+            &[launch("/bin/true", &["curl", "https://a.evil.example/x"])],
+            20_000,
+        );
+        assert!(found.is_empty());
+    }
 
     #[test]
     fn hosts_come_out_of_urls_and_bare_names() {
