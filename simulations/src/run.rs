@@ -16,7 +16,8 @@ use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
 use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use serde::Serialize;
 
-use crate::scenario::{FaultKind, Rng, Scenario, schedule};
+use crate::faults::{apply, sample_leaders};
+use crate::scenario::{Rng, Scenario, schedule};
 
 /// Flows of one synthetic scan (the vertical-scan rule fires at 20 ports).
 const SCAN_PORTS: u16 = 25;
@@ -165,13 +166,13 @@ fn scan(k: usize) -> Vec<Event> {
 }
 
 /// (alert id, subject, when received) per node.
-type Seen = Arc<Mutex<Vec<Vec<(String, String, Instant)>>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<Vec<(String, String, Instant)>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn watch(node: &Node, i: usize, seen: &Seen) -> tokio::task::JoinHandle<()> {
+pub(crate) fn watch(node: &Node, i: usize, seen: &Seen) -> tokio::task::JoinHandle<()> {
     let mut rx = node.subscribe_alerts();
     let seen = seen.clone();
     tokio::spawn(async move {
@@ -536,105 +537,4 @@ fn futures_peers(m: &amoskys_mesh::MeshHandle) -> Option<u64> {
             .connected_peers
             .load(std::sync::atomic::Ordering::Relaxed),
     )
-}
-
-fn sample_leaders(nodes: &[Option<Node>], leaders: &mut BTreeMap<u64, BTreeSet<String>>) {
-    for n in nodes.iter().flatten() {
-        if let Some(c) = n.cluster() {
-            let m = c.raft().metrics().borrow().clone();
-            // A node that believes it leads its term.
-            if m.current_leader == Some(m.id) {
-                leaders
-                    .entry(m.current_term)
-                    .or_default()
-                    .insert(m.id.to_string());
-            }
-        }
-    }
-}
-
-async fn apply(
-    kind: &FaultKind,
-    nodes: &mut [Option<Node>],
-    configs: &[Config],
-    seen: &Seen,
-    watchers: &mut Vec<tokio::task::JoinHandle<()>>,
-    progress: &mut dyn FnMut(&str),
-) {
-    match kind {
-        FaultKind::Kill { node } => {
-            let target = node.or_else(|| {
-                nodes.iter().position(|n| {
-                    n.as_ref().and_then(|n| n.cluster()).is_some_and(|c| {
-                        let m = c.raft().metrics().borrow().clone();
-                        m.current_leader == Some(m.id)
-                    })
-                })
-            });
-            if let Some(i) = target
-                && let Some(n) = nodes[i].take()
-            {
-                progress(&format!("killing node {i}"));
-                n.shutdown().await;
-            }
-        }
-        FaultKind::Partition { nodes: cut } => {
-            let ids: Vec<Option<libp2p::PeerId>> = nodes
-                .iter()
-                .map(|n| n.as_ref().and_then(|n| n.mesh()).map(|m| m.peer_id()))
-                .collect();
-            for (i, n) in nodes.iter().enumerate() {
-                let Some(mesh) = n.as_ref().and_then(|n| n.mesh()) else {
-                    continue;
-                };
-                let inside = cut.contains(&i);
-                let other: Vec<_> = ids
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| cut.contains(j) != inside)
-                    .filter_map(|(_, p)| *p)
-                    .collect();
-                let _ = mesh.block(other, true).await;
-            }
-            progress(&format!("partitioned {cut:?} from the rest"));
-        }
-        FaultKind::Slow {
-            nodes: slow,
-            delay_ms,
-        } => {
-            for i in slow {
-                if let Some(mesh) = nodes[*i].as_ref().and_then(|n| n.mesh()) {
-                    let _ = mesh.impair(Duration::from_millis(*delay_ms)).await;
-                }
-            }
-            progress(&format!("links of {slow:?} now add {delay_ms} ms"));
-        }
-        FaultKind::Heal => {
-            let ids: Vec<_> = nodes
-                .iter()
-                .filter_map(|n| n.as_ref().and_then(|n| n.mesh()).map(|m| m.peer_id()))
-                .collect();
-            for n in nodes.iter().flatten() {
-                if let Some(mesh) = n.mesh() {
-                    let _ = mesh.block(ids.clone(), false).await;
-                }
-            }
-            progress("healed");
-        }
-        FaultKind::Restart { node } => {
-            let Some(i) = node.or_else(|| nodes.iter().rposition(Option::is_none)) else {
-                return;
-            };
-            if nodes[i].is_none() {
-                match Node::start(configs[i].clone()).await {
-                    Ok(n) => {
-                        progress(&format!("restarted node {i}"));
-                        watchers.push(watch(&n, i, seen));
-                        nodes[i] = Some(n);
-                    }
-                    Err(e) => progress(&format!("node {i} did not restart: {e}")),
-                }
-            }
-        }
-    }
 }

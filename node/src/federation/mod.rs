@@ -33,7 +33,9 @@ use crate::models::{LearningSettings, ModelSet, baseline_rows};
 use crate::policy::InForce;
 
 mod registry;
+mod site;
 use crate::storage::Store;
+pub use site::{Rewrite, SiteBehaviour};
 use tokio::sync::watch;
 
 /// How often the aggregator checks whether a round can close.
@@ -64,28 +66,6 @@ pub struct RoundSettings {
     pub min_participants: usize,
     #[serde(default)]
     pub dp: Option<DpConfig>,
-}
-
-/// Rewrites a site's update (a poisoned site in a simulation).
-pub type Rewrite = Arc<dyn Fn(&mut SiteUpdate) + Send + Sync>;
-
-/// How this node behaves as a site in rounds. The default is honest and
-/// prompt; simulations make poisoned sites and stragglers with it.
-#[derive(Clone, Default)]
-pub struct SiteBehaviour {
-    /// Rewrites the update before it is signed and sent.
-    pub rewrite: Option<Rewrite>,
-    /// Waits this long before sending the update.
-    pub delay: Duration,
-}
-
-impl std::fmt::Debug for SiteBehaviour {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SiteBehaviour")
-            .field("rewrite", &self.rewrite.is_some())
-            .field("delay", &self.delay)
-            .finish()
-    }
 }
 
 /// What a federation is made of.
