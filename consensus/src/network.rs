@@ -208,11 +208,11 @@ pub struct PeerClient {
 }
 
 /// The TCP addresses in a member's `host:port[,host:port]` that can be
-/// dialled (not the unspecified address).
+/// dialled (not the unspecified address, not port 0).
 fn dialable(addr: &str) -> Vec<libp2p::Multiaddr> {
     addr.split(',')
         .filter_map(|a| a.trim().parse::<std::net::SocketAddr>().ok())
-        .filter(|a| !a.ip().is_unspecified())
+        .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
         .map(amoskys_mesh::net::tcp_multiaddr)
         .collect()
 }

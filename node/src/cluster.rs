@@ -83,7 +83,7 @@ impl ClusterNode {
             workspace,
         } = parts;
         let c = &config.cluster;
-        let mut settings = ClusterSettings::new(me, config.mesh.listen.join(","));
+        let mut settings = ClusterSettings::new(me, listen_address(config, mesh.as_ref()).await);
         settings.heartbeat = Duration::from_millis(c.heartbeat_ms);
         settings.election_timeout = (
             Duration::from_millis(c.election_min_ms),
@@ -192,6 +192,29 @@ async fn serve(
             let _ = r.reply.send(answer);
         });
     }
+}
+
+/// Where this node's mesh listens, as `host:port[,host:port]` with the
+/// ports it actually got (the configuration may say port 0, or an
+/// unspecified address), for its membership record: members dial it there
+/// when no connection is left.
+async fn listen_address(config: &Config, mesh: Option<&MeshHandle>) -> String {
+    if let Some(mesh) = mesh {
+        for _ in 0..100 {
+            if let Ok(addrs) = mesh.listen_addrs().await {
+                let found: Vec<String> = addrs
+                    .iter()
+                    .filter_map(amoskys_mesh::net::tcp_socket)
+                    .map(|a| a.to_string())
+                    .collect();
+                if !found.is_empty() {
+                    return found.join(",");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    config.mesh.listen.join(",")
 }
 
 /// Asks connected peers to let this node join until it is a member.

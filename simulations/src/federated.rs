@@ -171,6 +171,20 @@ pub async fn rounds(
     let (Some(fed), Some(cluster)) = (first.federation(), first.cluster()) else {
         return Vec::new();
     };
+    // A round is over every member: wait until every running node is one.
+    let running = nodes.iter().flatten().count();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (voters, learners) = cluster.members();
+        if voters.len() + learners.len() >= running || Instant::now() > end {
+            progress(&format!(
+                "{} of {running} nodes are members",
+                voters.len() + learners.len()
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut out = Vec::new();
     for r in 0..f.rounds {
         let settings = RoundSettings {

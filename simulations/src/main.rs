@@ -1,5 +1,6 @@
 //! `amoskys-sim run scenarios/NAME.toml [--out DIR]`: runs a scenario with a
-//! progress bar and writes `result.json`, `REPORT.md` and plots.
+//! progress bar and writes `result.json`, `REPORT.md` and plots. `RUST_LOG`
+//! shows the nodes' logs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,13 @@ use amoskys_simulations::scenario::Scenario;
 use amoskys_simulations::{report, run};
 
 fn main() -> ExitCode {
+    // The nodes' own logs, when RUST_LOG asks for them (e.g. `RUST_LOG=warn`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (file, out) = match args.as_slice() {
         [cmd, file] if cmd == "run" => (PathBuf::from(file), None),

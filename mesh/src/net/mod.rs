@@ -35,8 +35,8 @@ pub use handle::{
     InboundRequest, MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received, Tapped,
 };
 
-pub use swarm::tcp_multiaddr;
 use swarm::{Behaviour, BehaviourEvent, build_swarm, quic_multiaddr};
+pub use swarm::{tcp_multiaddr, tcp_socket};
 
 use crate::alert::Alert;
 use crate::gossip::{Reject, Validator};

@@ -74,6 +74,21 @@ pub fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
     Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
 }
 
+/// The IP and TCP port of a multiaddr, if it has both (the inverse of
+/// [`tcp_multiaddr`]).
+pub fn tcp_socket(m: &Multiaddr) -> Option<SocketAddr> {
+    let mut ip = None;
+    for p in m.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) => return ip.map(|ip| SocketAddr::new(ip, port)),
+            _ => {}
+        }
+    }
+    None
+}
+
 pub(super) fn quic_multiaddr(addr: SocketAddr) -> Multiaddr {
     Multiaddr::from(addr.ip())
         .with(Protocol::Udp(addr.port()))
