@@ -350,6 +350,17 @@ impl Actor {
                     p.rtt = Some(rtt);
                 }
             }
+            // A connection that stops answering pings (a link cut without
+            // a reset, as a firewall drop does) is closed, so the next
+            // request or redial opens a live one instead of waiting on it.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            })) => {
+                tracing::debug!(%peer, error = %e, "ping failed; closing the connection");
+                let _ = self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

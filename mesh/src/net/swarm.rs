@@ -22,6 +22,11 @@ use super::{
     ALERT_TOPIC, KAD_PROTOCOL, MeshConfig, MeshError, PROTOCOL_VERSION, SYNC_PROTOCOL, SYNC_TIMEOUT,
 };
 use crate::alert::MAX_ALERT_BYTES;
+
+/// Every connection is pinged this often; one that does not answer within
+/// `PING_TIMEOUT` is closed (the mesh actor does so on the failure).
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 use crate::rpc::{RPC_PROTOCOL, RpcCodec, Service};
 use crate::sync::{SyncRequest, SyncResponse};
 
@@ -130,7 +135,11 @@ pub(super) fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshErro
                 PROTOCOL_VERSION.into(),
                 key.public(),
             )),
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_EVERY)
+                    .with_timeout(PING_TIMEOUT),
+            ),
             blocked: Default::default(),
             mdns: Toggle::from(mdns),
             kad: Toggle::from(cfg.kademlia.then(|| {
