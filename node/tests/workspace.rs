@@ -88,6 +88,8 @@ async fn edits_on_both_sides_of_a_partition_converge_and_survive_a_restart() {
     wa.intel_remove("198.51.100.7").expect("removed");
     wa.case_ack("alert-1", Some("ana")).expect("acknowledged");
     wa.case_note("alert-1", "seen on a").expect("noted");
+    // b edits later: last-writer-wins goes by the authors' clocks (ms).
+    tokio::time::sleep(Duration::from_millis(20)).await;
     wb.intel_add("evil.example", "phishing", None)
         .expect("added");
     wb.case_note("alert-1", "seen on b").expect("noted");
