@@ -104,6 +104,16 @@ impl Docs {
             DocKind::Cases => self.cases.document_mut(),
         }
     }
+
+    /// The document of `kind` and its sync state with `peer` (new if none).
+    fn with_peer(&mut self, kind: DocKind, peer: PeerId) -> (&mut Document, &mut PeerSync) {
+        let doc = match kind {
+            DocKind::Intel => self.intel.document_mut(),
+            DocKind::Cases => self.cases.document_mut(),
+        };
+        let state = self.peers.entry((peer, kind)).or_default();
+        (doc, state)
+    }
 }
 
 /// The node's shared workspace.
@@ -327,17 +337,7 @@ impl Workspace {
             return Err("malformed: not a workspace envelope".into());
         };
         let mut docs = lock(&self.docs);
-        let Docs {
-            intel,
-            cases,
-            peers,
-            ..
-        } = &mut *docs;
-        let doc = match kind {
-            DocKind::Intel => intel.document_mut(),
-            DocKind::Cases => cases.document_mut(),
-        };
-        let state = peers.entry((peer, kind)).or_insert_with(PeerSync::new);
+        let (doc, state) = docs.with_peer(kind, peer);
         let admitted = |k: &[u8; 32]| self.is_admitted(k);
         let outcome = match doc.sync_in(state, bytes, &admitted, &self.key) {
             Ok(o) => o,
@@ -376,17 +376,8 @@ impl Workspace {
     /// What to send `peer` next for `kind`, if anything.
     fn next_out(&self, peer: PeerId, kind: DocKind) -> Option<Vec<u8>> {
         let mut docs = lock(&self.docs);
-        let Docs {
-            intel,
-            cases,
-            peers,
-            ..
-        } = &mut *docs;
-        let doc = match kind {
-            DocKind::Intel => intel.document_mut(),
-            DocKind::Cases => cases.document_mut(),
-        };
-        let out = doc.sync_out(peers.entry((peer, kind)).or_insert_with(PeerSync::new))?;
+        let (doc, state) = docs.with_peer(kind, peer);
+        let out = doc.sync_out(state)?;
         let mut s = lock(&self.stats);
         s.sent_messages += 1;
         s.sent_bytes += out.len() as u64;
