@@ -238,13 +238,7 @@ impl CaseNotes {
 
     /// Wraps a loaded document; it must be of kind cases.
     pub fn from_document(doc: Document) -> Result<CaseNotes, WsError> {
-        match doc.kind() {
-            DocKind::Cases => Ok(CaseNotes { doc }),
-            found => Err(WsError::WrongKind {
-                expected: DocKind::Cases,
-                found,
-            }),
-        }
+        doc.of_kind(DocKind::Cases).map(|doc| CaseNotes { doc })
     }
 
     pub fn document(&self) -> &Document {
@@ -278,13 +272,13 @@ impl CaseNotes {
         signer: &SigningKey,
     ) -> Result<Case, CaseError> {
         check_alert(alert)?;
-        let body = to_body(&StatusBody { status })?;
-        self.doc.put(
-            &format!("{}status", prefix(alert)),
-            Entry::new(body, now_ms, signer),
+        self.put_field(
+            alert,
+            "status",
+            to_body(&StatusBody { status })?,
+            now_ms,
             signer,
-        )?;
-        Ok(self.show(alert))
+        )
     }
 
     /// Sets or clears the assignee.
@@ -304,8 +298,20 @@ impl CaseNotes {
         let body = to_body(&AssigneeBody {
             assignee: assignee.map(str::to_owned),
         })?;
+        self.put_field(alert, "assignee", body, now_ms, signer)
+    }
+
+    /// Writes one last-writer-wins field of a case; returns the case.
+    fn put_field(
+        &mut self,
+        alert: &str,
+        field: &str,
+        body: serde_json::Value,
+        now_ms: u64,
+        signer: &SigningKey,
+    ) -> Result<Case, CaseError> {
         self.doc.put(
-            &format!("{}assignee", prefix(alert)),
+            &format!("{}{field}", prefix(alert)),
             Entry::new(body, now_ms, signer),
             signer,
         )?;

@@ -227,6 +227,18 @@ impl Document {
         self.kind
     }
 
+    /// This document, if it is of `kind`.
+    pub fn of_kind(self, kind: DocKind) -> Result<Document, WsError> {
+        if self.kind == kind {
+            Ok(self)
+        } else {
+            Err(WsError::WrongKind {
+                expected: kind,
+                found: self.kind,
+            })
+        }
+    }
+
     pub fn epoch(&self) -> EpochId {
         self.epoch
     }

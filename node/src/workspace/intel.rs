@@ -95,13 +95,7 @@ impl ThreatIntel {
 
     /// Wraps a loaded document; it must be of kind intel.
     pub fn from_document(doc: Document) -> Result<ThreatIntel, WsError> {
-        match doc.kind() {
-            DocKind::Intel => Ok(ThreatIntel { doc }),
-            found => Err(WsError::WrongKind {
-                expected: DocKind::Intel,
-                found,
-            }),
-        }
+        doc.of_kind(DocKind::Intel).map(|doc| ThreatIntel { doc })
     }
 
     pub fn document(&self) -> &Document {

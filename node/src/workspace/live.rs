@@ -144,22 +144,17 @@ fn now_ms() -> u64 {
     amoskys_sensors::now_ns() / 1_000_000
 }
 
-fn load(store: &Store, kind: DocKind) -> Result<Option<Document>, OpenError> {
+/// The document kept in the store under `kind`'s name, and its size.
+fn load(store: &Store, kind: DocKind) -> Result<Option<(Document, usize)>, OpenError> {
     let Some(bytes) = store.get_document(kind.label())? else {
         return Ok(None);
     };
-    let corrupt = |source| OpenError::Corrupt {
-        name: kind.label(),
-        source,
-    };
-    let doc = Document::load(&bytes).map_err(corrupt)?;
-    if doc.kind() != kind {
-        return Err(corrupt(WsError::Corrupt(format!(
-            "holds a {} document",
-            doc.kind().label()
-        ))));
-    }
-    Ok(Some(doc))
+    Document::load(&bytes)
+        .map(|doc| Some((doc, bytes.len())))
+        .map_err(|source| OpenError::Corrupt {
+            name: kind.label(),
+            source,
+        })
 }
 
 impl Workspace {
@@ -169,28 +164,24 @@ impl Workspace {
         key: SigningKey,
         settings: Settings,
     ) -> Result<Arc<Workspace>, OpenError> {
-        let intel = match load(&store, DocKind::Intel)? {
-            Some(d) => ThreatIntel::from_document(d).map_err(|source| OpenError::Corrupt {
-                name: "intel",
-                source,
-            })?,
-            None => ThreatIntel::new(),
+        let corrupt = |name| move |source| OpenError::Corrupt { name, source };
+        // A stored document of the wrong kind is refused as corrupt.
+        let (intel, intel_size) = match load(&store, DocKind::Intel)? {
+            Some((d, size)) => (
+                ThreatIntel::from_document(d).map_err(corrupt("intel"))?,
+                size,
+            ),
+            None => (ThreatIntel::new(), 0),
         };
-        let cases = match load(&store, DocKind::Cases)? {
-            Some(d) => CaseNotes::from_document(d).map_err(|source| OpenError::Corrupt {
-                name: "cases",
-                source,
-            })?,
-            None => CaseNotes::new(),
+        let (cases, cases_size) = match load(&store, DocKind::Cases)? {
+            Some((d, size)) => (CaseNotes::from_document(d).map_err(corrupt("cases"))?, size),
+            None => (CaseNotes::new(), 0),
         };
         let (matcher, _) = watch::channel(Arc::new(intel.matcher(now_ms())));
         let me = key.verifying_key().to_bytes();
         Ok(Arc::new(Workspace {
             docs: Mutex::new(Docs {
-                saved: HashMap::from([
-                    (DocKind::Intel, intel.document().len_bytes()),
-                    (DocKind::Cases, cases.document().len_bytes()),
-                ]),
+                saved: HashMap::from([(DocKind::Intel, intel_size), (DocKind::Cases, cases_size)]),
                 floor: HashMap::new(),
                 intel,
                 cases,
