@@ -119,6 +119,29 @@ fn size_retention_deletes_the_oldest_events() {
     assert!(after < before, "size {before} -> {after}, cutoff {cutoff}");
 }
 
+/// Open files of this process that refer to `dir` itself (Linux).
+fn directory_handles(dir: &std::path::Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == dir))
+        .count()
+}
+
+/// Labs run hundreds of nodes on one host, so a node's open files count:
+/// a new database holds as few directory handles as a reopened one.
+#[test]
+fn a_new_store_holds_two_directory_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&path).unwrap();
+    assert_eq!(directory_handles(&path), 2);
+    drop(store);
+    let _store = Store::open(&path).unwrap();
+    assert_eq!(directory_handles(&path), 2);
+}
+
 #[test]
 fn second_opener_gets_a_clear_lock_error() {
     let dir = tempfile::tempdir().expect("tempdir");

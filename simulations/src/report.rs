@@ -94,6 +94,14 @@ pub fn markdown(o: &Outcome) -> String {
         q(0.99),
         q(1.0)
     );
+    if o.latencies_ms.len() < o.delivered {
+        let _ = writeln!(
+            m,
+            "Latencies are over the {} deliveries whose announcement the simulator heard; the other {} were counted in the nodes' stores.\n",
+            o.latencies_ms.len(),
+            o.delivered - o.latencies_ms.len()
+        );
+    }
     let _ = writeln!(m, "| invariant | held | detail |\n|---|---|---|");
     for i in &o.invariants {
         let _ = writeln!(
