@@ -53,19 +53,13 @@ impl LabMember {
         let (req_tx, mut req_rx) = mpsc::channel::<InboundRequest>(256);
         let (mesh, mesh_task) = net::start(
             MeshConfig {
-                keypair: key.clone(),
-                listen: vec!["127.0.0.1:0".parse().map_err(|_| "address")?],
                 bootstrap,
-                mdns: false,
-                kademlia: false,
-                psk: None,
                 validator: ValidatorConfig {
                     admitted,
                     ..ValidatorConfig::default()
                 },
-                ledger: None,
                 requests: Some(req_tx),
-                tap: None,
+                ..MeshConfig::loopback(key.clone())
             },
             received_tx,
         )

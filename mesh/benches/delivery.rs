@@ -87,19 +87,12 @@ async fn run(n: usize, alerts: usize) {
         let (tx, mut rx) = mpsc::channel::<Received>(4096);
         let (handle, task) = net::start(
             MeshConfig {
-                keypair: Keypair::ed25519_from_bytes(key.to_bytes()).expect("key"),
-                listen: vec!["127.0.0.1:0".parse().expect("addr")],
                 bootstrap,
-                mdns: false,
-                kademlia: false,
-                psk: None,
                 validator: ValidatorConfig {
                     admitted: admitted.clone(),
                     ..ValidatorConfig::default()
                 },
-                ledger: None,
-                requests: None,
-                tap: None,
+                ..MeshConfig::loopback(Keypair::ed25519_from_bytes(key.to_bytes()).expect("key"))
             },
             tx,
         )

@@ -2,7 +2,7 @@
 //! star around a bootstrap node, forwarding only what each has stored;
 //! forged, tampered, unknown, replayed, oversized and garbage messages
 //! rejected and counted while good alerts still flow; a pre-shared key that
-//! keeps strangers out.
+//! keeps strangers out; QUIC beside TCP unless turned off.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -100,10 +100,7 @@ async fn node_with(
     let (tx, mut rx) = mpsc::channel::<Received>(1024);
     let (handle, task) = net::start(
         MeshConfig {
-            keypair: keypair(&key),
-            listen: vec![loopback()],
             bootstrap,
-            mdns: false,
             kademlia: true,
             psk,
             validator: ValidatorConfig {
@@ -111,8 +108,7 @@ async fn node_with(
                 ..ValidatorConfig::default()
             },
             ledger: Some(ledger.clone()),
-            requests: None,
-            tap: None,
+            ..MeshConfig::loopback(keypair(&key))
         },
         tx,
     )
@@ -362,6 +358,39 @@ async fn a_node_without_the_network_key_cannot_connect() {
     assert!(wrong.handle.peers().await.expect("peers").is_empty());
     assert_eq!(a.handle.peers().await.expect("peers").len(), 1);
     let _ = tcp_multiaddr(loopback());
+}
+
+/// The transports a mesh listens on, once it listens.
+async fn listening_on(quic: bool) -> (bool, bool) {
+    let (tx, _rx) = mpsc::channel::<Received>(16);
+    let (handle, task) = net::start(
+        MeshConfig {
+            quic,
+            ..MeshConfig::loopback(keypair(&SigningKey::from_bytes(&[5; 32])))
+        },
+        tx,
+    )
+    .await
+    .expect("mesh starts");
+    let has =
+        |addrs: &[Multiaddr], proto: &str| addrs.iter().any(|a| a.to_string().contains(proto));
+    let end = Instant::now() + WAIT;
+    let mut addrs = Vec::new();
+    while Instant::now() < end && !has(&addrs, "/tcp/") {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        addrs = handle.listen_addrs().await.expect("listen addrs");
+    }
+    // A QUIC listener reports within a moment of the TCP one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let addrs = handle.listen_addrs().await.expect("listen addrs");
+    task.abort();
+    (has(&addrs, "/tcp/"), has(&addrs, "/quic-v1"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_listens_beside_tcp_unless_turned_off() {
+    assert_eq!(listening_on(true).await, (true, true));
+    assert_eq!(listening_on(false).await, (true, false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,12 +24,7 @@ async fn start(
     let (tx, mut rx) = mpsc::channel::<Received>(16);
     let (handle, task) = net::start(
         MeshConfig {
-            keypair: Keypair::ed25519_from_bytes(key(seed).to_bytes()).expect("key"),
-            listen: vec!["127.0.0.1:0".parse().expect("addr")],
             bootstrap,
-            mdns: false,
-            kademlia: false,
-            psk: None,
             validator: ValidatorConfig {
                 admitted: admitted
                     .iter()
@@ -37,9 +32,8 @@ async fn start(
                     .collect(),
                 ..ValidatorConfig::default()
             },
-            ledger: None,
             requests,
-            tap: None,
+            ..MeshConfig::loopback(Keypair::ed25519_from_bytes(key(seed).to_bytes()).expect("key"))
         },
         tx,
     )

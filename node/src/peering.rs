@@ -92,6 +92,7 @@ impl Peering {
                 bootstrap,
                 mdns: config.mesh.mdns,
                 kademlia: config.mesh.kademlia,
+                quic: config.mesh.quic,
                 psk,
                 validator: ValidatorConfig {
                     admitted,

@@ -158,6 +158,10 @@ impl Store {
         // preallocates on disk (1.1 x the largest buffer: 70 MB a node
         // instead of 18 MB).
         opts.set_write_buffer_size(1 << 20);
+        // A column family with few writes (alerts, meta) keeps every WAL
+        // file since its oldest unflushed write; past 32 MiB of WAL RocksDB
+        // flushes it instead. Its default bound here would be 232 MiB.
+        opts.set_max_total_wal_size(32 << 20);
         let descriptors = || {
             Cf::ALL.iter().map(|cf| {
                 let mut o = Options::default();

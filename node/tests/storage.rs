@@ -121,9 +121,9 @@ fn size_retention_deletes_the_oldest_events() {
 
 /// Open files of this process that refer to `dir` itself (Linux).
 fn directory_handles(dir: &std::path::Path) -> usize {
-    let dir = dir.canonicalize().unwrap();
+    let dir = dir.canonicalize().expect("the directory exists");
     std::fs::read_dir("/proc/self/fd")
-        .unwrap()
+        .expect("/proc/self/fd (Linux)")
         .flatten()
         .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == dir))
         .count()
@@ -133,12 +133,12 @@ fn directory_handles(dir: &std::path::Path) -> usize {
 /// a new database holds as few directory handles as a reopened one.
 #[test]
 fn a_new_store_holds_two_directory_handles() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("db");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path).expect("store opens");
     assert_eq!(directory_handles(&path), 2);
     drop(store);
-    let _store = Store::open(&path).unwrap();
+    let _store = Store::open(&path).expect("store opens");
     assert_eq!(directory_handles(&path), 2);
 }
 

@@ -9,7 +9,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use amoskys_mesh::{MeshConfig, Received, Service, ValidatorConfig, net};
+use amoskys_mesh::{MeshConfig, Received, Service, net};
 use amoskys_node::Node;
 use amoskys_node::identity::{Identity, KEY_FILE};
 use amoskys_node::workspace::{PeerSync, Status, ThreatIntel, Workspace};
@@ -289,20 +289,13 @@ async fn hostile_sync_messages_are_refused_and_change_nothing() {
     let (tx, _rx) = tokio::sync::mpsc::channel::<Received>(4);
     let (mesh, task) = net::start(
         MeshConfig {
-            keypair,
-            listen: vec!["127.0.0.1:0".parse().expect("addr")],
             bootstrap: vec![
                 format!("/ip4/127.0.0.1/tcp/{}", mesh_port(&n).await)
                     .parse()
                     .expect("addr"),
             ],
-            mdns: false,
-            kademlia: false,
-            psk: None,
-            validator: ValidatorConfig::default(),
-            ledger: None,
-            requests: None,
-            tap: None,
+            quic: false,
+            ..MeshConfig::loopback(keypair)
         },
         tx,
     )

@@ -14,15 +14,15 @@ pub(crate) fn sample_leaders(
     leaders: &mut BTreeMap<u64, BTreeSet<String>>,
 ) {
     for n in nodes.iter().flatten() {
-        if let Some(c) = n.cluster() {
-            let m = c.raft().metrics().borrow().clone();
-            // A node that believes it leads its term.
-            if m.current_leader == Some(m.id) {
-                leaders
-                    .entry(m.current_term)
-                    .or_default()
-                    .insert(m.id.to_string());
-            }
+        // A node that believes it leads its term. Read in place: a copy of
+        // a leader's metrics holds every member's replication state.
+        let led = n.cluster().and_then(|c| {
+            let m = c.raft().metrics();
+            let m = m.borrow();
+            (m.current_leader == Some(m.id)).then_some((m.current_term, m.id))
+        });
+        if let Some((term, id)) = led {
+            leaders.entry(term).or_default().insert(id.to_string());
         }
     }
 }

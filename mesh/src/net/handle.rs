@@ -19,8 +19,8 @@ use crate::sync::AlertLedger;
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
     pub keypair: Keypair,
-    /// Each address listens on TCP, and on QUIC (UDP, same port) unless a
-    /// pre-shared key is set.
+    /// Each address listens on TCP, and on QUIC (UDP, same port) when
+    /// `quic` is on and no pre-shared key is set.
     pub listen: Vec<SocketAddr>,
     /// Peers dialled at start and whenever they are not connected (the
     /// air-gapped case needs nothing else).
@@ -30,6 +30,8 @@ pub struct MeshConfig {
     /// Find peers of peers through a Kademlia DHT (for meshes larger than a
     /// bootstrap list).
     pub kademlia: bool,
+    /// Listen on QUIC beside TCP (ignored with a pre-shared key).
+    pub quic: bool,
     /// Closes the mesh to peers without this key.
     pub psk: Option<[u8; 32]>,
     pub validator: ValidatorConfig,
@@ -42,6 +44,28 @@ pub struct MeshConfig {
     /// Gets a copy of every application message this node puts on the
     /// wire (tests and labs that prove what crosses between nodes).
     pub tap: Option<mpsc::UnboundedSender<Tapped>>,
+}
+
+impl MeshConfig {
+    /// A mesh on an ephemeral loopback port that dials no one and finds no
+    /// one by itself, for tests, labs and simulations: mDNS and Kademlia
+    /// off, QUIC on, no network key, default validation, no ledger, request
+    /// handler or tap. Set the fields that differ.
+    pub fn loopback(keypair: Keypair) -> MeshConfig {
+        MeshConfig {
+            keypair,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            bootstrap: Vec::new(),
+            mdns: false,
+            kademlia: false,
+            quic: true,
+            psk: None,
+            validator: ValidatorConfig::default(),
+            ledger: None,
+            requests: None,
+            tap: None,
+        }
+    }
 }
 
 /// A copy of a message this node sent. Gossipsub also relays other

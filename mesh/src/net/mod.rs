@@ -76,7 +76,7 @@ pub async fn start(
         .map_err(|e| MeshError::Transport(e.to_string()))?;
     for addr in &cfg.listen {
         let mut addrs = vec![tcp_multiaddr(*addr)];
-        if cfg.psk.is_none() {
+        if cfg.quic && cfg.psk.is_none() {
             addrs.push(quic_multiaddr(*addr));
         }
         for a in addrs {

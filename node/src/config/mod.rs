@@ -110,6 +110,7 @@ pub struct MeshSection {
     pub bootstrap: Vec<String>,
     pub mdns: bool,
     pub kademlia: bool,
+    pub quic: bool,
     pub admitted: Vec<String>,
     pub network_key_file: String,
     pub alert_window_secs: u64,
