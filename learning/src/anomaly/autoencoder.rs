@@ -11,6 +11,8 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::TrainConfig;
+
 /// Layer widths: inputs → hidden → bottleneck → hidden → inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
@@ -230,6 +232,39 @@ pub fn feature_error(shape: Shape, params: &[f32], rows: &[&[f32]], device: &Dev
     }
     let n = rows.len().max(1) as f64;
     sum.into_iter().map(|s| (s / n) as f32).collect()
+}
+
+/// Trains the ensemble's members (none for the tails model), each from
+/// its own seed and, when given, from the matching `start` member.
+pub fn fit_members(
+    rows: &[&[f32]],
+    shape: Shape,
+    cfg: &TrainConfig,
+    epochs: usize,
+    seed: u64,
+    start: Option<&[Member]>,
+) -> Vec<Member> {
+    if !cfg.uses_network() {
+        return Vec::new();
+    }
+    let device = Device::flex();
+    (0..cfg.members)
+        .map(|m| {
+            let fit = Fit {
+                epochs,
+                batch: cfg.batch,
+                learning_rate: cfg.learning_rate,
+                seed: seed.wrapping_add(m as u64),
+            };
+            let from = start.and_then(|s| s.get(m)).map(|s| s.params.as_slice());
+            let params = train(rows, shape, fit, from);
+            let feature_error = feature_error(shape, &params, rows, &device);
+            Member {
+                params,
+                feature_error,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

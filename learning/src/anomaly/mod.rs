@@ -26,7 +26,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 pub use autoencoder::Shape;
-use autoencoder::{Fit, Member, Scorer};
+use autoencoder::{Member, Scorer, fit_members};
 pub use tails::{Side, TailCounts, Tails};
 
 /// Version of the stored model format ([`AnomalyModel::to_bytes`]).
@@ -572,39 +572,6 @@ fn check_rows(rows: &[&[f32]], inputs: usize) -> Result<(), TrainError> {
         }
     }
     Ok(())
-}
-
-/// Trains the ensemble's members (none for the tails model), each from
-/// its own seed and, when given, from the matching `start` member.
-fn fit_members(
-    rows: &[&[f32]],
-    shape: Shape,
-    cfg: &TrainConfig,
-    epochs: usize,
-    seed: u64,
-    start: Option<&[Member]>,
-) -> Vec<Member> {
-    if !cfg.uses_network() {
-        return Vec::new();
-    }
-    let device = Device::flex();
-    (0..cfg.members)
-        .map(|m| {
-            let fit = Fit {
-                epochs,
-                batch: cfg.batch,
-                learning_rate: cfg.learning_rate,
-                seed: seed.wrapping_add(m as u64),
-            };
-            let from = start.and_then(|s| s.get(m)).map(|s| s.params.as_slice());
-            let params = autoencoder::train(rows, shape, fit, from);
-            let feature_error = autoencoder::feature_error(shape, &params, rows, &device);
-            Member {
-                params,
-                feature_error,
-            }
-        })
-        .collect()
 }
 
 /// The error column's value in [0, 1].

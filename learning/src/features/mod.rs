@@ -18,12 +18,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use amoskys_sensors::event::{
-    DeviceMetrics, Event, EventBody, FlowEnd, FlowRecord, ProcessActivity, ProcessActivityKind,
-    SocketActivity, SocketActivityKind, Transport,
+    DeviceMetrics, Event, EventBody, FlowRecord, ProcessActivity, ProcessActivityKind,
+    SocketActivity, SocketActivityKind,
 };
 
 use crate::Subject;
-use crate::window::CappedSet;
+
+mod accumulators;
+use accumulators::{DeviceAcc, Ewma, HostAcc, ProcessAcc, SourceAcc};
 
 /// Version of every schema below; bumped when a feature is added, removed,
 /// reordered or rescaled.
@@ -171,198 +173,6 @@ fn ratio(part: u64, whole: u64) -> f32 {
 fn is_shell(exe: &str) -> bool {
     let name = exe.rsplit('/').next().unwrap_or(exe);
     SHELLS.contains(&name)
-}
-
-#[derive(Debug, Default)]
-struct SourceAcc {
-    flows: u64,
-    ports: CappedSet<u16>,
-    hosts: CappedSet<IpAddr>,
-    syn: u64,
-    syn_no_ack: u64,
-    tcp: u64,
-    failed: u64,
-    completed: u64,
-    bytes_out: u64,
-    bytes_in: u64,
-    packets_out: u64,
-    packets_in: u64,
-    udp: u64,
-    icmp: u64,
-}
-
-impl SourceAcc {
-    fn add(&mut self, f: &FlowRecord) {
-        self.flows += 1;
-        self.ports.insert(f.dst_port);
-        self.hosts.insert(f.dst);
-        self.bytes_out += f.forward.bytes;
-        self.bytes_in += f.reverse.bytes;
-        self.packets_out += f.forward.packets;
-        self.packets_in += f.reverse.packets;
-        match f.transport {
-            Transport::Tcp => {
-                self.tcp += 1;
-                self.syn += u64::from(f.tcp_flags.syn);
-                self.syn_no_ack += u64::from(f.tcp_flags.syn_no_ack);
-                if f.tcp_flags.syn_ack == 0 || f.reverse.packets == 0 {
-                    self.failed += 1;
-                } else if f.end == FlowEnd::End {
-                    self.completed += 1;
-                }
-            }
-            Transport::Udp => self.udp += 1,
-            Transport::Icmp | Transport::Icmpv6 => self.icmp += 1,
-            Transport::Other(_) => {}
-        }
-    }
-
-    fn values(&self) -> Vec<f32> {
-        vec![
-            log_scale(self.flows as f64, 1e5),
-            log_scale(self.ports.len() as f64, 65_536.0),
-            log_scale(self.hosts.len() as f64, 65_536.0),
-            ratio(self.syn_no_ack, self.syn),
-            ratio(self.failed, self.tcp),
-            ratio(self.completed, self.tcp),
-            log_scale(self.bytes_out as f64, 1e10),
-            log_scale(self.bytes_in as f64, 1e10),
-            log_scale(self.packets_out as f64, 1e8),
-            log_scale(self.packets_in as f64, 1e8),
-            log_scale(self.bytes_out as f64 / self.flows.max(1) as f64, 1e8),
-            ratio(self.udp, self.flows),
-            ratio(self.icmp, self.flows),
-        ]
-    }
-}
-
-#[derive(Debug, Default)]
-struct HostAcc {
-    launches: u64,
-    programs: CappedSet<String>,
-    rare_pairs: u64,
-    shells: u64,
-    root_launches: u64,
-    exits: u64,
-    listens: u64,
-    connects: u64,
-    accepts: u64,
-    remotes: CappedSet<IpAddr>,
-    opens: u64,
-    files: CappedSet<String>,
-}
-
-impl HostAcc {
-    fn values(&self) -> Vec<f32> {
-        vec![
-            log_scale(self.launches as f64, 1e5),
-            log_scale(self.programs.len() as f64, 1e4),
-            log_scale(self.rare_pairs as f64, 1e3),
-            log_scale(self.shells as f64, 1e4),
-            ratio(self.root_launches, self.launches),
-            log_scale(self.exits as f64, 1e5),
-            log_scale(self.listens as f64, 1e3),
-            log_scale(self.connects as f64, 1e5),
-            log_scale(self.accepts as f64, 1e5),
-            log_scale(self.remotes.len() as f64, 1e5),
-            log_scale(self.opens as f64, 1e6),
-            log_scale(self.files.len() as f64, 1e5),
-        ]
-    }
-}
-
-#[derive(Debug, Default)]
-struct ProcessAcc {
-    launches: u64,
-    children: u64,
-    child_programs: CappedSet<String>,
-    shell_children: u64,
-    connects: u64,
-    accepts: u64,
-    listens: u64,
-    remotes: CappedSet<IpAddr>,
-    remote_ports: CappedSet<u16>,
-    opens: u64,
-    files: CappedSet<String>,
-}
-
-impl ProcessAcc {
-    fn values(&self) -> Vec<f32> {
-        vec![
-            log_scale(self.launches as f64, 1e4),
-            log_scale(self.children as f64, 1e4),
-            log_scale(self.child_programs.len() as f64, 1e3),
-            log_scale(self.shell_children as f64, 1e3),
-            log_scale(self.connects as f64, 1e5),
-            log_scale(self.accepts as f64, 1e5),
-            log_scale(self.listens as f64, 1e3),
-            log_scale(self.remotes.len() as f64, 1e5),
-            log_scale(self.remote_ports.len() as f64, 65_536.0),
-            log_scale(self.opens as f64, 1e6),
-            log_scale(self.files.len() as f64, 1e5),
-        ]
-    }
-}
-
-#[derive(Debug, Default)]
-struct DeviceAcc {
-    polls: u64,
-    cpu: f64,
-    load: f64,
-    memory_used: f64,
-    in_bytes: f64,
-    out_bytes: f64,
-    in_packets: f64,
-    out_packets: f64,
-    errors: f64,
-    max_z: f64,
-    rebooted: bool,
-}
-
-impl DeviceAcc {
-    fn values(&self) -> Vec<f32> {
-        let n = self.polls.max(1) as f64;
-        vec![
-            (self.cpu / n / 100.0).clamp(0.0, 1.0) as f32,
-            log_scale(self.load / n, 1e3),
-            (self.memory_used / n).clamp(0.0, 1.0) as f32,
-            log_scale(self.in_bytes / n, 1e11),
-            log_scale(self.out_bytes / n, 1e11),
-            log_scale(self.in_packets / n, 1e9),
-            log_scale(self.out_packets / n, 1e9),
-            log_scale(self.errors / n, 1e6),
-            (self.max_z / 10.0).min(1.0) as f32,
-            f32::from(u8::from(self.rebooted)),
-        ]
-    }
-}
-
-/// Moving mean and variance of one interface's log byte rate.
-#[derive(Debug, Clone, Copy)]
-struct Ewma {
-    mean: f64,
-    var: f64,
-    seen: u32,
-}
-
-impl Ewma {
-    /// The z-score of `x` against what came before, then `x` joins.
-    fn observe(&mut self, x: f64) -> f64 {
-        let z = if self.seen >= 3 {
-            (x - self.mean).abs() / (self.var + 0.01).sqrt()
-        } else {
-            0.0
-        };
-        if self.seen == 0 {
-            self.mean = x;
-        } else {
-            let d = x - self.mean;
-            self.mean += EWMA_ALPHA * d;
-            self.var = (1.0 - EWMA_ALPHA) * (self.var + EWMA_ALPHA * d * d);
-        }
-        self.seen = self.seen.saturating_add(1);
-        z
-    }
 }
 
 /// Turns a stream of events into closed feature windows.

@@ -2,7 +2,8 @@
 
 use super::*;
 use amoskys_sensors::event::{
-    FlowCounters, InterfaceRates, LineageEntry, ProcessInfo, ProcessRef, TcpFlagCounts,
+    FlowCounters, FlowEnd, InterfaceRates, LineageEntry, ProcessInfo, ProcessRef, TcpFlagCounts,
+    Transport,
 };
 
 const S: u64 = 1_000_000_000;
