@@ -313,29 +313,20 @@ impl Cluster {
     /// Commits `cmd` through the leader, wherever it is, and returns its
     /// log id and outcome.
     pub async fn propose(&self, cmd: Command) -> Result<(LogId<NodeId>, Outcome), ClusterError> {
-        let mut last = String::new();
-        for _ in 0..3 {
-            let leader = self.leader().await?;
-            let result = if leader == self.settings.id {
-                write_local(&self.raft, cmd.clone()).await
-            } else {
-                match self
-                    .forward(leader, RaftRequest::Propose(cmd.clone()))
-                    .await
-                {
-                    Ok(RaftReply::Proposed(r)) => r,
-                    Ok(_) => Err("answer of another kind".into()),
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
-                Ok(done) => return Ok(done),
-                Err(e) if is_leader_change(&e) => last = e,
-                Err(e) => return Err(ClusterError::Rejected(e)),
+        let cmd = &cmd;
+        self.on_leader(|leader| async move {
+            if leader == self.settings.id {
+                return write_local(&self.raft, cmd.clone()).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Err(ClusterError::NoLeader(last))
+            match self
+                .forward(leader, RaftRequest::Propose(cmd.clone()))
+                .await?
+            {
+                RaftReply::Proposed(r) => r,
+                _ => Err("answer of another kind".into()),
+            }
+        })
+        .await
     }
 
     /// Admits `node` as a learner (the steward makes it a voter when the
@@ -355,20 +346,31 @@ impl Cluster {
     }
 
     async fn admin(&self, op: AdminOp) -> Result<(), ClusterError> {
+        let op = &op;
+        self.on_leader(|leader| async move {
+            if leader == self.settings.id {
+                return admin_local(&self.raft, op.clone()).await;
+            }
+            match self.forward(leader, RaftRequest::Admin(op.clone())).await? {
+                RaftReply::Admin(r) => r,
+                _ => Err("answer of another kind".into()),
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` against the current leader, again (3 tries, 200 ms
+    /// apart) while the leadership is changing.
+    async fn on_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T, ClusterError>
+    where
+        F: FnMut(NodeId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
         let mut last = String::new();
         for _ in 0..3 {
             let leader = self.leader().await?;
-            let result = if leader == self.settings.id {
-                admin_local(&self.raft, op.clone()).await
-            } else {
-                match self.forward(leader, RaftRequest::Admin(op.clone())).await {
-                    Ok(RaftReply::Admin(r)) => r,
-                    Ok(_) => Err("answer of another kind".into()),
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
-                Ok(()) => return Ok(()),
+            match attempt(leader).await {
+                Ok(done) => return Ok(done),
                 Err(e) if is_leader_change(&e) => last = e,
                 Err(e) => return Err(ClusterError::Rejected(e)),
             }

@@ -66,13 +66,7 @@ impl Store {
             if !key.starts_with(ALERT_RECORD_PREFIX) {
                 break;
             }
-            let alert: Alert =
-                serde_json::from_slice(&value).map_err(|e| StorageError::Decode {
-                    path: self.path.clone(),
-                    what: "alert",
-                    key: hex::encode(&key),
-                    message: e.to_string(),
-                })?;
+            let alert: Alert = self.decode("alert", &key, &value)?;
             out.push(alert);
             if out.len() >= limit.max(1) {
                 break;

@@ -259,13 +259,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf, mode) {
             let (key, value) = item.map_err(|e| self.db_err(e.to_string()))?;
-            let event: Event =
-                serde_json::from_slice(&value).map_err(|e| StorageError::Decode {
-                    path: self.path.clone(),
-                    what: "event",
-                    key: hex::encode(&key),
-                    message: e.to_string(),
-                })?;
+            let event: Event = self.decode("event", &key, &value)?;
             if query.class.is_some_and(|c| c != event.class()) {
                 continue;
             }
@@ -472,6 +466,21 @@ impl Store {
         self.db
             .cf_handle(cf.name())
             .ok_or_else(|| self.db_err(format!("column family {} is missing", cf.name())))
+    }
+
+    /// A stored JSON record, or an error naming what and where it was.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<T, StorageError> {
+        serde_json::from_slice(value).map_err(|e| StorageError::Decode {
+            path: self.path.clone(),
+            what,
+            key: hex::encode(key),
+            message: e.to_string(),
+        })
     }
 
     fn db_err(&self, message: String) -> StorageError {
