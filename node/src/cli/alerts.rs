@@ -1,6 +1,5 @@
 //! `amoskys alerts tail|export|verify`.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,7 +41,7 @@ pub enum AlertsCommand {
 
 pub fn run(cmd: AlertsCommand) -> ExitCode {
     match cmd {
-        AlertsCommand::Verify { file } => verify(&file),
+        AlertsCommand::Verify { file } => super::verify::alerts(&file),
         AlertsCommand::Tail { api, lines, json } => runtime(tail(api, lines, json)),
         AlertsCommand::Export {
             api,
@@ -63,7 +62,7 @@ fn runtime(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCo
     }
 }
 
-fn summary(a: &Alert) -> String {
+pub(super) fn summary(a: &Alert) -> String {
     let time = std::time::UNIX_EPOCH + Duration::from_nanos(a.body.time_ns);
     format!(
         "{} {:<8} {:<10} {:<24} {} (origin {}, seq {})",
@@ -157,48 +156,4 @@ async fn export(
     }
     print!("{text}");
     Ok(())
-}
-
-fn verify(file: &PathBuf) -> ExitCode {
-    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        match std::fs::File::open(file) {
-            Ok(f) => Box::new(std::io::BufReader::new(f)),
-            Err(e) => {
-                eprintln!("amoskys: cannot read {}: {e}", file.display());
-                return ExitCode::from(2);
-            }
-        }
-    };
-    let (mut good, mut bad) = (0usize, 0usize);
-    for (i, line) in reader.lines().enumerate() {
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("line {}: cannot read: {e}", i + 1);
-                bad += 1;
-                continue;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match Alert::decode(line.trim().as_bytes()) {
-            Ok(a) => {
-                good += 1;
-                println!("line {}: ok  {}", i + 1, summary(&a));
-            }
-            Err(e) => {
-                bad += 1;
-                println!("line {}: FAILED  {e}", i + 1);
-            }
-        }
-    }
-    println!("{good} verified, {bad} failed");
-    if bad == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }

@@ -4,6 +4,7 @@ mod alerts;
 mod cluster;
 mod eval;
 mod models;
+mod verify;
 mod workspace;
 
 use eval::EvalCommand;
