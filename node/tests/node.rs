@@ -321,7 +321,11 @@ fn binary_runs_reports_status_and_stops_on_sigterm() {
         .expect("status runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("procfs healthy"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("procfs") && l.contains("healthy")),
+        "the sensors table has a procfs row: {text}"
+    );
     assert!(
         text.lines()
             .next()
@@ -369,4 +373,24 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_named_with_its_cause() {
+    // Another program holds the mesh port, on TCP and UDP (QUIC).
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+    let port = tcp.local_addr().expect("addr").port();
+    let _udp = std::net::UdpSocket::bind(("127.0.0.1", port)).ok();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = format!("mesh.listen=[\"127.0.0.1:{port}\"]");
+    let err = Node::start(common::quiet_config(dir.path(), &[&listen]))
+        .await
+        .err()
+        .expect("the node cannot start on a taken port");
+    let text = err.to_string();
+    assert!(
+        text.contains(&port.to_string()) && text.to_lowercase().contains("in use"),
+        "the address and the cause are named: {text}"
+    );
+    assert!(text.contains("mesh.listen"), "the setting is named: {text}");
 }

@@ -432,25 +432,50 @@ async fn the_intel_and_case_commands_edit_and_show_the_workspace() {
         .expect("runs");
     assert!(!ok && out.contains("not in the threat intel"), "{out}");
 
-    let (ok, out) = run(vec!["case", "ack", "a1b2", "--assignee", "ana"])
+    // A case names a stored alert; an unknown id is refused, nothing written.
+    let (ok, out) = run(vec!["case", "ack", "deadbeef"]).await.expect("runs");
+    assert!(
+        !ok && out.contains("404") && out.contains("deadbeef"),
+        "{out}"
+    );
+    assert!(n.workspace().case_list().is_empty(), "nothing was written");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let alert = amoskys_mesh::Alert::sign(
+        amoskys_mesh::AlertBody {
+            seq: 0,
+            time_ns: 1_800_000_000_000_000_000,
+            severity: "high".into(),
+            category: "discovery".into(),
+            technique: "T1046".into(),
+            rule: "port_scan".into(),
+            score: 0.9,
+            subject: "source_ip:192.0.2.7".into(),
+            evidence: Vec::new(),
+        },
+        &key,
+    );
+    n.store()
+        .put_alerts(std::slice::from_ref(&alert))
+        .expect("stored");
+    let id: &'static str = Box::leak(alert.id.clone().into_boxed_str());
+
+    let (ok, out) = run(vec!["case", "ack", id, "--assignee", "ana"])
         .await
         .expect("runs");
     assert!(
         ok && out.contains("acknowledged") && out.contains("ana"),
         "{out}"
     );
-    let (ok, out) = run(vec!["case", "note", "a1b2", "host isolated"])
+    let (ok, out) = run(vec!["case", "note", id, "host isolated"])
         .await
         .expect("runs");
     assert!(ok && out.contains("host isolated"), "{out}");
-    let (ok, out) = run(vec!["case", "show", "a1b2", "--json"])
-        .await
-        .expect("runs");
+    let (ok, out) = run(vec!["case", "show", id, "--json"]).await.expect("runs");
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
     assert_eq!(v["case"]["status"], "acknowledged");
     assert_eq!(v["case"]["notes"][0]["text"], "host isolated");
-    let (ok, out) = run(vec!["case", "status", "a1b2", "closed"])
+    let (ok, out) = run(vec!["case", "status", id, "closed"])
         .await
         .expect("runs");
     assert!(!ok && out.contains("status"), "{out}");

@@ -15,7 +15,9 @@ pub struct Weighted {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum Rule {
-    /// Mean weighted by samples (McMahan et al.).
+    /// Mean weighted by samples (McMahan et al.). Written `fedavg`, the
+    /// name `--help` and the docs use; `fed_avg` is read too.
+    #[serde(rename = "fedavg", alias = "fed_avg")]
     FedAvg,
     /// Coordinate-wise median: robust while fewer than half are bad.
     Median,
@@ -360,6 +362,29 @@ mod tests {
         assert_eq!(
             aggregate(Rule::TrimmedMean { trim: 0.5 }, &ok),
             Err(AggregateError::Trim(0.5))
+        );
+    }
+
+    #[test]
+    fn rules_are_written_by_the_names_the_docs_use() {
+        let written = serde_json::to_value(Rule::FedAvg).expect("serializes");
+        assert_eq!(written, serde_json::json!({ "rule": "fedavg" }));
+        assert_eq!(Rule::FedAvg.name(), "fedavg");
+        for name in ["fedavg", "fed_avg"] {
+            let read: Rule =
+                serde_json::from_value(serde_json::json!({ "rule": name })).expect("reads");
+            assert_eq!(read, Rule::FedAvg);
+        }
+        let read: Rule = serde_json::from_value(
+            serde_json::json!({ "rule": "multi_krum", "byzantine": 1, "select": 0 }),
+        )
+        .expect("reads");
+        assert_eq!(
+            read,
+            Rule::MultiKrum {
+                byzantine: 1,
+                select: 0
+            }
         );
     }
 }

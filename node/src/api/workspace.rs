@@ -19,6 +19,24 @@ fn refused(e: EditError) -> Response {
 
 /// Runs a workspace call off the async threads (a large document takes
 /// milliseconds to save).
+/// Case edits name an alert this node holds; an unknown id is a typo (or
+/// an alert not received yet), refused with 404 before anything is written.
+async fn known_alert(state: &ApiState, id: &str) -> Result<(), Response> {
+    let store = state.store.clone();
+    let owned = id.to_owned();
+    match tokio::task::spawn_blocking(move || store.alert(&owned)).await {
+        Ok(Ok(Some(_))) => Ok(()),
+        Ok(Ok(None)) => Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "alert {id:?}: no such alert is stored on this node (ids are the 32 hex characters `amoskys alerts tail` prints)"
+            ),
+        )),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     state: &ApiState,
     f: impl FnOnce(&crate::workspace::Workspace) -> T + Send + 'static,
@@ -122,6 +140,9 @@ pub(super) async fn ack(
     body: Option<Json<AckBody>>,
 ) -> Response {
     let assignee = body.and_then(|b| b.0.assignee);
+    if let Err(r) = known_alert(&state, &alert).await {
+        return r;
+    }
     match blocking(&state, move |w| w.case_ack(&alert, assignee.as_deref())).await {
         Ok(Ok(case)) => Json(serde_json::json!({ "case": case })).into_response(),
         Ok(Err(e)) => refused(e),
@@ -146,6 +167,9 @@ pub(super) async fn status(
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("status: {e}")),
     };
+    if let Err(r) = known_alert(&state, &alert).await {
+        return r;
+    }
     match blocking(&state, move |w| w.case_status(&alert, status)).await {
         Ok(Ok(case)) => Json(serde_json::json!({ "case": case })).into_response(),
         Ok(Err(e)) => refused(e),
@@ -165,6 +189,9 @@ pub(super) async fn note(
     Path(alert): Path<String>,
     Json(body): Json<NoteBody>,
 ) -> Response {
+    if let Err(r) = known_alert(&state, &alert).await {
+        return r;
+    }
     match blocking(&state, move |w| w.case_note(&alert, &body.text)).await {
         Ok(Ok(note)) => (
             StatusCode::CREATED,

@@ -4,12 +4,26 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use reqwest::Method;
 
-const API_HELP: &str = "API address of the node";
+use super::client::{self, Api, Body, ClientError, DEFAULT_API};
+use super::show::{self, print_table};
+
+/// The node to ask (every client command has it).
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// API address of the node.
+    #[arg(long = "api", value_name = "IP:PORT", default_value = DEFAULT_API)]
+    pub addr: String,
+}
+
+impl ApiArgs {
+    pub(super) fn client(&self) -> Api {
+        Api::new(&self.addr)
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -18,13 +32,13 @@ pub enum ClusterCommand {
         /// Peer ids of other first members.
         #[arg(long = "peer", value_name = "PEER_ID")]
         peers: Vec<String>,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
-    /// Leader, term, voters, learners and join requests.
+    /// Leader, term, quorum, voters, learners and join requests.
     Status {
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
@@ -34,8 +48,8 @@ pub enum ClusterCommand {
 pub enum MembersCommand {
     /// Members with their roles, pending join requests and removed nodes.
     List {
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
@@ -43,14 +57,20 @@ pub enum MembersCommand {
     /// to voters as its policy says).
     Admit {
         peer_id: String,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Remove a node; it is not admitted again automatically.
     Remove {
         peer_id: String,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print the committed membership as JSON, signed by the node (a
+    /// voter), for `amoskys alerts verify --members FILE`.
+    Export {
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -61,70 +81,34 @@ pub enum PolicyCommand {
         /// Read through the leader (linearizable).
         #[arg(long)]
         consistent: bool,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
     /// Validate a TOML policy file and commit it; every node applies it.
     Set {
         file: PathBuf,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Committed versions, newest first.
     History {
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
 }
 
-/// One API call; a non-2xx answer becomes its `error` text.
+/// One API call with a JSON answer, for commands outside this module.
 pub(super) async fn call(
     api: &str,
     method: Method,
     path: &str,
     body: Option<Body>,
-) -> Result<serde_json::Value, String> {
-    let url = format!("http://{api}{path}");
-    let mut req = reqwest::Client::new()
-        .request(method, &url)
-        .timeout(Duration::from_secs(15));
-    match body {
-        Some(Body::Json(v)) => req = req.json(&v),
-        Some(Body::Text(t)) => req = req.body(t),
-        None => {}
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the node API at {api}: {e}"))?;
-    let status = resp.status();
-    let value: serde_json::Value = resp.json().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(value["error"]
-            .as_str()
-            .map_or_else(|| format!("{url} answered {status}"), str::to_owned))
-    }
-}
-
-pub(super) enum Body {
-    Json(serde_json::Value),
-    Text(String),
-}
-
-pub(super) fn finish(result: Result<(), String>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("amoskys: {e}");
-            ExitCode::FAILURE
-        }
-    }
+) -> Result<serde_json::Value, ClientError> {
+    Api::new(api).call(method, path, &[], body).await
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -132,134 +116,175 @@ fn print_json(v: &serde_json::Value) {
 }
 
 pub fn cluster(cmd: ClusterCommand) -> ExitCode {
-    finish(super::block_on(async {
+    client::run(async {
         match cmd {
             ClusterCommand::Init { peers, api } => {
                 let body = serde_json::json!({ "peers": peers });
-                let v = call(
-                    &api,
-                    Method::POST,
-                    "/api/v1/cluster/init",
-                    Some(Body::Json(body)),
-                )
-                .await?;
+                let v = api
+                    .client()
+                    .post("/api/v1/cluster/init", Some(Body::Json(body)))
+                    .await?;
                 println!(
                     "cluster formed; voters: {}",
-                    v["cluster"]["voters"].as_array().map_or(0, |a| a.len())
+                    v["cluster"]["voters"].as_array().map_or(0, Vec::len)
                 );
-                Ok(())
             }
             ClusterCommand::Status { api, json } => {
-                let v = call(&api, Method::GET, "/api/v1/cluster", None).await?;
+                let v = api.client().get("/api/v1/cluster", &[]).await?;
                 if json {
                     print_json(&v);
-                    return Ok(());
+                } else {
+                    print_cluster(&v);
                 }
-                let c = &v["cluster"];
-                println!("node      {}", c["id"].as_str().unwrap_or("?"));
-                if c["initialized"] != true {
-                    println!(
-                        "not in a cluster yet (amoskys cluster init, or start with a bootstrap peer and be admitted)"
-                    );
-                }
-                println!(
-                    "state     {} (term {})",
-                    c["state"].as_str().unwrap_or("?"),
-                    c["term"]
-                );
-                println!("leader    {}", c["leader"].as_str().unwrap_or("none"));
-                for (label, key) in [("voter", "voters"), ("learner", "learners")] {
-                    for m in c[key].as_array().into_iter().flatten() {
-                        println!("{label:<9} {}", m.as_str().unwrap_or("?"));
-                    }
-                }
-                println!(
-                    "log       last {} applied {}",
-                    c["last_log_index"], c["last_applied"]
-                );
-                match v["policy_version"].as_u64() {
-                    Some(version) => println!("policy    version {version}"),
-                    None => {
-                        println!("policy    none committed (this node's configuration applies)")
-                    }
-                }
-                if let Some(e) = v["policy_error"].as_str() {
-                    println!("policy    NOT APPLIED: {e}");
-                }
-                for p in c["pending"].as_array().into_iter().flatten() {
-                    println!(
-                        "pending   {} (amoskys members admit {})",
-                        p["id"].as_str().unwrap_or("?"),
-                        p["id"].as_str().unwrap_or("?")
-                    );
-                }
-                Ok(())
             }
         }
-    }))
+        Ok(())
+    })
+}
+
+/// One line on quorum, as `cluster status` and `status` print it.
+pub(super) fn quorum_line(q: &serde_json::Value) -> Option<String> {
+    let ok = q["ok"].as_bool()?;
+    let counts = format!(
+        "{} of {} voters reachable, {} needed",
+        show::text(&q["reachable"]),
+        show::text(&q["voters"]),
+        show::text(&q["needed"])
+    );
+    Some(if ok {
+        format!("ok ({counts})")
+    } else {
+        format!("LOST ({counts}): writes fail with 503 until voters return")
+    })
+}
+
+fn print_cluster(v: &serde_json::Value) {
+    let c = &v["cluster"];
+    println!("node      {}", show::text(&c["id"]));
+    if c["initialized"] != true {
+        println!(
+            "not in a cluster yet (amoskys cluster init, or start with a bootstrap peer and be admitted)"
+        );
+    }
+    println!("state     {} (term {})", show::text(&c["state"]), c["term"]);
+    println!("leader    {}", show::text(&c["leader"]));
+    if let Some(q) = quorum_line(&c["quorum"]) {
+        println!("quorum    {q}");
+    }
+    println!(
+        "log       last {} applied {}",
+        show::text(&c["last_log_index"]),
+        show::text(&c["last_applied"])
+    );
+    match v["policy_version"].as_u64() {
+        Some(version) => println!("policy    version {version}"),
+        None => println!("policy    none committed (this node's configuration applies)"),
+    }
+    if let Some(e) = v["policy_error"].as_str() {
+        println!("policy    NOT APPLIED: {e}");
+    }
+    println!();
+    let mut rows = Vec::new();
+    for (role, key) in [("voter", "voters"), ("learner", "learners")] {
+        for m in c[key].as_array().into_iter().flatten() {
+            rows.push(vec![role.to_owned(), show::peer(m), String::new()]);
+        }
+    }
+    rows.extend(pending_rows(&c["pending"]));
+    print_table(&["ROLE", "PEER ID", "NOTE"], rows, "no members");
+}
+
+/// Join requests: who asked, from where, when.
+fn pending_rows(pending: &serde_json::Value) -> Vec<Vec<String>> {
+    pending
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = p["name"].as_str().filter(|n| !n.is_empty());
+            let asked = p["requested_at"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| p["asked_ns"].as_u64().map(show::when_ns))
+                .unwrap_or_else(|| "-".into());
+            let mut note = format!("asked {asked} from {}", show::text(&p["addr"]));
+            if let Some(n) = name {
+                note = format!("{n}, {note}");
+            }
+            vec!["pending".to_owned(), show::peer(&p["id"]), note]
+        })
+        .collect()
 }
 
 pub fn members(cmd: MembersCommand) -> ExitCode {
-    finish(super::block_on(async {
+    client::run(async {
         match cmd {
             MembersCommand::List { api, json } => {
-                let v = call(&api, Method::GET, "/api/v1/members", None).await?;
+                let v = api.client().get("/api/v1/members", &[]).await?;
                 if json {
                     print_json(&v);
                     return Ok(());
                 }
-                for m in v["members"].as_array().into_iter().flatten() {
-                    println!(
-                        "{:<8} {}",
-                        m["role"].as_str().unwrap_or("?"),
-                        m["id"].as_str().unwrap_or("?")
-                    );
-                }
-                for p in v["pending"].as_array().into_iter().flatten() {
-                    println!("{:<8} {}", "pending", p["id"].as_str().unwrap_or("?"));
-                }
+                let mut rows: Vec<Vec<String>> = v["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        let since = m["admitted_ns"].as_u64().map_or_else(
+                            || "-".to_owned(),
+                            |ns| format!("admitted {}", show::when_ns(ns)),
+                        );
+                        vec![show::text(&m["role"]), show::peer(&m["id"]), since]
+                    })
+                    .collect();
+                rows.extend(pending_rows(&v["pending"]));
                 for r in v["removed"].as_array().into_iter().flatten() {
-                    println!("{:<8} {}", "removed", r["id"].as_str().unwrap_or("?"));
+                    let when = r["removed_ns"].as_u64().map_or_else(
+                        || "-".to_owned(),
+                        |ns| format!("removed {}", show::when_ns(ns)),
+                    );
+                    rows.push(vec!["removed".into(), show::peer(&r["id"]), when]);
                 }
-                Ok(())
+                print_table(&["ROLE", "PEER ID", "NOTE"], rows, "no members");
             }
             MembersCommand::Admit { peer_id, api } => {
                 let body = serde_json::json!({ "id": peer_id });
-                call(
-                    &api,
-                    Method::POST,
-                    "/api/v1/members",
-                    Some(Body::Json(body)),
-                )
-                .await?;
+                api.client()
+                    .post("/api/v1/members", Some(Body::Json(body)))
+                    .await?;
                 println!("admitted {peer_id} as a learner");
-                Ok(())
             }
             MembersCommand::Remove { peer_id, api } => {
-                call(
-                    &api,
-                    Method::DELETE,
-                    &format!("/api/v1/members/{peer_id}"),
-                    None,
-                )
-                .await?;
+                api.client()
+                    .delete(
+                        &format!("/api/v1/members/{}", client::segment(&peer_id)),
+                        &[],
+                    )
+                    .await?;
                 println!("removed {peer_id}");
-                Ok(())
+            }
+            MembersCommand::Export { api } => {
+                let v = api.client().get("/api/v1/members/export", &[]).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+                );
             }
         }
-    }))
+        Ok(())
+    })
 }
 
 pub fn policy(cmd: PolicyCommand) -> ExitCode {
-    finish(super::block_on(async {
+    client::run(async {
         match cmd {
             PolicyCommand::Show {
                 consistent,
                 api,
                 json,
             } => {
-                let path = format!("/api/v1/policy?consistent={consistent}");
-                let v = call(&api, Method::GET, &path, None).await?;
+                let query = [("consistent", consistent.to_string())];
+                let v = api.client().get("/api/v1/policy", &query).await?;
                 if json {
                     print_json(&v);
                     return Ok(());
@@ -269,8 +294,8 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
                     println!(
                         "# version {} sha256 {} by {}",
                         c["version"],
-                        c["sha256"].as_str().unwrap_or("?"),
-                        c["author"].as_str().unwrap_or("?")
+                        show::text(&c["sha256"]),
+                        show::peer(&c["author"])
                     );
                     print!("{}", c["document"].as_str().unwrap_or(""));
                 } else {
@@ -280,144 +305,39 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
                 if let Some(e) = v["in_force"]["error"].as_str() {
                     eprintln!("warning: this node could not apply {e}");
                 }
-                Ok(())
             }
             PolicyCommand::Set { file, api } => {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                let v = call(&api, Method::PUT, "/api/v1/policy", Some(Body::Text(text))).await?;
+                let v = api.client().put("/api/v1/policy", Body::Text(text)).await?;
                 println!("policy version {} committed", v["version"]);
-                Ok(())
             }
             PolicyCommand::History { api, json } => {
-                let v = call(&api, Method::GET, "/api/v1/policy/history", None).await?;
+                let v = api.client().get("/api/v1/policy/history", &[]).await?;
                 if json {
                     print_json(&v);
                     return Ok(());
                 }
-                for p in v["versions"].as_array().into_iter().flatten() {
-                    println!(
-                        "{:>5}  {}  {} bytes  by {}",
-                        p["version"],
-                        p["sha256"].as_str().unwrap_or("?"),
-                        p["bytes"],
-                        p["author"].as_str().unwrap_or("?")
-                    );
-                }
-                Ok(())
-            }
-        }
-    }))
-}
-
-#[derive(Debug, Subcommand)]
-pub enum LearnCommand {
-    /// Start a federated round over every member; the aggregator commits
-    /// the combined model to the registry and every node puts it in use.
-    Round {
-        /// Entity kind: source, host, process or device.
-        #[arg(long)]
-        kind: String,
-        /// fedavg, median, trimmed_mean, krum or multi_krum.
-        #[arg(long, default_value = "fedavg")]
-        rule: String,
-        /// Trimmed share (trimmed_mean) or assumed bad sites (krum,
-        /// multi_krum).
-        #[arg(long, default_value_t = 0.0)]
-        param: f64,
-        #[arg(long, default_value_t = 2)]
-        epochs: usize,
-        #[arg(long, default_value_t = 60)]
-        deadline_secs: u64,
-        /// Fewer updates by the deadline abandon the round.
-        #[arg(long = "min", default_value_t = 1)]
-        min_participants: usize,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
-    },
-    /// Rounds, newest first, with their outcome.
-    Rounds {
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-fn rule_json(rule: &str, param: f64) -> Result<serde_json::Value, String> {
-    Ok(match rule {
-        "fedavg" | "median" => serde_json::json!({ "rule": rule }),
-        "trimmed_mean" => serde_json::json!({ "rule": rule, "trim": param }),
-        "krum" => serde_json::json!({ "rule": rule, "byzantine": param as usize }),
-        "multi_krum" => {
-            // The node picks `select` = participants − 2·byzantine.
-            serde_json::json!({ "rule": rule, "byzantine": param as usize, "select": 0 })
-        }
-        other => {
-            return Err(format!(
-                "unknown rule {other:?}: expected fedavg, median, trimmed_mean, krum or multi_krum"
-            ));
-        }
-    })
-}
-
-pub fn learn(cmd: LearnCommand) -> ExitCode {
-    finish(super::block_on(async {
-        match cmd {
-            LearnCommand::Round {
-                kind,
-                rule,
-                param,
-                epochs,
-                deadline_secs,
-                min_participants,
-                api,
-            } => {
-                let body = serde_json::json!({
-                    "kind": kind,
-                    "rule": rule_json(&rule, param)?,
-                    "epochs": epochs,
-                    "deadline_secs": deadline_secs,
-                    "min_participants": min_participants,
-                });
-                let v = call(
-                    &api,
-                    Method::POST,
-                    "/api/v1/learn/rounds",
-                    Some(Body::Json(body)),
-                )
-                .await?;
-                println!(
-                    "round {} started; `amoskys learn rounds` shows its outcome",
-                    v["round"]
+                let rows = v["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        vec![
+                            show::text(&p["version"]),
+                            show::text(&p["sha256"]),
+                            show::text(&p["bytes"]),
+                            show::peer(&p["author"]),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["VERSION", "SHA-256", "BYTES", "AUTHOR"],
+                    rows,
+                    "no policy committed",
                 );
-                Ok(())
-            }
-            LearnCommand::Rounds { api, json } => {
-                let v = call(&api, Method::GET, "/api/v1/learn/rounds", None).await?;
-                if json {
-                    print_json(&v);
-                    return Ok(());
-                }
-                for r in v["rounds"].as_array().into_iter().flatten() {
-                    let outcome = match r["status"].as_str() {
-                        Some("done") => format!("done: model version {}", r["version"]),
-                        Some("abandoned") => {
-                            format!("abandoned: {}", r["reason"].as_str().unwrap_or("?"))
-                        }
-                        Some(s) => s.to_owned(),
-                        None => "?".into(),
-                    };
-                    println!(
-                        "{:>4}  {:<8} {} participants  {}",
-                        r["id"],
-                        r["kind"].as_str().unwrap_or("?"),
-                        r["participants"].as_array().map_or(0, Vec::len),
-                        outcome
-                    );
-                }
-                Ok(())
             }
         }
-    }))
+        Ok(())
+    })
 }

@@ -5,11 +5,10 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use reqwest::Method;
 
-use super::cluster::{Body, call, finish};
-
-const API_HELP: &str = "API address of the node";
+use super::client::{self, Body};
+use super::cluster::ApiArgs;
+use super::show::{self, print_table};
 
 #[derive(Debug, Subcommand)]
 pub enum IntelCommand {
@@ -23,19 +22,19 @@ pub enum IntelCommand {
         /// Stop matching after this long, e.g. `7d` or `12h`.
         #[arg(long, value_name = "DURATION")]
         expires: Option<humantime::Duration>,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Remove an indicator.
     Remove {
         indicator: String,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Live indicators.
     List {
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
@@ -48,85 +47,73 @@ pub enum CaseCommand {
         alert: String,
         #[arg(long)]
         assignee: Option<String>,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Add a note to an alert's case.
     Note {
         alert: String,
         text: String,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Set a case's status: new, acknowledged, false_positive or resolved.
     Status {
         alert: String,
         status: String,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// An alert's case: status, assignee and notes.
     Show {
         alert: String,
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
     /// Every case.
     List {
-        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7300", help = API_HELP)]
-        api: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
 }
 
-fn short(key: &serde_json::Value) -> String {
-    key.as_str().unwrap_or("-").chars().take(12).collect()
+fn ioc_row(i: &serde_json::Value) -> Vec<String> {
+    vec![
+        show::text(&i["kind"]),
+        show::text(&i["value"]),
+        show::peer(&i["added_by"]),
+        show::when_ms(&i["expires_ms"]),
+        show::text(&i["reason"]),
+    ]
 }
 
-fn when(ms: &serde_json::Value) -> String {
-    ms.as_u64().map_or("-".into(), |ms| {
-        humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        )
-        .to_string()
-    })
-}
-
-fn print_ioc(i: &serde_json::Value) {
-    println!(
-        "{:<8} {:<40} by {}  expires {}  {}",
-        i["kind"].as_str().unwrap_or("-"),
-        i["value"].as_str().unwrap_or("-"),
-        short(&i["added_by"]),
-        when(&i["expires_ms"]),
-        i["reason"].as_str().unwrap_or("")
-    );
-}
+const IOC_HEADER: [&str; 5] = ["KIND", "INDICATOR", "ADDED BY", "EXPIRES", "REASON"];
 
 fn print_case(c: &serde_json::Value) {
     println!(
         "alert {}\n  status   {} (by {} at {})\n  assignee {}",
-        c["alert"].as_str().unwrap_or("-"),
-        c["status"].as_str().unwrap_or("-"),
-        short(&c["status_set"]["by"]),
-        when(&c["status_set"]["at_ms"]),
-        c["assignee"].as_str().unwrap_or("-"),
+        show::text(&c["alert"]),
+        show::text(&c["status"]),
+        show::peer(&c["status_set"]["by"]),
+        show::when_ms(&c["status_set"]["at_ms"]),
+        show::text(&c["assignee"]),
     );
     for n in c["notes"].as_array().into_iter().flatten() {
         println!(
             "  note {} {}: {}",
-            when(&n["at_ms"]),
-            short(&n["author"]),
+            show::when_ms(&n["at_ms"]),
+            show::peer(&n["author"]),
             n["text"].as_str().unwrap_or("")
         );
     }
 }
 
 pub fn intel(cmd: IntelCommand) -> ExitCode {
-    finish(super::block_on(async {
+    client::run(async {
         match cmd {
             IntelCommand::Add {
                 indicator,
@@ -138,31 +125,42 @@ pub fn intel(cmd: IntelCommand) -> ExitCode {
                 if let Some(d) = expires {
                     body["expires_secs"] = std::time::Duration::from(d).as_secs().max(1).into();
                 }
-                let v = call(&api, Method::POST, "/api/v1/intel", Some(Body::Json(body))).await?;
-                print_ioc(&v["ioc"]);
+                let v = api
+                    .client()
+                    .post("/api/v1/intel", Some(Body::Json(body)))
+                    .await?;
+                print_table(&IOC_HEADER, vec![ioc_row(&v["ioc"])], "");
             }
             IntelCommand::Remove { indicator, api } => {
-                let path = format!("/api/v1/intel?indicator={}", url_escape(&indicator));
-                let v = call(&api, Method::DELETE, &path, None).await?;
-                println!("removed {}", v["removed"]["value"].as_str().unwrap_or("-"));
+                let v = api
+                    .client()
+                    .delete("/api/v1/intel", &[("indicator", indicator)])
+                    .await?;
+                println!("removed {}", show::text(&v["removed"]["value"]));
             }
             IntelCommand::List { api, json } => {
-                let v = call(&api, Method::GET, "/api/v1/intel", None).await?;
+                let v = api.client().get("/api/v1/intel", &[]).await?;
                 if json {
                     println!("{v}");
                 } else {
-                    for i in v["iocs"].as_array().into_iter().flatten() {
-                        print_ioc(i);
-                    }
+                    let rows = v["iocs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(ioc_row)
+                        .collect();
+                    print_table(&IOC_HEADER, rows, "no indicators");
                 }
             }
         }
         Ok(())
-    }))
+    })
 }
 
 pub fn case(cmd: CaseCommand) -> ExitCode {
-    finish(super::block_on(async {
+    client::run(async {
+        let case_path =
+            |alert: &str, what: &str| format!("/api/v1/cases/{}{what}", client::segment(alert));
         let v = match cmd {
             CaseCommand::Ack {
                 alert,
@@ -170,24 +168,26 @@ pub fn case(cmd: CaseCommand) -> ExitCode {
                 api,
             } => {
                 let body = serde_json::json!({ "assignee": assignee });
-                let path = format!("/api/v1/cases/{}/ack", url_escape(&alert));
-                call(&api, Method::POST, &path, Some(Body::Json(body))).await?
+                api.client()
+                    .post(&case_path(&alert, "/ack"), Some(Body::Json(body)))
+                    .await?
             }
             CaseCommand::Note { alert, text, api } => {
-                let path = format!("/api/v1/cases/{}/notes", url_escape(&alert));
                 let body = serde_json::json!({ "text": text });
-                call(&api, Method::POST, &path, Some(Body::Json(body))).await?;
-                let path = format!("/api/v1/cases/{}", url_escape(&alert));
-                call(&api, Method::GET, &path, None).await?
+                let client = api.client();
+                client
+                    .post(&case_path(&alert, "/notes"), Some(Body::Json(body)))
+                    .await?;
+                client.get(&case_path(&alert, ""), &[]).await?
             }
             CaseCommand::Status { alert, status, api } => {
-                let path = format!("/api/v1/cases/{}/status", url_escape(&alert));
                 let body = serde_json::json!({ "status": status });
-                call(&api, Method::POST, &path, Some(Body::Json(body))).await?
+                api.client()
+                    .post(&case_path(&alert, "/status"), Some(Body::Json(body)))
+                    .await?
             }
             CaseCommand::Show { alert, api, json } => {
-                let path = format!("/api/v1/cases/{}", url_escape(&alert));
-                let v = call(&api, Method::GET, &path, None).await?;
+                let v = api.client().get(&case_path(&alert, ""), &[]).await?;
                 if json {
                     println!("{v}");
                     return Ok(());
@@ -195,30 +195,34 @@ pub fn case(cmd: CaseCommand) -> ExitCode {
                 v
             }
             CaseCommand::List { api, json } => {
-                let v = call(&api, Method::GET, "/api/v1/cases", None).await?;
+                let v = api.client().get("/api/v1/cases", &[]).await?;
                 if json {
                     println!("{v}");
-                } else {
-                    for c in v["cases"].as_array().into_iter().flatten() {
-                        print_case(c);
-                    }
+                    return Ok(());
                 }
+                let rows = v["cases"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        vec![
+                            show::text(&c["alert"]),
+                            show::text(&c["status"]),
+                            show::text(&c["assignee"]),
+                            c["notes"].as_array().map_or(0, Vec::len).to_string(),
+                            show::when_ms(&c["status_set"]["at_ms"]),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["ALERT", "STATUS", "ASSIGNEE", "NOTES", "CHANGED"],
+                    rows,
+                    "no cases",
+                );
                 return Ok(());
             }
         };
         print_case(&v["case"]);
         Ok(())
-    }))
-}
-
-/// Percent-escapes what a path segment or query value cannot hold.
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    })
 }

@@ -99,6 +99,26 @@ impl Store {
         Ok(out)
     }
 
+    /// The stored alert with this id, if any.
+    pub fn alert(&self, id: &str) -> Result<Option<Alert>, StorageError> {
+        let cf = self.cf(Cf::Alerts)?;
+        let Some(key) = self
+            .db
+            .get_cf(cf, alert_index_key(id))
+            .map_err(|e| self.db_err(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        match self
+            .db
+            .get_pinned_cf(cf, &key)
+            .map_err(|e| self.db_err(e.to_string()))?
+        {
+            Some(value) => self.decode("alert", &key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Reserves the next local alert sequence number (persisted).
     pub fn next_alert_seq(&self) -> Result<u64, StorageError> {
         let next = match self.get_meta(ALERT_SEQ_KEY)? {
