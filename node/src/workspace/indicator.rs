@@ -1,7 +1,8 @@
 //! Parsing and normalizing user-supplied indicators: IPs (canonical form,
 //! IPv4-mapped addresses as IPv4), CIDRs (network form), domains (lowercase,
-//! without the trailing dot) and file hashes (lowercase hex), with errors
-//! that name what was wrong.
+//! without the trailing dot) and file hashes (lowercase hex, optionally
+//! written `md5:`, `sha1:` or `sha256:`), with errors that name what was
+//! wrong.
 
 use std::net::IpAddr;
 
@@ -80,6 +81,13 @@ pub enum IocError {
     HashLength { input: String, len: usize },
     #[error("{input:?} is not a hex hash")]
     HashHex { input: String },
+    #[error("{input:?} has {len} hex digits; a {algorithm} hash has {expected}")]
+    HashAlgorithm {
+        input: String,
+        algorithm: &'static str,
+        len: usize,
+        expected: usize,
+    },
     #[error("{input:?} is not a domain: {reason}")]
     Domain { input: String, reason: &'static str },
     #[error("reason of {0} bytes is over the limit of {MAX_REASON_BYTES}")]
@@ -88,10 +96,31 @@ pub enum IocError {
     Store(#[from] WsError),
 }
 
-/// Parses a user's indicator: `kind:value` (e.g. `domain:evil.example`) or
-/// a bare value whose kind is detected. Returns the normalized value.
+/// Hash algorithms that may prefix a hash, with their length in hex digits.
+const HASH_ALGORITHMS: [(&str, usize); 3] = [("md5", 32), ("sha1", 40), ("sha256", 64)];
+
+/// Parses a user's indicator: `kind:value` (e.g. `domain:evil.example`),
+/// a hash named by its algorithm (`sha256:9f86…`), or a bare value whose
+/// kind is detected. Returns the normalized value.
 pub fn parse_indicator(input: &str) -> Result<(IocKind, String), IocError> {
     let input = input.trim();
+    if let Some((algorithm, expected, value)) = input.split_once(':').and_then(|(a, v)| {
+        let (name, len) = HASH_ALGORITHMS
+            .into_iter()
+            .find(|(name, _)| a.eq_ignore_ascii_case(name))?;
+        Some((name, len, v.trim()))
+    }) {
+        let hash = normalize_hash(value)?;
+        if hash.len() != expected {
+            return Err(IocError::HashAlgorithm {
+                input: value.into(),
+                algorithm,
+                len: hash.len(),
+                expected,
+            });
+        }
+        return Ok((IocKind::Hash, hash));
+    }
     if let Some((kind, value)) = input
         .split_once(':')
         .and_then(|(k, v)| Some((IocKind::from_label(k)?, v)))
@@ -212,5 +241,48 @@ fn normalize_hash(input: &str) -> Result<String, IocError> {
             input: input.into(),
             len,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA256: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn a_hash_may_name_its_algorithm() {
+        for input in [
+            format!("sha256:{SHA256}"),
+            format!("SHA256:{}", SHA256.to_ascii_uppercase()),
+            format!("hash:{SHA256}"),
+            SHA256.to_owned(),
+        ] {
+            assert_eq!(
+                parse_indicator(&input),
+                Ok((IocKind::Hash, SHA256.to_owned())),
+                "{input}"
+            );
+        }
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        assert_eq!(
+            parse_indicator(&format!("md5:{md5}")),
+            Ok((IocKind::Hash, md5.to_owned()))
+        );
+        let sha1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+        assert_eq!(
+            parse_indicator(&format!("sha1:{sha1}")),
+            Ok((IocKind::Hash, sha1.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_named_algorithm_checks_the_length_and_digits() {
+        let err = parse_indicator(&format!("sha256:{}", &SHA256[..40]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a sha256 hash has 64"), "{err}");
+        let err = parse_indicator("md5:not-hex").unwrap_err().to_string();
+        assert!(err.contains("is not a hex hash"), "{err}");
     }
 }
