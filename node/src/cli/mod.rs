@@ -20,7 +20,11 @@ use amoskys_node::{Config, Node, telemetry};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "amoskys", version, about = "AMOSKYS security-sensor mesh node")]
+#[command(
+    name = "amoskys",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AMOSKYS_GIT_COMMIT"), ")"),
+    about = "AMOSKYS security-sensor mesh node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

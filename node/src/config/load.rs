@@ -99,12 +99,20 @@ impl Config {
             })
     }
 
-    /// Loads the defaults, an optional file, the process environment and
-    /// `--set` overrides: what `amoskys run` uses.
+    /// Loads the defaults, a file, the process environment and `--set`
+    /// overrides: what `amoskys run` uses. The file is `file` when given,
+    /// else the one [`default_file`] finds (`$AMOSKYS_CONFIG`, or
+    /// `/etc/amoskys/amoskys.toml` when it exists).
     pub fn load_for_run(file: Option<&Path>, sets: &[String]) -> Result<Config, ConfigError> {
         let mut sources = vec![Source::Embedded];
+        let file = file.map(Path::to_owned).or_else(|| {
+            default_file(
+                std::env::var_os(CONFIG_FILE_ENV),
+                Path::new(SYSTEM_CONFIG_FILE),
+            )
+        });
         if let Some(path) = file {
-            sources.push(Source::File(path.to_owned()));
+            sources.push(Source::File(path));
         }
         sources.push(Source::Env(std::env::vars().collect()));
         sources.push(Source::Set(sets.to_vec()));
@@ -114,6 +122,25 @@ impl Config {
     /// The configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// The configuration file of a packaged node, loaded when present and no
+/// `--config` is given.
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/amoskys/amoskys.toml";
+
+/// Environment variable naming the file to load when no `--config` is given;
+/// set but empty, no file is loaded (not even [`SYSTEM_CONFIG_FILE`]).
+pub const CONFIG_FILE_ENV: &str = "AMOSKYS_CONFIG";
+
+/// The file to load when no `--config` is given: the one `env` (the value of
+/// [`CONFIG_FILE_ENV`]) names, none when it is empty, else `system` if it
+/// exists. A named file that is missing is an error when it is read.
+pub fn default_file(env: Option<std::ffi::OsString>, system: &Path) -> Option<PathBuf> {
+    match env {
+        Some(named) if named.is_empty() => None,
+        Some(named) => Some(PathBuf::from(named)),
+        None => system.is_file().then(|| system.to_owned()),
     }
 }
 
@@ -298,4 +325,30 @@ fn describe(v: &Value) -> String {
         }
     }
     Short(v).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_file_is_the_default_only_when_it_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let system = dir.path().join("amoskys.toml");
+        assert_eq!(default_file(None, &system), None);
+        std::fs::write(&system, "").expect("write");
+        assert_eq!(default_file(None, &system), Some(system.clone()));
+    }
+
+    #[test]
+    fn the_environment_names_another_file_or_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let system = dir.path().join("amoskys.toml");
+        std::fs::write(&system, "").expect("write");
+        assert_eq!(
+            default_file(Some("/srv/node.toml".into()), &system),
+            Some(PathBuf::from("/srv/node.toml"))
+        );
+        assert_eq!(default_file(Some("".into()), &system), None);
+    }
 }

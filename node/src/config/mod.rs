@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{ConfigError, Source};
+pub use load::{CONFIG_FILE_ENV, ConfigError, SYSTEM_CONFIG_FILE, Source, default_file};
 pub use validate::Problem;
 
 /// The embedded default configuration.
