@@ -7,26 +7,44 @@ use std::process::ExitCode;
 
 use amoskys_simulations::scenario::Scenario;
 use amoskys_simulations::{report, run};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "amoskys-sim",
+    version,
+    about = "Seeded simulations of many full AMOSKYS nodes in one process",
+    after_help = "RUST_LOG (e.g. RUST_LOG=warn) shows the nodes' own logs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario; print its report and write result.json, REPORT.md and
+    /// plots.
+    Run {
+        /// The scenario file (see simulations/scenarios/).
+        #[arg(value_name = "SCENARIO.toml")]
+        scenario: PathBuf,
+        /// Where to write the report (default: sim-NAME).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
 
 fn main() -> ExitCode {
-    // The nodes' own logs, when RUST_LOG asks for them (e.g. `RUST_LOG=warn`).
+    let Command::Run {
+        scenario: file,
+        out,
+    } = Cli::parse().command;
+    // The nodes' own logs, when RUST_LOG asks for them (e.g. `RUST_LOG=warn`),
+    // filtered and coloured as `amoskys run` does.
     if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
+        amoskys_node::telemetry::init(amoskys_node::config::LogFormat::Text, "warn");
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (file, out) = match args.as_slice() {
-        [cmd, file] if cmd == "run" => (PathBuf::from(file), None),
-        [cmd, file, flag, dir] if cmd == "run" && flag == "--out" => {
-            (PathBuf::from(file), Some(PathBuf::from(dir)))
-        }
-        _ => {
-            eprintln!("usage: amoskys-sim run SCENARIO.toml [--out DIR]");
-            return ExitCode::from(2);
-        }
-    };
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
