@@ -29,6 +29,21 @@ pub struct Report {
     pub plan: Plan,
     pub splits: Vec<SplitReport>,
     pub verdicts: Vec<String>,
+    /// What a reader must know about the run (seeded privacy noise).
+    pub notes: Vec<String>,
+}
+
+/// Notes on the plan, printed with the verdicts and in the report.
+pub fn notes(plan: &Plan) -> Vec<String> {
+    plan.dp
+        .iter()
+        .map(|dp| {
+            format!(
+                "differential privacy: clip {}, noise multiplier {}; the DP noise is seeded for reproducibility and is not private (a node draws it from the operating system)",
+                dp.clip, dp.noise_multiplier
+            )
+        })
+        .collect()
 }
 
 /// The robust rules compared with FedAvg under poisoning.
@@ -54,6 +69,15 @@ pub fn steps(plan: &Plan) -> u64 {
 }
 
 pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, EvalError> {
+    if let Some(dp) = &opts.plan.dp {
+        let problems = dp.problems();
+        if !problems.is_empty() {
+            return Err(EvalError::Federated(format!(
+                "invalid --dp-clip or --dp-noise-multiplier: {}",
+                problems.join("; ")
+            )));
+        }
+    }
     let arff = load_arff(&opts.cache)?;
     let (train, test) = split(&arff)?;
     let robust = robust_rules(&opts.plan);
@@ -68,6 +92,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, Eva
         plan: opts.plan.clone(),
         splits,
         verdicts,
+        notes: notes(&opts.plan),
     })
 }
 
@@ -171,6 +196,9 @@ fn markdown(r: &Report) -> String {
         p.poisoned,
         p.poison_scale
     );
+    for n in &r.notes {
+        let _ = writeln!(m, "Note: {n}.\n");
+    }
     for v in &r.verdicts {
         let _ = writeln!(m, "- {v}");
     }
@@ -317,5 +345,33 @@ pub fn default_plan(seed: u64) -> Plan {
         },
         poisoned: 2,
         poison_scale: 10.0,
+        dp: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_privacy_noise_is_said_in_the_report() {
+        let mut plan = default_plan(42);
+        assert!(notes(&plan).is_empty());
+        plan.dp = Some(amoskys_learning::federated::DpConfig {
+            clip: 1.0,
+            noise_multiplier: 1.5,
+            delta: 1e-5,
+        });
+        let report = Report {
+            notes: notes(&plan),
+            plan,
+            splits: Vec::new(),
+            verdicts: Vec::new(),
+        };
+        let md = markdown(&report);
+        assert!(
+            md.contains("noise multiplier 1.5; the DP noise is seeded for reproducibility and is not private"),
+            "{md}"
+        );
     }
 }

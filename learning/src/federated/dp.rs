@@ -7,7 +7,15 @@
 //! it with Rényi DP of the Gaussian mechanism: a round with noise
 //! multiplier `z` costs `α / (2 z²)` at order α; rounds add up; the (ε, δ)
 //! reported is the best conversion over a grid of orders.
+//!
+//! The guarantee needs noise no one else can reproduce: a node draws it
+//! from a generator seeded by the operating system ([`NoiseSource::Os`]).
+//! Seeded noise ([`NoiseSource::Seeded`]) is for evaluations that must
+//! replay, and protects nothing.
 
+use rand::SeedableRng;
+use rand::rngs::{StdRng, SysRng};
+use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 /// Clipping and noise settings.
@@ -54,31 +62,60 @@ pub fn clip(delta: &mut [f32], clip: f64) -> f64 {
     norm
 }
 
-/// Adds N(0, σ²) to every value, from a seeded generator (xorshift and
-/// Box–Muller), so a site can replay its own noise.
-pub fn add_noise(values: &mut [f32], sigma: f64, seed: u64) {
-    let mut state = seed.max(1);
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        // In (0, 1]: never 0, so the logarithm is finite.
-        ((state >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    };
-    let mut spare: Option<f64> = None;
-    for v in values.iter_mut() {
-        let g = match spare.take() {
-            Some(g) => g,
-            None => {
-                let (u1, u2) = (uniform(), uniform());
-                let r = (-2.0 * u1.ln()).sqrt();
-                let t = std::f64::consts::TAU * u2;
-                spare = Some(r * t.sin());
-                r * t.cos()
-            }
-        };
-        *v += (g * sigma) as f32;
+/// Where a site's noise comes from.
+///
+/// Only [`NoiseSource::Os`] gives the (ε, δ) of the [`Accountant`]: noise
+/// that anyone can regenerate can be subtracted, and then the update is
+/// the clipped change itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseSource {
+    /// A ChaCha generator seeded from the operating system for every
+    /// update: no one else can draw the same noise. Nodes use this.
+    Os,
+    /// A generator seeded with this value, so an evaluation replays
+    /// exactly. Whoever knows the seed can remove the noise: NOT private.
+    Seeded(u64),
+}
+
+/// Why noise could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseError {
+    #[error(
+        "cannot seed the noise generator from the operating system ({0}); the update is not sent without noise"
+    )]
+    Os(#[source] rand::rngs::SysError),
+    #[error(
+        "noise standard deviation {0} is not a finite non-negative number; check clip and noise_multiplier"
+    )]
+    Sigma(f64),
+}
+
+/// Adds N(0, σ²) to every value, drawn from `source`.
+pub fn add_noise(values: &mut [f32], sigma: f64, source: NoiseSource) -> Result<(), NoiseError> {
+    if !(sigma.is_finite() && sigma >= 0.0) {
+        return Err(NoiseError::Sigma(sigma));
     }
+    let normal = Normal::new(0.0, sigma).map_err(|_| NoiseError::Sigma(sigma))?;
+    let mut rng = match source {
+        NoiseSource::Os => StdRng::try_from_rng(&mut SysRng).map_err(NoiseError::Os)?,
+        NoiseSource::Seeded(seed) => StdRng::seed_from_u64(seed),
+    };
+    for v in values.iter_mut() {
+        *v += normal.sample(&mut rng) as f32;
+    }
+    Ok(())
+}
+
+/// Clips `delta` to `config.clip` and adds noise of standard deviation
+/// `clip × noise_multiplier` from `source`; returns the norm it had.
+pub fn privatize(
+    delta: &mut [f32],
+    config: &DpConfig,
+    source: NoiseSource,
+) -> Result<f64, NoiseError> {
+    let norm = clip(delta, config.clip);
+    add_noise(delta, config.clip * config.noise_multiplier, source)?;
+    Ok(norm)
 }
 
 /// The privacy spent so far.
@@ -130,6 +167,7 @@ fn epsilon_of(rounds: &[f64], delta: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federated::tests::correlation;
 
     #[test]
     fn clipping_bounds_the_norm_and_keeps_the_direction() {
@@ -141,21 +179,68 @@ mod tests {
         assert_eq!(short, vec![0.1, 0.1]);
     }
 
+    fn noise(len: usize, sigma: f64, source: NoiseSource) -> Vec<f32> {
+        let mut v = vec![0f32; len];
+        add_noise(&mut v, sigma, source).expect("noise drawn");
+        v
+    }
+
     #[test]
-    fn noise_has_the_asked_spread_and_replays() {
-        let mut a = vec![0f32; 20_000];
-        add_noise(&mut a, 2.0, 9);
-        let mean = a.iter().map(|&x| f64::from(x)).sum::<f64>() / a.len() as f64;
-        let var = a
+    fn os_noise_has_the_asked_spread() {
+        let a = noise(20_000, 2.0, NoiseSource::Os);
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let sd = (a
             .iter()
             .map(|&x| (f64::from(x) - mean).powi(2))
             .sum::<f64>()
-            / a.len() as f64;
-        assert!(mean.abs() < 0.05, "{mean}");
-        assert!((var.sqrt() - 2.0).abs() < 0.05, "{}", var.sqrt());
-        let mut b = vec![0f32; 20_000];
-        add_noise(&mut b, 2.0, 9);
-        assert_eq!(a, b);
+            / n)
+            .sqrt();
+        // Standard errors: 0.014 for the mean, 0.01 for the deviation.
+        assert!(mean.abs() < 0.1, "{mean}");
+        assert!((sd - 2.0).abs() < 0.08, "{sd}");
+    }
+
+    #[test]
+    fn os_noise_differs_between_identical_calls() {
+        let (a, b) = (
+            noise(5_000, 1.0, NoiseSource::Os),
+            noise(5_000, 1.0, NoiseSource::Os),
+        );
+        assert_ne!(a, b);
+        // Independent draws: correlation near 0 (standard error 0.014).
+        assert!(correlation(&a, &b).abs() < 0.1);
+    }
+
+    #[test]
+    fn seeded_noise_replays_its_seed() {
+        let a = noise(1_000, 1.0, NoiseSource::Seeded(9));
+        assert_eq!(a, noise(1_000, 1.0, NoiseSource::Seeded(9)));
+        assert_ne!(a, noise(1_000, 1.0, NoiseSource::Seeded(10)));
+    }
+
+    #[test]
+    fn a_bad_deviation_is_an_error_and_leaves_the_values() {
+        let mut v = vec![1f32; 4];
+        let err = add_noise(&mut v, f64::NAN, NoiseSource::Os).expect_err("refused");
+        assert!(matches!(err, NoiseError::Sigma(_)), "{err}");
+        assert_eq!(v, vec![1f32; 4]);
+    }
+
+    #[test]
+    fn privatize_clips_then_adds_noise() {
+        let cfg = DpConfig {
+            clip: 1.0,
+            noise_multiplier: 1e-3,
+            delta: 1e-5,
+        };
+        let mut v = vec![30.0f32, 40.0];
+        let norm = privatize(&mut v, &cfg, NoiseSource::Os).expect("privatized");
+        assert_eq!(norm, 50.0);
+        assert!(
+            (v[0] - 0.6).abs() < 0.02 && (v[1] - 0.8).abs() < 0.02,
+            "{v:?}"
+        );
     }
 
     #[test]

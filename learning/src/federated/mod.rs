@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anomaly::{AnomalyModel, ModelError, TailCounts, TrainError};
 pub use aggregate::{AggregateError, Rule, Weighted, aggregate, fedavg_weights};
-pub use dp::{Accountant, DpConfig};
+pub use dp::{Accountant, DpConfig, NoiseError, NoiseSource};
 
 /// What one site sends for a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,31 +90,37 @@ pub enum FederatedError {
     Aggregate(#[from] AggregateError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Noise(#[from] NoiseError),
     #[error("{0}")]
     Invalid(String),
 }
 
-/// One site's step: trains `base` on `rows` for `epochs`, and returns the
-/// update, clipped and noised when `dp` is given (the noise seeded by
-/// `seed`).
+/// Differential privacy of one site's update: the settings, and where its
+/// noise comes from (nodes: [`NoiseSource::Os`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteDp {
+    pub config: DpConfig,
+    pub noise: NoiseSource,
+}
+
+/// One site's step: trains `base` on `rows` for `epochs` (the training
+/// shuffled and initialised by `seed`), and returns the update, clipped
+/// and noised when `dp` is given.
 pub fn local_update(
     base: &AnomalyModel,
     round: u64,
     rows: &[&[f32]],
     epochs: usize,
     seed: u64,
-    dp: Option<DpConfig>,
+    dp: Option<SiteDp>,
 ) -> Result<SiteUpdate, FederatedError> {
     let local = base.train_from(rows, epochs, seed)?;
     let start = flatten(base);
     let mut vector = flatten(&local);
     let mut delta: Vec<f32> = vector.iter().zip(&start).map(|(v, s)| v - s).collect();
     let delta_norm = match dp {
-        Some(cfg) => {
-            let norm = dp::clip(&mut delta, cfg.clip);
-            dp::add_noise(&mut delta, cfg.clip * cfg.noise_multiplier, seed ^ 0x5eed);
-            norm
-        }
+        Some(SiteDp { config, noise }) => dp::privatize(&mut delta, &config, noise)?,
         None => delta
             .iter()
             .map(|&d| f64::from(d).powi(2))

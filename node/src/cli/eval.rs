@@ -69,5 +69,18 @@ pub(super) enum EvalCommand {
         members: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Clip and noise every site's update with this noise multiplier
+        /// (differential privacy). The noise is seeded, so the run replays;
+        /// it is not private, and the report says so.
+        #[arg(long, value_name = "Z")]
+        dp_noise_multiplier: Option<f64>,
+        /// L2 norm each update is clipped to, with --dp-noise-multiplier.
+        #[arg(
+            long,
+            value_name = "NORM",
+            default_value_t = 1.0,
+            requires = "dp_noise_multiplier"
+        )]
+        dp_clip: f64,
     },
 }

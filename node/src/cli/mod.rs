@@ -191,8 +191,15 @@ pub fn main() -> ExitCode {
             poisoned,
             members,
             seed,
+            dp_noise_multiplier,
+            dp_clip,
         }) => {
             let mut plan = amoskys_node::eval_federated::default_plan(seed);
+            plan.dp = dp_noise_multiplier.map(|z| amoskys_learning::federated::DpConfig {
+                clip: dp_clip,
+                noise_multiplier: z,
+                delta: 1e-5,
+            });
             plan.sites = sites;
             plan.rounds = rounds;
             plan.local_epochs = local_epochs;
@@ -475,6 +482,9 @@ fn eval_federated(opts: amoskys_node::eval_federated::Options) -> ExitCode {
     };
     match fed::write(&report, &opts.out) {
         Ok(files) => {
+            for n in &report.notes {
+                println!("note: {n}");
+            }
             for v in &report.verdicts {
                 println!("{v}");
             }

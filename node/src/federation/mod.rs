@@ -23,7 +23,9 @@ use amoskys_consensus::{
 use amoskys_learning::anomaly::AnomalyModel;
 use amoskys_learning::features::EntityKind;
 use amoskys_learning::federated::round::{Closed, Collector, Refused};
-use amoskys_learning::federated::{Accountant, DpConfig, Rule, SiteUpdate, combine, local_update};
+use amoskys_learning::federated::{
+    Accountant, DpConfig, NoiseSource, Rule, SiteDp, SiteUpdate, combine, local_update,
+};
 use amoskys_mesh::{MeshHandle, Service};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -317,19 +319,24 @@ impl Federation {
         let base = self.base_model(round, kind).await?;
         let store = self.store.clone();
         let learning = self.learning.clone();
-        let (id, epochs, dp, seed) = (
+        // The seed only shuffles and initialises local training; the privacy
+        // noise comes from the operating system, so no one can replay it.
+        let (id, epochs, train_seed) = (
             round.id,
             settings.epochs,
-            settings.dp,
             self.learning.train.seed ^ round.id,
         );
+        let dp = settings.dp.map(|config| SiteDp {
+            config,
+            noise: NoiseSource::Os,
+        });
         let update = tokio::task::spawn_blocking(move || {
             let rows = baseline_rows(&store, &learning, kind).map_err(|e| e.to_string())?;
             if rows.is_empty() {
                 return Err(format!("no {} windows in the baseline", kind.as_str()));
             }
             let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-            local_update(&base, id, &refs, epochs, seed, dp).map_err(|e| e.to_string())
+            local_update(&base, id, &refs, epochs, train_seed, dp).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
