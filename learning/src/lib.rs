@@ -20,4 +20,4 @@ pub mod rules;
 pub mod window;
 
 pub use finding::{Category, Finding, Severity, Subject};
-pub use rules::{RuleEngine, RulePolicy};
+pub use rules::{OwnSockets, RuleEngine, RulePolicy};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use amoskys_learning::features::{EntityKind, FeatureExtractor, FeatureWindow};
-use amoskys_learning::{Category, Finding, RuleEngine, RulePolicy, Severity};
+use amoskys_learning::{Category, Finding, OwnSockets, RuleEngine, RulePolicy, Severity};
 use amoskys_mesh::{Alert, AlertBody};
 use amoskys_sensors::{Event, now_ns};
 use ed25519_dalek::SigningKey;
@@ -26,6 +26,8 @@ const MAX_SUPPRESSED: usize = 10_000;
 const MAX_WINDOW_ENTITIES: usize = 10_000;
 /// Features named in an anomaly alert's evidence.
 const EXPLAINED_FEATURES: usize = 3;
+/// How long the node waits for its mesh to report its listening ports.
+const MESH_PORTS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The anomaly half of detection: live feature windows and the models.
 #[derive(Debug)]
@@ -55,6 +57,7 @@ pub struct Detector {
     anomaly: Option<AnomalyDetection>,
     intel: Option<IocDetection>,
     policy: Option<watch::Receiver<Arc<InForce>>>,
+    own: Option<watch::Receiver<OwnSockets>>,
 }
 
 impl Detector {
@@ -75,7 +78,23 @@ impl Detector {
             anomaly: None,
             intel: None,
             policy: None,
+            own: None,
         }
+    }
+
+    /// Follows the node's own sockets (its process, API and mesh ports),
+    /// which never raise `new_listening_port`.
+    pub fn with_own_sockets(mut self, own: watch::Receiver<OwnSockets>) -> Self {
+        self.engine.set_own_sockets(own.borrow().clone());
+        self.own = Some(own);
+        self
+    }
+
+    /// TCP ports listening when the node started: the baseline, never
+    /// reported as new.
+    pub fn with_listener_baseline(mut self, ports: impl IntoIterator<Item = u16>) -> Self {
+        self.engine.seed_listeners(ports);
+        self
     }
 
     /// Follows the cluster policy: a new version replaces the rules and the
@@ -86,6 +105,12 @@ impl Detector {
     }
 
     fn follow_policy(&mut self) {
+        if let Some(own) = self.own.as_mut()
+            && own.has_changed().unwrap_or(false)
+        {
+            let own = own.borrow_and_update().clone();
+            self.engine.set_own_sockets(own);
+        }
         let Some(rx) = self.policy.as_mut() else {
             return;
         };
@@ -94,7 +119,8 @@ impl Detector {
         }
         let in_force = rx.borrow_and_update().clone();
         if *self.engine.policy() != in_force.policy.rules {
-            self.engine = RuleEngine::new(in_force.policy.rules.clone());
+            // Keeps the baseline of listeners and the node's own sockets.
+            self.engine.set_policy(in_force.policy.rules.clone());
         }
         if let Ok(p) = in_force.policy.privacy() {
             self.privacy = p;
@@ -192,6 +218,63 @@ impl Detector {
     }
 }
 
+/// TCP ports listening on this host now (the socket tables of `/proc`),
+/// for [`Detector::with_listener_baseline`]. Empty when the procfs socket
+/// sensor is off, or (with a warning) when the tables cannot be read.
+pub fn listening_ports(procfs: &crate::config::ProcfsSection) -> Vec<u16> {
+    if !(procfs.enabled && procfs.sockets) {
+        return Vec::new();
+    }
+    match amoskys_sensors::procfs::sockets::read_tables() {
+        Ok(entries) => entries
+            .iter()
+            .filter(|e| e.listening && e.transport == amoskys_sensors::Transport::Tcp)
+            .map(|e| e.local.port())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the socket tables; no listener baseline");
+            Vec::new()
+        }
+    }
+}
+
+/// Adds the mesh's listening ports (TCP, and UDP for QUIC) to the node's
+/// own sockets once the mesh reports them; gives up after `MESH_PORTS_WAIT`
+/// (the node's process id still covers them).
+pub async fn follow_mesh_ports(mesh: amoskys_mesh::MeshHandle, own: watch::Sender<OwnSockets>) {
+    let end = tokio::time::Instant::now() + MESH_PORTS_WAIT;
+    while tokio::time::Instant::now() < end {
+        let Ok(addrs) = mesh.listen_addrs().await else {
+            return;
+        };
+        let ports = ports_of(addrs.iter().map(ToString::to_string));
+        if !ports.is_empty() {
+            own.send_modify(|o| o.ports.extend(ports));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::debug!("mesh reported no listen address; its sockets are known by the process id");
+}
+
+/// TCP and UDP ports in multiaddrs (`/ip4/127.0.0.1/tcp/7301`,
+/// `/ip4/0.0.0.0/udp/7301/quic-v1`).
+fn ports_of(addrs: impl Iterator<Item = String>) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for a in addrs {
+        let parts: Vec<&str> = a.split('/').collect();
+        for w in parts.windows(2) {
+            if (w[0] == "tcp" || w[0] == "udp")
+                && let Ok(port) = w[1].parse::<u16>()
+                && !ports.contains(&port)
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
 /// Findings for the closed windows that score above the policy's quantile
 /// of their model's baseline scores.
 pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64) -> Vec<Finding> {
@@ -262,5 +345,23 @@ fn severity_name(s: Severity) -> &'static str {
         Severity::Medium => "medium",
         Severity::High => "high",
         Severity::Critical => "critical",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_ports_come_from_tcp_and_quic_addresses() {
+        let addrs = [
+            "/ip4/127.0.0.1/tcp/7301",
+            "/ip4/127.0.0.1/udp/7301/quic-v1",
+            "/ip6/::1/tcp/41000/p2p/12D3KooW",
+        ];
+        assert_eq!(
+            ports_of(addrs.iter().map(|a| a.to_string())),
+            vec![7301, 41000]
+        );
     }
 }

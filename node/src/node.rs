@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use amoskys_learning::OwnSockets;
 use amoskys_sensors::ebpf::{EbpfConfig, EbpfSensor};
 use amoskys_sensors::flows::{FlowConfig, FlowSensor};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
@@ -17,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::api::{self, ApiState, NodeInfo};
 use crate::cluster::ClusterNode;
 use crate::config::{Config, Problem};
-use crate::detect::{AnomalyDetection, Detector};
+use crate::detect::{AnomalyDetection, Detector, follow_mesh_ports, listening_ports};
 use crate::identity::{Identity, IdentityError};
 use crate::ingest;
 use crate::metrics::Metrics;
@@ -182,6 +183,8 @@ impl Node {
             version: None,
             error: None,
         }));
+        // The node's own listeners (API and mesh, bound below) never alert.
+        let (own_tx, own_rx) = watch::channel(OwnSockets::this_process());
         let detector = if config.detection.enabled {
             let privacy = config.privacy().map_err(|p| NodeError::Config(vec![p]))?;
             Some(
@@ -194,7 +197,9 @@ impl Node {
                 )
                 .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
                 .with_policy(policy_rx.clone())
-                .with_intel(workspace.matcher()),
+                .with_intel(workspace.matcher())
+                .with_own_sockets(own_rx)
+                .with_listener_baseline(listening_ports(&config.sensors.procfs)),
             )
         } else {
             None
@@ -268,6 +273,7 @@ impl Node {
             addr: api_listen,
             source,
         })?;
+        own_tx.send_modify(|o| o.ports.push(api_addr.port()));
         let state = ApiState {
             info: Arc::new(NodeInfo {
                 id: id.clone(),
@@ -294,6 +300,9 @@ impl Node {
             workspace: workspace.clone(),
         };
         let mut tasks = Vec::new();
+        if let Some(p) = &peering {
+            tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
+        }
         let router = api::router(state, config.api.max_connections);
         let mut api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {

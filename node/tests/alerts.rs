@@ -146,8 +146,9 @@ async fn hashed_addresses_keep_raw_addresses_out_of_alerts() {
     .await
     .expect("node starts");
     let addr = node.api_addr();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    // Another process: the node's own process never alerts on its sockets.
+    let listener = ChildListener::spawn();
+    let port = listener.port;
     let alert = eventually(Duration::from_secs(10), || async {
         alerts(addr).await.into_iter().find(|a| {
             a.body.rule == "new_listening_port" && a.body.subject == format!("listener:{port}")
@@ -159,5 +160,112 @@ async fn hashed_addresses_keep_raw_addresses_out_of_alerts() {
     assert!(!json.contains("127.0.0.1"), "{json}");
     assert!(json.contains("\"h:"), "{json}");
     drop(listener);
+    node.shutdown().await;
+}
+
+/// A listener on 127.0.0.1 in another process (this test binary, running
+/// `listener_child`), closed when dropped.
+struct ChildListener {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ChildListener {
+    fn spawn() -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "listener_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AMOSKYS_TEST_LISTENER", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn listener");
+        let stdout = child.stdout.take().expect("stdout");
+        let port = std::io::BufReader::new(stdout)
+            .lines()
+            .take(20)
+            .map_while(Result::ok)
+            .find_map(|l| l.split("listening-port=").nth(1)?.trim().parse().ok())
+            .expect("the child reports its port");
+        ChildListener { child, port }
+    }
+}
+
+impl Drop for ChildListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The other side of [`ChildListener`]: listens until its stdin closes.
+#[test]
+#[ignore = "run by ChildListener in a child process"]
+fn listener_child() {
+    if std::env::var_os("AMOSKYS_TEST_LISTENER").is_none() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    println!("listening-port={port}");
+    std::io::stdout().flush().expect("flush");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_and_preexisting_listeners_are_not_new() {
+    // Listening before the node starts: the baseline.
+    let before = ChildListener::spawn();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(common::quiet_config(dir.path(), &[]))
+        .await
+        .expect("node starts");
+    let addr = node.api_addr();
+    let mesh = common::mesh_port(&node).await;
+    // Many procfs passes (20 ms each) see the node's API and mesh sockets.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A listener opened after the start is new, and alerts.
+    let after = ChildListener::spawn();
+    let subject = format!("listener:{}", after.port);
+    let raised = eventually(Duration::from_secs(10), || async {
+        alerts(addr)
+            .await
+            .into_iter()
+            .find(|a| a.body.rule == "new_listening_port" && a.body.subject == subject)
+    })
+    .await;
+    assert!(raised.is_some(), "a listener opened after start alerts");
+
+    // By now every earlier pass was detected: none alerted on the baseline
+    // or on the node's own sockets (this process's, of any node in it).
+    let own_pid = std::process::id().to_string();
+    let quiet = [before.port, addr.port(), mesh];
+    let wrong: Vec<String> = alerts(addr)
+        .await
+        .into_iter()
+        .filter(|a| a.body.rule == "new_listening_port")
+        .filter(|a| {
+            quiet
+                .iter()
+                .any(|p| a.body.subject == format!("listener:{p}"))
+                || a.body
+                    .evidence
+                    .iter()
+                    .any(|(k, v)| k == "pid" && *v == own_pid)
+        })
+        .map(|a| format!("{} {:?}", a.body.subject, a.body.evidence))
+        .collect();
+    assert!(wrong.is_empty(), "alerts on known listeners: {wrong:?}");
+    drop((before, after));
     node.shutdown().await;
 }

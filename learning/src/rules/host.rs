@@ -1,4 +1,9 @@
 //! Host rules: a shell spawned by a network service, a new listening port.
+//!
+//! A listener is new when it opens after the node started, on a port not in
+//! the allow-list, and is not the node's own: the listeners open at start
+//! are the baseline ([`super::RuleEngine::seed_listeners`]), and sockets of
+//! the node's process or on its ports ([`OwnSockets`]) are never reported.
 
 use std::collections::HashSet;
 
@@ -9,16 +14,64 @@ use super::RulePolicy;
 use crate::window::Windows;
 use crate::{Category, Finding, Severity, Subject};
 
+/// The node's own sockets, which never raise `new_listening_port`: facts
+/// of the host the rules run on, not policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnSockets {
+    /// The node's process: every socket it owns is its own (the API, the
+    /// mesh, and other nodes run in the same process).
+    pub pid: Option<i32>,
+    /// Ports the node listens on (API, mesh TCP and QUIC): a listener on
+    /// one whose owner could not be found is taken as the node's.
+    pub ports: Vec<u16>,
+}
+
+impl OwnSockets {
+    /// This process, no ports yet.
+    pub fn this_process() -> Self {
+        Self {
+            pid: i32::try_from(std::process::id()).ok(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn owns(&self, s: &SocketActivity) -> bool {
+        match &s.process {
+            Some(p) => Some(p.pid) == self.pid,
+            None => self.ports.contains(&s.local.port()),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct HostRules {
     listeners: Windows<u16, bool>,
+    own: OwnSockets,
+    /// TCP ports listening when the node started and still open.
+    baseline: HashSet<u16>,
 }
 
 impl HostRules {
     pub(super) fn new(window_ns: u64) -> Self {
         Self {
             listeners: Windows::new(window_ns, 65_536),
+            own: OwnSockets::default(),
+            baseline: HashSet::new(),
         }
+    }
+
+    /// New window width: the windows restart, the baseline and the own
+    /// sockets stay.
+    pub(super) fn set_window(&mut self, window_ns: u64) {
+        self.listeners = Windows::new(window_ns, 65_536);
+    }
+
+    pub(super) fn set_own(&mut self, own: OwnSockets) {
+        self.own = own;
+    }
+
+    pub(super) fn seed_listeners(&mut self, ports: impl IntoIterator<Item = u16>) {
+        self.baseline.extend(ports);
     }
 
     pub(super) fn process(
@@ -67,11 +120,21 @@ impl HostRules {
         s: &SocketActivity,
         out: &mut Vec<Finding>,
     ) {
-        if s.activity != SocketActivityKind::Listen || s.transport != Transport::Tcp {
+        if s.transport != Transport::Tcp {
             return;
         }
         let port = s.local.port();
-        if p.listen_allow_ports.contains(&port) {
+        match s.activity {
+            SocketActivityKind::Listen => {}
+            // A baseline listener that closes is gone: reopened, it is new.
+            SocketActivityKind::Close if s.remote.is_none() => {
+                self.baseline.remove(&port);
+                return;
+            }
+            _ => return,
+        }
+        if p.listen_allow_ports.contains(&port) || self.own.owns(s) || self.baseline.contains(&port)
+        {
             return;
         }
         match self.listeners.get(&port, t) {

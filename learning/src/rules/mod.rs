@@ -15,6 +15,7 @@ use amoskys_sensors::{Event, EventBody};
 use serde::{Deserialize, Serialize};
 
 use crate::{Category, Finding, Severity, Subject};
+pub use host::OwnSockets;
 
 /// Thresholds and allow-lists of the rule detectors (part of the policy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,11 +191,22 @@ impl RuleEngine {
     pub fn set_policy(&mut self, policy: RulePolicy) {
         if policy.window_secs != self.policy.window_secs {
             self.net = network::NetworkRules::new(policy.window_ns());
-            self.host = host::HostRules::new(policy.window_ns());
+            self.host.set_window(policy.window_ns());
         }
         self.allow = policy.allow_sources.iter().copied().collect();
         self.ioc = policy.ioc_addresses.iter().copied().collect();
         self.policy = policy;
+    }
+
+    /// The node's own sockets: never reported as new listeners.
+    pub fn set_own_sockets(&mut self, own: OwnSockets) {
+        self.host.set_own(own);
+    }
+
+    /// TCP ports listening when the node started: the baseline, not new
+    /// while they stay open (a listener that closes and opens again is).
+    pub fn seed_listeners(&mut self, ports: impl IntoIterator<Item = u16>) {
+        self.host.seed_listeners(ports);
     }
 
     /// Replaces the IOC addresses (threat intel changes live).

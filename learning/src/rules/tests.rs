@@ -261,36 +261,100 @@ fn shell_under_a_network_service() {
     assert!(e.observe(&exec("ls", "nginx")).is_empty());
 }
 
+/// A TCP socket event on `port`, owned by `pid` when given.
+fn sock(activity: SocketActivityKind, port: u16, pid: Option<i32>, t: u64) -> Event {
+    Event::new(
+        t,
+        "h",
+        "procfs",
+        EventBody::SocketActivity(SocketActivity {
+            activity,
+            transport: Transport::Tcp,
+            local: format!("0.0.0.0:{port}").parse().expect("addr"),
+            remote: None,
+            process: pid.map(|pid| ProcessRef {
+                pid,
+                name: "nc".into(),
+                exe: "/usr/bin/nc".into(),
+                uid: 0,
+            }),
+        }),
+    )
+}
+
+fn listen(port: u16, t: u64) -> Event {
+    sock(SocketActivityKind::Listen, port, Some(7), t)
+}
+
 #[test]
 fn new_listening_port_once_per_window() {
     let mut e = RuleEngine::new(RulePolicy {
         listen_allow_ports: vec![22],
         ..RulePolicy::default()
     });
-    let listen = |port: u16, t: u64| {
-        Event::new(
-            t,
-            "h",
-            "procfs",
-            EventBody::SocketActivity(SocketActivity {
-                activity: SocketActivityKind::Listen,
-                transport: Transport::Tcp,
-                local: format!("0.0.0.0:{port}").parse().expect("addr"),
-                remote: None,
-                process: Some(ProcessRef {
-                    pid: 7,
-                    name: "nc".into(),
-                    exe: "/usr/bin/nc".into(),
-                    uid: 0,
-                }),
-            }),
-        )
-    };
     assert_eq!(
         rules(&mut e, &[listen(4444, SEC), listen(4444, 2 * SEC)]),
         vec!["new_listening_port"]
     );
     assert!(e.observe(&listen(22, SEC)).is_empty(), "allow-listed port");
+}
+
+#[test]
+fn listeners_open_at_start_are_the_baseline() {
+    let mut e = RuleEngine::new(RulePolicy::default());
+    // The first observation after start: these were already listening.
+    e.seed_listeners([8080, 5432]);
+    assert!(rules(&mut e, &[listen(8080, SEC), listen(5432, SEC)]).is_empty());
+    // Only a listener that appears afterwards is new.
+    assert_eq!(
+        rules(&mut e, &[listen(4444, SEC)]),
+        vec!["new_listening_port"]
+    );
+    // A baseline listener that closes and opens again is new.
+    e.observe(&sock(SocketActivityKind::Close, 8080, Some(7), 2 * SEC));
+    assert_eq!(
+        rules(&mut e, &[listen(8080, 3 * SEC)]),
+        vec!["new_listening_port"]
+    );
+    // A policy change keeps the baseline.
+    e.set_policy(RulePolicy {
+        window_secs: 30,
+        ..RulePolicy::default()
+    });
+    assert!(e.observe(&listen(5432, 4 * SEC)).is_empty());
+}
+
+#[test]
+fn the_node_never_alerts_on_its_own_sockets() {
+    let mut e = RuleEngine::new(RulePolicy::default());
+    e.set_own_sockets(OwnSockets {
+        pid: Some(100),
+        ports: vec![7300, 7301],
+    });
+    let listen = SocketActivityKind::Listen;
+    // Any listener of the node's process, on any port.
+    assert!(e.observe(&sock(listen, 45_000, Some(100), SEC)).is_empty());
+    assert!(e.observe(&sock(listen, 7300, Some(100), SEC)).is_empty());
+    // The node's ports when the owner is unknown.
+    assert!(e.observe(&sock(listen, 7301, None, SEC)).is_empty());
+    // Another process on the node's port, or anywhere else, is reported.
+    assert_eq!(
+        rules(&mut e, &[sock(listen, 7300, Some(200), 2 * SEC)]),
+        vec!["new_listening_port"]
+    );
+    assert_eq!(
+        rules(&mut e, &[sock(listen, 4444, None, 2 * SEC)]),
+        vec!["new_listening_port"]
+    );
+    // A policy change keeps the node's own sockets.
+    e.set_policy(RulePolicy {
+        window_secs: 30,
+        ..RulePolicy::default()
+    });
+    assert!(
+        e.observe(&sock(listen, 45_001, Some(100), 3 * SEC))
+            .is_empty()
+    );
 }
 
 #[test]
