@@ -1,9 +1,13 @@
 //! Command-line interface of `amoskys` (clap lives only here).
 
 mod alerts;
+mod client;
 mod cluster;
 mod eval;
+mod learn;
 mod models;
+mod show;
+mod status;
 mod verify;
 mod workspace;
 
@@ -11,9 +15,7 @@ use eval::EvalCommand;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use amoskys_node::api::NodeStatus;
 use amoskys_node::config::{ConfigError, Source};
 use amoskys_node::identity::{Identity, KEY_FILE};
 use amoskys_node::{Config, Node, telemetry};
@@ -58,7 +60,7 @@ enum Command {
     Policy(cluster::PolicyCommand),
     /// Start federated rounds and list them.
     #[command(subcommand)]
-    Learn(cluster::LearnCommand),
+    Learn(learn::LearnCommand),
     /// Add, remove or list shared threat intel (IOCs).
     #[command(subcommand)]
     Intel(workspace::IntelCommand),
@@ -68,6 +70,13 @@ enum Command {
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `amoskys man > amoskys.1`.
+    Man,
 }
 
 /// Options that select and override configuration.
@@ -157,15 +166,6 @@ enum ConfigCommand {
     Default,
 }
 
-/// Runs a client future on a small runtime of its own.
-fn block_on<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?
-        .block_on(fut)
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -178,9 +178,24 @@ pub fn main() -> ExitCode {
         Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::Members(cmd) => cluster::members(cmd),
         Command::Policy(cmd) => cluster::policy(cmd),
-        Command::Learn(cmd) => cluster::learn(cmd),
+        Command::Learn(cmd) => learn::learn(cmd),
         Command::Intel(cmd) => workspace::intel(cmd),
         Command::Case(cmd) => workspace::case(cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "amoskys", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("amoskys: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Eval(EvalCommand::Federated {
             cache,
             out,
@@ -321,99 +336,10 @@ fn status(args: StatusArgs) -> ExitCode {
         Some(a) => a,
         None => match load_or_report(&args.config) {
             Some(c) => c.api.listen,
-            None => return ExitCode::from(2),
+            None => return ExitCode::from(client::exit::USAGE),
         },
     };
-    let url = format!("http://{api}/api/v1/node");
-    let fetched = block_on(fetch_status(&url));
-    let body = match fetched {
-        Ok(body) => body,
-        Err(e) => {
-            eprintln!("amoskys: cannot reach the node API at {url}: {e}");
-            eprintln!("  is `amoskys run` running, and is api.listen {api}? (use --api IP:PORT)");
-            return ExitCode::FAILURE;
-        }
-    };
-    if args.json {
-        println!("{body}");
-        return ExitCode::SUCCESS;
-    }
-    match serde_json::from_str::<NodeStatus>(&body) {
-        Ok(s) => {
-            print_status(&s);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("amoskys: unexpected answer from {url}: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn fetch_status(url: &str) -> Result<String, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
-    let code = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if code.is_success() {
-        Ok(text)
-    } else {
-        Err(format!("HTTP {code}: {text}"))
-    }
-}
-
-fn print_status(s: &NodeStatus) {
-    println!("node      {}", s.info.id);
-    println!("name      {}", s.info.name);
-    println!("version   {}", s.info.version);
-    println!(
-        "started   {} (up {})",
-        s.info.started_at,
-        humantime::format_duration(Duration::from_secs(s.uptime_secs))
-    );
-    println!("data dir  {}", s.info.data_dir);
-    println!("events    {} stored", s.events_stored);
-    for (i, sensor) in s.sensors.iter().enumerate() {
-        let label = if i == 0 { "sensors" } else { "" };
-        let note = if sensor.message.is_empty() {
-            String::new()
-        } else {
-            format!(" — {}", sensor.message)
-        };
-        println!(
-            "{label:<9} {} {} (events {}, drops {}, errors {}){note}",
-            sensor.name, sensor.state, sensor.events, sensor.drops, sensor.errors
-        );
-    }
-    if s.sensors.is_empty() {
-        println!("sensors   none enabled");
-    }
-    for (i, d) in s.snmp_devices.iter().enumerate() {
-        let label = if i == 0 { "devices" } else { "" };
-        let state = serde_json::to_value(d.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let note = if d.message.is_empty() {
-            String::new()
-        } else {
-            format!(" — {}", d.message)
-        };
-        println!(
-            "{label:<9} {} {} {state} (polls {}, failures {}){note}",
-            d.name, d.address, d.polls, d.failures
-        );
-    }
-    if s.peers.is_empty() {
-        println!("peers     none");
-    }
-    for (i, p) in s.peers.iter().enumerate() {
-        let label = if i == 0 { "peers" } else { "" };
-        println!("{label:<9} {} {}", p.id, p.address);
-    }
+    client::run(status::show(api, args.json))
 }
 
 fn config(cmd: ConfigCommand) -> ExitCode {
