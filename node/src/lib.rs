@@ -9,6 +9,8 @@
 //! - [`ingest`]: the single writer from the sensors' channel to the store;
 //! - [`detect`] and [`privacy`]: rules over stored events, signed alerts;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
+//! - [`trust`]: the signed membership export and the trust set that
+//!   offline alert checks use;
 //! - [`Node`]: start, the sensor → store event path, graceful shutdown.
 //!
 //! The `amoskys` binary is a thin command line over this library, so
@@ -32,6 +34,7 @@ pub mod policy;
 pub mod privacy;
 pub mod storage;
 pub mod telemetry;
+pub mod trust;
 pub mod workspace;
 
 pub use config::Config;

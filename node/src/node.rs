@@ -298,6 +298,7 @@ impl Node {
             federation: cluster.federation.clone(),
             policy: policy_rx,
             workspace: workspace.clone(),
+            key: Arc::new(identity.signing_key().clone()),
         };
         let mut tasks = Vec::new();
         if let Some(p) = &peering {

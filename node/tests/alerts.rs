@@ -84,8 +84,12 @@ async fn shell_spawned_by_a_service_is_alerted_signed_and_streamed() {
     assert_eq!(status, 200);
     let mut file = tempfile::NamedTempFile::new().expect("file");
     file.write_all(jsonl.as_bytes()).expect("write");
+    // The trust set: this node's own key (by its peer id).
+    let keys = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(keys.path(), &id).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args(["alerts", "verify"])
+        .args(["alerts", "verify", "--keys"])
+        .arg(keys.path())
         .arg(file.path())
         .output()
         .expect("verify runs");
@@ -98,7 +102,8 @@ async fn shell_spawned_by_a_service_is_alerted_signed_and_streamed() {
     let tampered = jsonl.replacen("\"severity\":\"high\"", "\"severity\":\"low\"", 1);
     std::fs::write(file.path(), tampered).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args(["alerts", "verify"])
+        .args(["alerts", "verify", "--keys"])
+        .arg(keys.path())
         .arg(file.path())
         .output()
         .expect("verify runs");

@@ -3,9 +3,15 @@
 //! An alert carries its own signature, so it can be verified after relaying,
 //! from storage, or after crossing an air gap. The signature is ed25519 over
 //! the alert's canonical bytes (see [`Alert::canonical_bytes`] and
-//! docs/ALERTS.md), never over JSON, whose encoding is not unique.
+//! docs/ALERTS.md), never over JSON, whose encoding is not unique. It is
+//! checked with `verify_strict`, which refuses small-order keys and
+//! non-canonical signatures.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+mod json;
+
+pub use json::rfc3339;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -46,20 +52,22 @@ pub struct AlertBody {
     pub evidence: Vec<(String, String)>,
 }
 
-/// A signed alert.
+/// A signed alert. Its JSON also carries `time`, the RFC 3339 form of
+/// `time_ns`, which is not signed (see docs/ALERTS.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "json::AlertJson", into = "json::AlertJson")]
 pub struct Alert {
     pub version: u16,
-    /// 32 hex characters: SHA-256 of origin key and sequence number.
+    /// 32 lowercase hex characters: SHA-256 of the raw key bytes and the
+    /// sequence number.
     pub id: String,
     /// Origin node id (libp2p PeerId of `origin_key`).
     pub origin: String,
-    /// Origin's ed25519 public key, hex.
+    /// Origin's ed25519 public key, 64 lowercase hex characters.
     pub origin_key: String,
-    #[serde(flatten)]
     pub body: AlertBody,
-    /// ed25519 signature over [`Alert::canonical_bytes`], hex.
+    /// ed25519 signature over [`Alert::canonical_bytes`], 128 lowercase hex
+    /// characters.
     pub signature: String,
 }
 
@@ -123,10 +131,8 @@ impl Alert {
             return Err(AlertError::Version(self.version));
         }
         self.check_fields()?;
-        let key_bytes: [u8; 32] = hex::decode(&self.origin_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| field("origin_key", "expected 64 hex characters"))?;
+        let key_bytes: [u8; 32] = lower_hex(&self.origin_key)
+            .ok_or_else(|| field("origin_key", "expected 64 lowercase hex characters"))?;
         let key = VerifyingKey::from_bytes(&key_bytes)
             .map_err(|_| field("origin_key", "not an ed25519 key"))?;
         if self.id != alert_id(&key_bytes, self.body.seq) {
@@ -135,17 +141,15 @@ impl Alert {
         if self.origin != peer_id_of(&key) {
             return Err(field("origin", "is not the peer id of origin_key"));
         }
-        let sig: [u8; 64] = hex::decode(&self.signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| field("signature", "expected 128 hex characters"))?;
-        key.verify(&self.canonical_bytes(), &Signature::from_bytes(&sig))
+        let sig: [u8; 64] = lower_hex(&self.signature)
+            .ok_or_else(|| field("signature", "expected 128 lowercase hex characters"))?;
+        key.verify_strict(&self.canonical_bytes(), &Signature::from_bytes(&sig))
             .map_err(|_| AlertError::BadSignature)?;
         Ok(key)
     }
 
     /// The bytes that are signed. Fixed order, big-endian integers, every
-    /// string as a u32 length then UTF-8 bytes:
+    /// string as the u32 count of its UTF-8 bytes, then those bytes:
     /// `DOMAIN, version u16, id, origin, origin_key, seq u64, time_ns u64,
     /// severity, category, technique, rule, score (f64 bits u64), subject,
     /// evidence count u32, then key and value of each pair`.
@@ -223,12 +227,22 @@ fn field(field: &'static str, reason: impl Into<String>) -> AlertError {
     }
 }
 
+/// The bytes of lowercase hex text of exactly `N` bytes; uppercase is
+/// refused so that each value has one text form.
+fn lower_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    hex::decode(s).ok()?.try_into().ok()
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
-/// `hex(SHA-256(origin_key ++ seq u64 BE))[..32]`.
+/// `hex(SHA-256(key ++ seq u64 BE))[..32]`, over the 32 raw key bytes (not
+/// their hex text), in lowercase hex.
 pub fn alert_id(origin_key: &[u8; 32], seq: u64) -> String {
     let mut h = Sha256::new();
     h.update(origin_key);

@@ -20,6 +20,7 @@ use crate::metrics::{CONTENT_TYPE, Metrics};
 
 mod alerts;
 mod cluster;
+mod export;
 mod learn;
 mod models;
 mod workspace;
@@ -58,6 +59,8 @@ pub struct ApiState {
     pub policy: tokio::sync::watch::Receiver<Arc<crate::policy::InForce>>,
     /// Threat intel and case notes.
     pub workspace: Arc<crate::workspace::Workspace>,
+    /// The node's key: signs membership exports.
+    pub key: Arc<ed25519_dalek::SigningKey>,
 }
 
 /// Facts about the node fixed at start.
@@ -126,6 +129,7 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
             "/api/v1/members",
             get(cluster::members).post(cluster::admit),
         )
+        .route("/api/v1/members/export", get(export::members))
         .route(
             "/api/v1/members/{id}",
             axum::routing::delete(cluster::remove),

@@ -264,7 +264,7 @@ pub fn members(cmd: MembersCommand) -> ExitCode {
                 println!("removed {peer_id}");
             }
             MembersCommand::Export { api } => {
-                let v = api.client().get("/api/v1/members/export", &[]).await?;
+                let v = call(&api.addr, Method::GET, "/api/v1/members/export", None).await?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
