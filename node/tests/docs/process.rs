@@ -108,9 +108,7 @@ impl NodeProcess {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return true;
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal("TERM", &self.child.id().to_string());
         let end = Instant::now() + grace;
         while Instant::now() < end {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -132,6 +130,19 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(10));
     }
+}
+
+/// Sends SIG to `target`, a pid or `-PGID` (a process group). The `--` is
+/// needed: procps-ng's kill reads `kill -KILL -123` as `kill(-1, …)`, every
+/// process the caller may signal.
+pub fn signal(sig: &str, target: &str) {
+    let pid: i64 = target.parse().unwrap_or(0);
+    if pid.abs() <= 1 {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-s", sig, "--", target])
+        .status();
 }
 
 /// The API address an `amoskys run` command line gives
@@ -229,9 +240,7 @@ pub fn cli(args: &[&str], limit: Duration) -> CliRun {
             break Some(status.code().unwrap_or(-1));
         }
         if start.elapsed() > limit {
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
+            signal("INT", &child.id().to_string());
             std::thread::sleep(Duration::from_millis(500));
             let _ = child.kill();
             let _ = child.wait();

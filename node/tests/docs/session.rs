@@ -37,9 +37,7 @@ struct Shell {
 impl Drop for Shell {
     fn drop(&mut self) {
         // The shell leads its own process group: a hung command goes too.
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .status();
+        super::process::signal("KILL", &format!("-{}", self.child.id()));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
