@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::alert::{Alert, AlertError, MAX_ALERT_BYTES};
 
-/// Why a gossiped message was refused.
+/// Why a gossiped message, or a stream from a peer that is not admitted
+/// (an outsider), was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reject {
     /// The relaying peer sent more than its rate allows.
@@ -25,10 +26,28 @@ pub enum Reject {
     Stale,
     /// Already received.
     Duplicate,
+    /// An outsider opened a gossip stream (to subscribe, graft or publish);
+    /// it was closed unread.
+    OutsiderGossip,
+    /// An outsider asked for alerts by reconciliation.
+    OutsiderSync,
+    /// An outsider sent a Kademlia query.
+    OutsiderKad,
+    /// An outsider opened identify or ping.
+    OutsiderOther,
+    /// An outsider sent a request other than a join.
+    OutsiderRequest,
+    /// An outsider connected while the most joiners were connected.
+    JoinersFull,
+    /// A member's gossip frame over gossipsub's size limit (cut off
+    /// unread, with every message in it).
+    OversizedFrame,
+    /// A member's gossip frame that does not decode.
+    MalformedFrame,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 15] = [
         Reject::RateLimited,
         Reject::Oversized,
         Reject::Decode,
@@ -36,6 +55,14 @@ impl Reject {
         Reject::Signature,
         Reject::Stale,
         Reject::Duplicate,
+        Reject::OutsiderGossip,
+        Reject::OutsiderSync,
+        Reject::OutsiderKad,
+        Reject::OutsiderOther,
+        Reject::OutsiderRequest,
+        Reject::JoinersFull,
+        Reject::OversizedFrame,
+        Reject::MalformedFrame,
     ];
 
     /// The metric label.
@@ -48,13 +75,29 @@ impl Reject {
             Reject::Signature => "signature",
             Reject::Stale => "stale",
             Reject::Duplicate => "duplicate",
+            Reject::OutsiderGossip => "outsider_gossip",
+            Reject::OutsiderSync => "outsider_sync",
+            Reject::OutsiderKad => "outsider_kad",
+            Reject::OutsiderOther => "outsider_other",
+            Reject::OutsiderRequest => "outsider_request",
+            Reject::JoinersFull => "joiners_full",
+            Reject::OversizedFrame => "oversized_frame",
+            Reject::MalformedFrame => "malformed_frame",
         }
     }
 
     /// Whether the relaying peer is to blame (gossipsub `Reject`, which
     /// lowers its score) or not (`Ignore`: a duplicate, or our own limit).
+    /// Outsiders' streams never reach gossipsub.
     pub fn penalises(self) -> bool {
-        !matches!(self, Reject::Duplicate | Reject::RateLimited)
+        matches!(
+            self,
+            Reject::Oversized
+                | Reject::Decode
+                | Reject::NotAdmitted
+                | Reject::Signature
+                | Reject::Stale
+        )
     }
 }
 

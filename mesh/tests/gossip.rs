@@ -1,8 +1,9 @@
 //! Alert gossip over real libp2p sockets on loopback: five meshes in a
 //! star around a bootstrap node, forwarding only what each has stored;
 //! forged, tampered, unknown, replayed, oversized and garbage messages
-//! rejected and counted while good alerts still flow; a pre-shared key that
-//! keeps strangers out; QUIC beside TCP unless turned off.
+//! relayed by a member rejected and counted while good alerts still flow; a
+//! pre-shared key that keeps strangers out; QUIC beside TCP unless turned
+//! off. (What a peer that is not admitted gets: `tests/members.rs`.)
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -202,7 +203,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
     let seeds = [1u8, 2, 3, 4, 5];
     let admitted: Vec<[u8; 32]> = seeds
         .iter()
-        .chain(&[6])
+        .chain(&[6, 7])
         .map(|s| SigningKey::from_bytes(&[*s; 32]).verifying_key().to_bytes())
         .collect();
     let hub = node(1, &admitted, vec![], None).await;
@@ -239,18 +240,20 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
         assert_eq!(n.got.lock().expect("lock").len(), 4, "exactly once each");
     }
 
-    // An outsider joins (its transport key is fine; it is not admitted).
-    let outsider = node(66, &admitted, vec![hub_addr.clone()], None).await;
-    connected(&outsider, 1).await;
+    // A rogue member relays bad messages; one is an alert of a key never
+    // admitted.
+    let rogue = node(7, &admitted, vec![hub_addr.clone()], None).await;
+    connected(&rogue, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stranger = SigningKey::from_bytes(&[66; 32]);
     let member = SigningKey::from_bytes(&[2; 32]);
     let mut tampered = alert(&member, 10, Duration::ZERO);
     tampered.body.subject = "source_ip:198.51.100.7".into();
     let mut forged = alert(&member, 11, Duration::ZERO);
-    forged.signature = alert(&outsider.key, 11, Duration::ZERO).signature;
+    forged.signature = alert(&stranger, 11, Duration::ZERO).signature;
     let bad: Vec<(Vec<u8>, Reject)> = vec![
         (
-            alert(&outsider.key, 1, Duration::ZERO).encode(),
+            alert(&stranger, 1, Duration::ZERO).encode(),
             Reject::NotAdmitted,
         ),
         (tampered.encode(), Reject::Signature),
@@ -267,7 +270,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
     ];
     let hub_stats = nodes[0].handle.stats().clone();
     // A replay of an alert already held is a duplicate, not a new alert.
-    outsider
+    rogue
         .handle
         .publish_bytes(alert(&nodes[1].key, 1, Duration::ZERO).encode())
         .await
@@ -277,7 +280,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
     })
     .await;
     for (bytes, _) in &bad {
-        outsider
+        rogue
             .handle
             .publish_bytes(bytes.clone())
             .await
@@ -288,17 +291,17 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
     })
     .await;
     assert_eq!(hub_stats.rejected(Reject::Signature), 2);
-    // Each reject lowered the outsider's score at the hub.
-    let outsider_id = outsider.handle.peer_id().to_string();
+    // Each reject lowered the rogue's score at the hub.
+    let rogue_id = rogue.handle.peer_id().to_string();
     let score = nodes[0]
         .handle
         .peers()
         .await
         .expect("peers")
         .into_iter()
-        .find(|p| p.id == outsider_id)
+        .find(|p| p.id == rogue_id)
         .and_then(|p| p.score)
-        .expect("the hub scores the outsider");
+        .expect("the hub scores the rogue");
     assert!(score < 0.0, "score {score}");
 
     // Good alerts still flow, and nothing bad was stored anywhere.
@@ -316,7 +319,7 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
             a.verify().expect("only verified alerts are stored");
             assert_ne!(
                 a.origin_key,
-                hex::encode(outsider.key.verifying_key().as_bytes())
+                hex::encode(stranger.verifying_key().as_bytes())
             );
         }
     }
@@ -344,9 +347,13 @@ async fn alerts_reach_every_node_and_bad_messages_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_network_key_cannot_connect() {
     let psk = [9u8; 32];
-    let a = node(1, &[], vec![], Some(psk)).await;
+    let members: Vec<[u8; 32]> = [1u8, 2]
+        .iter()
+        .map(|s| SigningKey::from_bytes(&[*s; 32]).verifying_key().to_bytes())
+        .collect();
+    let a = node(1, &members, vec![], Some(psk)).await;
     let a_addr = tcp_addr(&a).await;
-    let b = node(2, &[], vec![a_addr.clone()], Some(psk)).await;
+    let b = node(2, &members, vec![a_addr.clone()], Some(psk)).await;
     connected(&b, 1).await;
     connected(&a, 1).await;
 
@@ -395,10 +402,14 @@ async fn quic_listens_beside_tcp_unless_turned_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kademlia_finds_peers_beyond_the_bootstrap_list() {
-    // A chain: 3 knows only 2, 2 knows only 1.
-    let one = node(1, &[], vec![], None).await;
-    let two = node(2, &[], vec![tcp_addr(&one).await], None).await;
-    let three = node(3, &[], vec![tcp_addr(&two).await], None).await;
+    // A chain: 3 knows only 2, 2 knows only 1; all three are members
+    // (Kademlia hands out members only).
+    let members: Vec<[u8; 32]> = (1..=3u8)
+        .map(|s| SigningKey::from_bytes(&[s; 32]).verifying_key().to_bytes())
+        .collect();
+    let one = node(1, &members, vec![], None).await;
+    let two = node(2, &members, vec![tcp_addr(&one).await], None).await;
+    let three = node(3, &members, vec![tcp_addr(&two).await], None).await;
     let one_id = one.handle.peer_id().to_string();
     let end = Instant::now() + WAIT;
     loop {

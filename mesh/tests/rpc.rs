@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use amoskys_mesh::net::{self, MeshHandle};
-use amoskys_mesh::{InboundRequest, MeshConfig, MeshError, Received, Service, ValidatorConfig};
+use amoskys_mesh::{
+    InboundRequest, MeshConfig, MeshError, Received, Reject, Service, ValidatorConfig,
+};
 use ed25519_dalek::SigningKey;
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
@@ -122,6 +124,7 @@ async fn requests_are_answered_within_limits_and_only_for_members() {
         .await
         .expect_err("refused");
     assert!(reason(e).contains("not an admitted member"));
+    assert_eq!(b.stats().rejected(Reject::OutsiderRequest), 1);
 
     let started = Instant::now();
     let e = a

@@ -18,13 +18,16 @@ impl Actor {
         match event {
             request_response::Event::Message {
                 peer,
+                connection_id,
                 message:
                     request_response::Message::Request {
                         request, channel, ..
                     },
-                ..
             } => {
                 let service = request.service;
+                if service == Service::Join {
+                    self.asked_to_join(connection_id);
+                }
                 let refuse = |reason: &str| RpcResponse {
                     service,
                     result: Err(reason.to_owned()),
@@ -34,7 +37,11 @@ impl Actor {
                     || ed25519_key(&peer).is_some_and(|k| self.validator.is_admitted(&k));
                 let handler = self.requests.clone();
                 let answer = match (admitted, handler) {
-                    (false, _) => Err(refuse("not an admitted member")),
+                    (false, _) => {
+                        self.stats.reject(Reject::OutsiderRequest);
+                        tracing::debug!(%peer, service = service.as_str(), "outsider's request refused");
+                        Err(refuse("not an admitted member"))
+                    }
                     (true, None) => Err(refuse("this node serves no requests")),
                     (true, Some(h)) => Ok(h),
                 };
@@ -93,6 +100,10 @@ impl Actor {
                     let _ = tx.send(Err(error.to_string()));
                 }
             }
+            // A joiner goes once its request is answered.
+            request_response::Event::ResponseSent { connection_id, .. } => {
+                self.answered(connection_id);
+            }
             _ => {}
         }
     }
@@ -119,6 +130,12 @@ impl Actor {
             request_response::Message::Request {
                 request, channel, ..
             } => {
+                // The gate keeps outsiders off this protocol; a peer that
+                // lost admission since it connected gets nothing either.
+                if !self.is_admitted(&peer) {
+                    self.stats.reject(Reject::OutsiderSync);
+                    return;
+                }
                 let Some(ledger) = self.ledger.clone() else {
                     return;
                 };
@@ -149,7 +166,7 @@ impl Actor {
                                 let _ = self
                                     .swarm
                                     .behaviour_mut()
-                                    .gossipsub
+                                    .gossipsub()
                                     .publish(self.topic.clone(), bytes.clone());
                             }
                             let (stored, _) = oneshot::channel();

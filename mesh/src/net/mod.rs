@@ -11,6 +11,10 @@
 //! only then is it accepted and forwarded, so an alert is never relayed by a
 //! node that could lose it. A bad message is rejected (the relaying peer's
 //! score drops) and counted by reason.
+//!
+//! The mesh serves its members only ([`gate`]): a peer whose key is not
+//! admitted may ask to join and nothing else, and is disconnected after
+//! that ([`members`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,14 +24,17 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns, ping};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 mod exchange;
+mod frames;
+mod gate;
 mod handle;
+mod members;
 mod swarm;
 
 use handle::Command;
@@ -35,11 +42,14 @@ pub use handle::{
     InboundRequest, MeshConfig, MeshError, MeshHandle, MeshStats, PeerInfo, Received, Tapped,
 };
 
+use gate::{Admitted, GateEvent};
+use members::{JOIN_SWEEP, Joiner};
+pub use members::{JOIN_WINDOW, MAX_JOINERS};
 use swarm::{Behaviour, BehaviourEvent, build_swarm, quic_multiaddr};
 pub use swarm::{tcp_multiaddr, tcp_socket};
 
 use crate::alert::Alert;
-use crate::gossip::{Reject, Validator};
+use crate::gossip::Validator;
 use crate::rpc::RpcResponse;
 use crate::sync::{AlertLedger, SYNC_BATCH, SyncRequest, SyncResponse};
 
@@ -69,9 +79,11 @@ pub async fn start(
 ) -> Result<(MeshHandle, JoinHandle<()>), MeshError> {
     let mut swarm = build_swarm(&cfg)?;
     let topic = IdentTopic::new(ALERT_TOPIC);
+    let admitted: Admitted = Arc::new(cfg.validator.admitted.iter().copied().collect());
+    swarm.behaviour_mut().members.set_admitted(admitted.clone());
     swarm
         .behaviour_mut()
-        .gossipsub
+        .gossipsub()
         .subscribe(&topic)
         .map_err(|e| MeshError::Transport(e.to_string()))?;
     for addr in &cfg.listen {
@@ -103,6 +115,8 @@ pub async fn start(
         outbound: HashMap::new(),
         tap: cfg.tap.clone(),
         delay: Duration::ZERO,
+        admitted,
+        joiners: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(rx));
     Ok((MeshHandle { tx, peer_id, stats }, task))
@@ -146,6 +160,10 @@ struct Actor {
     tap: Option<mpsc::UnboundedSender<Tapped>>,
     /// Added to every gossip message and request this node receives.
     delay: Duration,
+    /// The admitted members' keys (the validator's, shared with the gate).
+    admitted: Admitted,
+    /// Connections of peers that were not admitted when they connected.
+    joiners: HashMap<ConnectionId, Joiner>,
 }
 
 impl Actor {
@@ -153,6 +171,8 @@ impl Actor {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         let mut resync = tokio::time::interval(SYNC_EVERY);
         let mut walk = tokio::time::interval(KAD_EVERY);
+        let mut sweep = tokio::time::interval(JOIN_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -162,14 +182,17 @@ impl Actor {
                 event = self.swarm.select_next_some() => self.event(event),
                 Some(done) = self.work.next(), if !self.work.is_empty() => self.done(done),
                 _ = redial.tick() => self.redial(),
+                _ = sweep.tick() => self.sweep_joiners(),
                 _ = walk.tick() => {
                     let short = self.peers.len() < TARGET_PEERS;
-                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut().filter(|_| short) {
+                    if let Some(k) = self.swarm.behaviour_mut().kad().filter(|_| short) {
                         let _ = k.bootstrap();
                     }
                 }
                 _ = resync.tick() => {
-                    let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                    let members = &self.swarm.behaviour().members;
+                    let peers: Vec<PeerId> =
+                        self.peers.keys().filter(|p| members.is_open(p)).copied().collect();
                     for p in peers {
                         self.sync_with(p);
                     }
@@ -188,15 +211,17 @@ impl Actor {
                 };
                 self.swarm
                     .behaviour_mut()
-                    .gossipsub
+                    .gossipsub()
                     .report_message_validation_result(&id, &from, acceptance);
             }
             Done::Holdings(peer, Ok(holdings)) => {
-                if self.peers.contains_key(&peer) {
+                // Only over a member's connection (a request to anyone else
+                // would dial it).
+                if self.swarm.behaviour().members.is_open(&peer) {
                     self.tap(|| Tapped::SyncRequest(holdings.clone()));
                     self.swarm
                         .behaviour_mut()
-                        .sync
+                        .sync()
                         .send_request(&peer, SyncRequest { holdings });
                 }
             }
@@ -216,7 +241,7 @@ impl Actor {
                 let _ = self
                     .swarm
                     .behaviour_mut()
-                    .sync
+                    .sync()
                     .send_response(channel, response);
             }
             Done::Idle => {}
@@ -264,7 +289,7 @@ impl Actor {
                 let r = self
                     .swarm
                     .behaviour_mut()
-                    .gossipsub
+                    .gossipsub()
                     .publish(self.topic.clone(), bytes);
                 let r = match r {
                     Ok(_) => {
@@ -279,7 +304,7 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Command::Peers(reply) => {
-                let gossip = &self.swarm.behaviour().gossipsub;
+                let gossip = self.swarm.behaviour().members.inner().gossipsub.inner();
                 let list = self
                     .peers
                     .iter()
@@ -297,7 +322,7 @@ impl Actor {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::Remember(id) => self.validator.remember(&id),
-            Command::SetAdmitted(keys) => self.validator.set_admitted(keys),
+            Command::SetAdmitted(keys) => self.set_admitted(keys),
             Command::Impair(delay) => self.delay = delay,
             Command::Dial(peer, addr) => {
                 if !self.peers.contains_key(&peer) {
@@ -330,66 +355,17 @@ impl Actor {
 
     fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            })) => self.message(propagation_source, message_id, &message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Members(GateEvent::Inner(e))) => {
+                self.member_event(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Members(GateEvent::Refused {
+                peer,
+                protocol,
+            })) => self.refused(peer, &protocol),
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(e)) => self.rpc_event(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
-                peer,
-                message,
-                ..
-            })) => self.sync_event(peer, message),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                result: Ok(rtt),
-                ..
-            })) => {
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.rtt = Some(rtt);
-                }
-            }
-            // A connection that stops answering pings (a link cut without
-            // a reset, as a firewall drop does) is closed, so the next
-            // request or redial opens a live one instead of waiting on it.
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                connection,
-                result: Err(e),
-            })) => {
-                tracing::debug!(%peer, error = %e, "ping failed; closing the connection");
-                let _ = self.swarm.close_connection(connection);
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => {
-                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
-                    for addr in info.listen_addrs {
-                        k.add_address(&peer_id, addr);
-                    }
-                    // The first peer known: walk for more at once.
-                    if self.peers.len() == 1 {
-                        let _ = k.bootstrap();
-                    }
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
-                peer,
-                addresses,
-                ..
-            })) => {
-                if self.peers.len() < TARGET_PEERS
-                    && !self.peers.contains_key(&peer)
-                    && peer != *self.swarm.local_peer_id()
-                    && let Some(addr) = addresses.iter().next()
-                {
-                    let _ = self.swarm.dial(addr.clone());
-                }
-            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                // Dialled whether admitted or not: this is how a new node on
+                // the LAN reaches the members to ask to join.
                 for (peer, addr) in found {
                     if !self.peers.contains_key(&peer) {
                         let _ = self.swarm.dial(addr);
@@ -397,8 +373,15 @@ impl Actor {
                 }
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
+                let dialled = endpoint
+                    .is_dialer()
+                    .then(|| endpoint.get_remote_address().clone());
+                self.joined(peer_id, connection_id, dialled);
                 let p = self.peers.entry(peer_id).or_insert(PeerState {
                     address: endpoint.get_remote_address().clone(),
                     since: Instant::now(),
@@ -406,7 +389,7 @@ impl Actor {
                     connections: 0,
                 });
                 p.connections += 1;
-                if p.connections == 1 {
+                if !self.joiners.contains_key(&connection_id) {
                     self.sync_with(peer_id);
                 }
                 self.stats
@@ -414,7 +397,12 @@ impl Actor {
                     .store(self.peers.len() as u64, Ordering::Relaxed);
                 tracing::debug!(peer = %peer_id, "peer connected");
             }
-            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.joiners.remove(&connection_id);
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.connections = p.connections.saturating_sub(1);
                     if p.connections == 0 {
@@ -430,63 +418,6 @@ impl Actor {
             }
             _ => {}
         }
-    }
-
-    fn message(&mut self, from: PeerId, id: MessageId, data: &[u8]) {
-        let now = now_ns();
-        let checked = if self.work.len() >= MAX_PENDING {
-            Err(Reject::RateLimited)
-        } else {
-            self.validator.check(data, &from.to_string(), now)
-        };
-        let alert = match checked {
-            Ok(a) => a,
-            Err(reason) => {
-                self.stats.reject(reason);
-                tracing::debug!(peer = %from, reason = reason.as_str(), "gossip message rejected");
-                let acceptance = if reason.penalises() {
-                    MessageAcceptance::Reject
-                } else {
-                    MessageAcceptance::Ignore
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &from, acceptance);
-                return;
-            }
-        };
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let (stored, answer) = oneshot::channel();
-        let received = Received {
-            alert,
-            from,
-            stored,
-        };
-        if self.delay.is_zero() {
-            if self.received.try_send(received).is_err() {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
-                return;
-            }
-        } else {
-            // A slow link: the message reaches the node (and goes on
-            // from it) only after the delay.
-            let (tx, delay) = (self.received.clone(), self.delay);
-            self.work.push(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(received).await;
-                Done::Idle
-            }));
-        }
-        self.work.push(Box::pin(async move {
-            let ok = tokio::time::timeout(Duration::from_secs(10), answer)
-                .await
-                .is_ok_and(|r| r.unwrap_or(false));
-            Done::Stored(id, from, ok)
-        }));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Building the swarm: the behaviours (gossipsub with peer scoring,
-//! identify, ping, mDNS, Kademlia, sync and request services) and the
-//! transport (TCP+noise+yamux and QUIC, or TCP behind a pre-shared key).
+//! identify, ping, Kademlia and sync, served to admitted members only;
+//! request services; mDNS) and the transport (TCP+noise+yamux and QUIC, or
+//! TCP behind a pre-shared key).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 
+use super::frames::Frames;
+use super::gate::Gated;
 use super::{
     ALERT_TOPIC, KAD_PROTOCOL, MeshConfig, MeshError, PROTOCOL_VERSION, SYNC_PROTOCOL, SYNC_TIMEOUT,
 };
@@ -27,21 +30,63 @@ use crate::alert::MAX_ALERT_BYTES;
 /// `PING_TIMEOUT` is closed (the mesh actor does so on the failure).
 const PING_EVERY: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// What identify tells members this node runs.
+const AGENT_VERSION: &str = "amoskys";
 use crate::rpc::{RPC_PROTOCOL, RpcCodec, Service};
 use crate::sync::{SyncRequest, SyncResponse};
 
+/// What the mesh serves its members, and no one else ([`Gated`]).
 #[derive(NetworkBehaviour)]
-pub(super) struct Behaviour {
-    pub(super) gossipsub: gossipsub::Behaviour,
+pub(super) struct Members {
+    pub(super) gossipsub: Frames,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
-    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(super) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub(super) sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+}
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    pub(super) members: Gated<Members>,
+    /// Requests between nodes; a peer that is not admitted may only ask to
+    /// join (checked per request, [`crate::rpc`]).
     pub(super) rpc: request_response::Behaviour<RpcCodec>,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
     /// Peers this node refuses to be connected to (partition drills,
     /// operators' bans).
     pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
+}
+
+impl Behaviour {
+    pub(super) fn gossipsub(&mut self) -> &mut gossipsub::Behaviour {
+        self.members.inner_mut().gossipsub.inner_mut()
+    }
+
+    pub(super) fn sync(
+        &mut self,
+    ) -> &mut request_response::cbor::Behaviour<SyncRequest, SyncResponse> {
+        &mut self.members.inner_mut().sync
+    }
+
+    pub(super) fn kad(&mut self) -> Option<&mut kad::Behaviour<kad::store::MemoryStore>> {
+        self.members.inner_mut().kad.as_mut()
+    }
+}
+
+/// The protocols of [`Members`], which a peer that is not admitted may
+/// open only to have them refused and counted.
+fn members_protocols() -> Vec<StreamProtocol> {
+    vec![
+        StreamProtocol::new("/meshsub/1.3.0"),
+        StreamProtocol::new("/meshsub/1.2.0"),
+        StreamProtocol::new("/meshsub/1.1.0"),
+        StreamProtocol::new("/meshsub/1.0.0"),
+        identify::PROTOCOL_NAME,
+        identify::PUSH_PROTOCOL_NAME,
+        ping::PROTOCOL_NAME,
+        StreamProtocol::new(KAD_PROTOCOL),
+        StreamProtocol::new(SYNC_PROTOCOL),
+    ]
 }
 
 /// Peer scoring for a sparse alert topic: invalid messages (rejected
@@ -129,24 +174,28 @@ pub(super) fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshErro
         } else {
             None
         };
-        Ok(Behaviour {
-            gossipsub,
-            identify: identify::Behaviour::new(identify::Config::new(
-                PROTOCOL_VERSION.into(),
-                key.public(),
-            )),
+        let members = Members {
+            gossipsub: Frames::new(gossipsub),
+            // Members only: they learn this node's listen addresses (for
+            // Kademlia) and no library version.
+            identify: identify::Behaviour::new(
+                identify::Config::new(PROTOCOL_VERSION.into(), key.public())
+                    .with_agent_version(AGENT_VERSION.into()),
+            ),
             ping: ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(PING_EVERY)
                     .with_timeout(PING_TIMEOUT),
             ),
-            blocked: Default::default(),
-            mdns: Toggle::from(mdns),
             kad: Toggle::from(cfg.kademlia.then(|| {
                 let id = key.public().to_peer_id();
                 let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
                 // The mesh walks itself, and only while short of peers.
                 config.set_periodic_bootstrap_interval(None);
+                // Only admitted peers enter the routing table: the mesh adds
+                // them ([`kad::Event::RoutablePeer`]), so no member hands
+                // out a stranger's address.
+                config.set_kbucket_inserts(kad::BucketInserts::Manual);
                 let mut k =
                     kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
                 // Answer queries even before an address is confirmed
@@ -158,6 +207,11 @@ pub(super) fn build_swarm(cfg: &MeshConfig) -> Result<Swarm<Behaviour>, MeshErro
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),
             ),
+        };
+        Ok(Behaviour {
+            members: Gated::new(members, members_protocols()),
+            blocked: Default::default(),
+            mdns: Toggle::from(mdns),
             rpc: request_response::Behaviour::new(
                 [(StreamProtocol::new(RPC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Service::Blob.timeout()),
