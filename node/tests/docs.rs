@@ -26,6 +26,7 @@ const DOCUMENTS: &[&str] = &[
     "README.md",
     "docs/README.md",
     "docs/ALERTS.md",
+    "docs/API.md",
     "docs/ARCHITECTURE.md",
     "docs/BENCHMARKS.md",
     "docs/CLUSTER.md",
@@ -204,6 +205,32 @@ fn every_document_is_run() {
 }
 
 #[test]
+fn every_relative_link_resolves() {
+    let mut broken = Vec::new();
+    for name in DOCUMENTS {
+        let path = repo().join(name);
+        let text = std::fs::read_to_string(&path).expect("the document is readable");
+        let dir = path.parent().expect("a directory");
+        for (i, line) in text.lines().enumerate() {
+            for target in line.split("](").skip(1).filter_map(|t| t.split(')').next()) {
+                let file = target.split('#').next().unwrap_or_default();
+                if file.is_empty() || file.contains("://") {
+                    continue;
+                }
+                if !dir.join(file).exists() {
+                    broken.push(format!("{name}:{}: {target}", i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links to nothing:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
 fn a_wrong_document_is_reported_with_file_line_and_command() {
     let doc = "# t\n\n```sh\ntrue\nfalse\nX=hello\n```\n\n```console\n$ echo \"$X\"\nhello\n$ echo 12D3KooWRawPbxPtP1eZaJpumGnyWX2DcUyd3RQnydr3eAto4Az7\n12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo\n$ echo other\nshown\n$ sh -c 'exit 3'   # exit 3\n```\n\n```\nbare\n```\n";
     let failures = run_document("t.md", doc, false);
@@ -239,6 +266,11 @@ fn docs_readme() {
 #[test]
 fn alerts() {
     check("docs/ALERTS.md");
+}
+
+#[test]
+fn api() {
+    check("docs/API.md");
 }
 
 #[test]
