@@ -182,7 +182,7 @@ impl Actor {
                 event = self.swarm.select_next_some() => self.event(event),
                 Some(done) = self.work.next(), if !self.work.is_empty() => self.done(done),
                 _ = redial.tick() => self.redial(),
-                _ = sweep.tick() => self.sweep_joiners(),
+                _ = sweep.tick(), if !self.joiners.is_empty() => self.sweep_joiners(),
                 _ = walk.tick() => {
                     let short = self.peers.len() < TARGET_PEERS;
                     if let Some(k) = self.swarm.behaviour_mut().kad().filter(|_| short) {
