@@ -304,15 +304,11 @@ impl Node {
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
         }
-        let router = api::router(state, config.api.max_connections);
-        let mut api_shutdown = shutdown_rx.clone();
+        let limits = api::Limits::from_config(&config.api);
+        let router = api::router(state, &limits);
+        let api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "api server failed");
-            }
+            api::serve(listener, router, &limits, api_shutdown).await;
         }));
         if let Some(mesh) = workspace_mesh {
             tasks.push(tokio::spawn(

@@ -127,6 +127,69 @@ impl Default for MembershipSection {
 
 /// Largest voter set a policy may ask for.
 const MAX_VOTERS: usize = 9;
+/// Ranges of the numeric `[learning]` and `[membership]` keys (docs/API.md
+/// lists them with the `[rules]` ones).
+pub const RETRAIN_HOURS_MAX: u64 = 24 * 365;
+pub const FEDERATED_EVERY_MINUTES_MAX: u64 = 60 * 24 * 365;
+pub const EPOCHS_MAX: usize = 1000;
+pub const DEADLINE_SECS_MAX: u64 = 86_400;
+pub const MIN_PARTICIPANTS_MAX: usize = 1000;
+pub const VOTER_DOWN_SECS_MAX: u64 = 86_400;
+/// Largest `byzantine` and `select` of a robust aggregation rule.
+pub const RULE_PEERS_MAX: usize = 1000;
+
+/// What is wrong with an aggregation rule's parameters.
+pub fn rule_problems(rule: &amoskys_learning::federated::Rule) -> Vec<String> {
+    use amoskys_learning::federated::Rule;
+    let mut out = Vec::new();
+    match *rule {
+        Rule::FedAvg | Rule::Median => {}
+        Rule::TrimmedMean { trim } => {
+            if !(0.0..0.5).contains(&trim) {
+                out.push(format!(
+                    "trim: {trim} is out of range (expected 0 to below 0.5)"
+                ));
+            }
+        }
+        Rule::Krum { byzantine } => {
+            if byzantine > RULE_PEERS_MAX {
+                out.push(format!(
+                    "byzantine: {byzantine} is out of range (expected 0 to {RULE_PEERS_MAX})"
+                ));
+            }
+        }
+        Rule::MultiKrum { byzantine, select } => {
+            if byzantine > RULE_PEERS_MAX {
+                out.push(format!(
+                    "byzantine: {byzantine} is out of range (expected 0 to {RULE_PEERS_MAX})"
+                ));
+            }
+            // 0: the node picks participants - 2 * byzantine.
+            if select > RULE_PEERS_MAX {
+                out.push(format!(
+                    "select: {select} is out of range (expected 0 to {RULE_PEERS_MAX})"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `value` within `min..=max`, else the problem naming `key`.
+pub fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), String> {
+    if value >= min && value <= max {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {value} is out of range (expected {min} to {max})"
+        ))
+    }
+}
 
 impl Policy {
     /// The policy a node's configuration gives, in force until the cluster
@@ -173,27 +236,61 @@ impl Policy {
                 out.push(format!("learning.federated_kinds[{i}]: {e}"));
             }
         }
-        if !(1..=1000).contains(&l.federated_epochs) {
-            out.push("learning.federated_epochs: expected 1 to 1000".into());
-        }
-        if !(1..=86_400).contains(&l.federated_deadline_secs) {
-            out.push("learning.federated_deadline_secs: expected 1 to 86400".into());
-        }
+        let m = &self.membership;
+        out.extend(
+            [
+                in_range(
+                    "learning.retrain_hours",
+                    l.retrain_hours,
+                    0,
+                    RETRAIN_HOURS_MAX,
+                ),
+                in_range(
+                    "learning.federated_every_minutes",
+                    l.federated_every_minutes,
+                    0,
+                    FEDERATED_EVERY_MINUTES_MAX,
+                ),
+                in_range(
+                    "learning.federated_epochs",
+                    l.federated_epochs,
+                    1,
+                    EPOCHS_MAX,
+                ),
+                in_range(
+                    "learning.federated_deadline_secs",
+                    l.federated_deadline_secs,
+                    1,
+                    DEADLINE_SECS_MAX,
+                ),
+                in_range(
+                    "learning.federated_min_participants",
+                    l.federated_min_participants,
+                    1,
+                    MIN_PARTICIPANTS_MAX,
+                ),
+                in_range("membership.voters", m.voters, 1, MAX_VOTERS),
+                in_range(
+                    "membership.voter_down_secs",
+                    m.voter_down_secs,
+                    1,
+                    VOTER_DOWN_SECS_MAX,
+                ),
+            ]
+            .into_iter()
+            .filter_map(Result::err),
+        );
+        out.extend(
+            rule_problems(&l.federated_rule)
+                .into_iter()
+                .map(|p| format!("learning.federated_rule.{p}")),
+        );
         if let Some(dp) = &l.federated_dp {
             out.extend(
                 dp.problems()
                     .into_iter()
                     .map(|p| format!("learning.federated_dp: {p}")),
             );
-        }
-        if !(1..=MAX_VOTERS).contains(&self.membership.voters) {
-            out.push(format!(
-                "membership.voters: {} is out of range (expected 1 to {MAX_VOTERS})",
-                self.membership.voters
-            ));
-        }
-        if self.membership.voter_down_secs == 0 {
-            out.push("membership.voter_down_secs: expected at least 1".into());
         }
         for (i, k) in self.membership.auto_admit.iter().enumerate() {
             if let Err(e) = NodeId::parse(k) {
@@ -283,6 +380,21 @@ mod tests {
         let bad =
             Policy::parse("[learning]\nfederated_kinds = [\"toaster\"]\n").expect_err("bad kind");
         assert!(bad.contains("learning.federated_kinds[0]"), "{bad}");
+        let huge = u64::MAX;
+        let err = Policy::parse(&format!(
+            "[learning]\nretrain_hours = {huge}\nfederated_every_minutes = {huge}\nfederated_min_participants = {huge}\nfederated_rule = {{ rule = \"multi_krum\", byzantine = {huge}, select = {huge} }}\n[membership]\nvoter_down_secs = {huge}\n"
+        ))
+        .expect_err("huge values");
+        for key in [
+            "learning.retrain_hours",
+            "learning.federated_every_minutes",
+            "learning.federated_min_participants",
+            "learning.federated_rule.byzantine",
+            "learning.federated_rule.select",
+            "membership.voter_down_secs",
+        ] {
+            assert!(err.contains(&format!("{key}: ")), "{key} in {err}");
+        }
         let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");
         assert!(unknown.contains("no_such_key"), "{unknown}");
     }

@@ -54,6 +54,14 @@ fn each_bad_value_names_its_key_and_expected_form() {
             "api.max_connections: 0 is out of range (expected 1 to 10000)",
         ),
         (
+            "api.write_reserve=64",
+            "api.write_reserve: 64 is out of range (expected 0 to 63)",
+        ),
+        (
+            "api.body_timeout_ms=9223372036854775807",
+            "api.body_timeout_ms: 9223372036854775807 is out of range (expected 100 to 600000)",
+        ),
+        (
             "log.format=xml",
             "log.format: \"xml\" is not a log format (expected \"text\" or \"json\")",
         ),

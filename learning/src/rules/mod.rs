@@ -121,10 +121,16 @@ impl RulePolicy {
                 out.push(format!("{key}: {v} is out of range (expected 2 to {max})"));
             }
         }
-        if self.flood_min_syn < 2 {
+        if !(2..=10_000_000).contains(&self.flood_min_syn) {
             out.push(format!(
-                "flood_min_syn: {} is out of range (expected at least 2)",
+                "flood_min_syn: {} is out of range (expected 2 to 10000000)",
                 self.flood_min_syn
+            ));
+        }
+        if !(1..=86_400).contains(&self.brute_force_max_secs) {
+            out.push(format!(
+                "brute_force_max_secs: {} is out of range (expected 1 to 86400)",
+                self.brute_force_max_secs
             ));
         }
         if !(0.0..=1.0).contains(&self.flood_max_completed_ratio) {
@@ -151,9 +157,9 @@ impl RulePolicy {
                 self.campaign_window_secs
             ));
         }
-        if self.brute_force_min_attempts < 2 {
+        if !(2..=1_000_000).contains(&self.brute_force_min_attempts) {
             out.push(format!(
-                "brute_force_min_attempts: {} is out of range (expected at least 2)",
+                "brute_force_min_attempts: {} is out of range (expected 2 to 1000000)",
                 self.brute_force_min_attempts
             ));
         }

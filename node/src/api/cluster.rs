@@ -79,6 +79,16 @@ pub(super) struct InitBody {
 /// `POST /api/v1/cluster/init`
 pub(super) async fn init(State(state): State<ApiState>, body: Option<Json<InitBody>>) -> Response {
     let body = body.map(|Json(b)| b).unwrap_or_default();
+    if body.peers.len() > super::validate::MAX_INIT_PEERS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "peers: {} is over the limit of {}",
+                body.peers.len(),
+                super::validate::MAX_INIT_PEERS
+            ),
+        );
+    }
     let mut others = Vec::new();
     for (i, p) in body.peers.iter().enumerate() {
         match NodeId::parse(p) {
@@ -164,6 +174,9 @@ pub(super) async fn admit(State(state): State<ApiState>, Json(body): Json<AdmitB
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("id: {e}")),
     };
+    if let Err(e) = super::validate::member_addr("addr", &body.addr) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
     match state.cluster.admit(id, body.addr).await {
         Ok(()) => (
             StatusCode::CREATED,

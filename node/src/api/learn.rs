@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::{ApiState, error};
 use crate::federation::RoundSettings;
+use crate::policy::{self, in_range};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,14 +40,24 @@ pub(super) async fn start(State(state): State<ApiState>, Json(body): Json<StartB
     };
     let epochs = body.epochs.unwrap_or(2);
     let deadline = body.deadline_secs.unwrap_or(60);
-    if !(1..=1000).contains(&epochs) {
-        return error(StatusCode::BAD_REQUEST, "epochs: expected 1 to 1000".into());
+    let min_participants = body.min_participants.unwrap_or(1);
+    let checks = [
+        in_range("epochs", epochs, 1, policy::EPOCHS_MAX),
+        in_range("deadline_secs", deadline, 1, policy::DEADLINE_SECS_MAX),
+        in_range(
+            "min_participants",
+            min_participants,
+            1,
+            policy::MIN_PARTICIPANTS_MAX,
+        ),
+    ];
+    if let Some(p) = checks.into_iter().find_map(Result::err) {
+        return error(StatusCode::BAD_REQUEST, p);
     }
-    if !(1..=86_400).contains(&deadline) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "deadline_secs: expected 1 to 86400".into(),
-        );
+    if let Some(rule) = &body.rule
+        && let Some(p) = policy::rule_problems(rule).first()
+    {
+        return error(StatusCode::BAD_REQUEST, format!("rule.{p}"));
     }
     if let Some(dp) = &body.dp
         && let Some(p) = dp.problems().first()
@@ -56,7 +67,7 @@ pub(super) async fn start(State(state): State<ApiState>, Json(body): Json<StartB
     let settings = RoundSettings {
         rule: body.rule.unwrap_or(Rule::FedAvg),
         epochs,
-        min_participants: body.min_participants.unwrap_or(1),
+        min_participants,
         dp: body.dp,
     };
     match state

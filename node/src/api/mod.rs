@@ -2,7 +2,9 @@
 //! alerts, models, peers, and the cluster (status, members, policy).
 //!
 //! Handlers only read shared state; storage reads run on the blocking pool.
-//! Bad query parameters get `400` with a JSON body naming the parameter.
+//! Bad query parameters get `400` with a JSON body naming the parameter;
+//! every number, duration and address in a body is range-checked and
+//! refused with `400` naming the field (the ranges: docs/API.md).
 
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
@@ -18,14 +20,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{CONTENT_TYPE, Metrics};
 
+mod admit;
 mod alerts;
 mod cluster;
 mod export;
 mod learn;
 mod models;
+mod serve;
+mod validate;
 mod workspace;
 use crate::storage::{EventQuery, Store, StoredEvent};
+pub use admit::{Lane, MAX_BODY_BYTES};
 pub use alerts::ocsf;
+pub use serve::{Limits, MAX_OPEN_CONNECTIONS, serve};
 
 /// Largest `limit` accepted by `/api/v1/events`.
 pub const MAX_EVENTS_LIMIT: usize = 10_000;
@@ -106,8 +113,9 @@ pub struct PeerStatus {
     pub address: String,
 }
 
-/// The API router.
-pub fn router(state: ApiState, max_connections: usize) -> Router {
+/// The API router, behind the layers of [`admit`]: the body is read within
+/// the body timeout, then the request takes a slot.
+pub fn router(state: ApiState, limits: &Limits) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -162,8 +170,13 @@ pub fn router(state: ApiState, max_connections: usize) -> Router {
         )
         .route("/api/v1/workspace", get(workspace::workspace))
         .fallback(not_found)
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            max_connections.max(1),
+        .layer(axum::middleware::from_fn_with_state(
+            admit::Gate::new(limits.max_requests, limits.write_reserve),
+            admit::admit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_timeout,
+            admit::read_body,
         ))
         .with_state(state)
 }

@@ -55,10 +55,14 @@ pub(super) struct AddBody {
     indicator: String,
     #[serde(default)]
     reason: String,
-    /// Stops matching this many seconds from now.
+    /// Stops matching this many seconds from now: 1 to
+    /// [`MAX_EXPIRES_SECS`].
     #[serde(default)]
     expires_secs: Option<u64>,
 }
+
+/// Longest IOC lifetime a client may ask for: one year.
+pub const MAX_EXPIRES_SECS: u64 = 365 * 86_400;
 
 /// `GET /api/v1/intel`: live indicators.
 pub(super) async fn list(State(state): State<ApiState>) -> Response {
@@ -71,8 +75,17 @@ pub(super) async fn list(State(state): State<ApiState>) -> Response {
 /// `POST /api/v1/intel`
 pub(super) async fn add(State(state): State<ApiState>, Json(body): Json<AddBody>) -> Response {
     let expires = match body.expires_secs {
-        Some(0) => return error(StatusCode::BAD_REQUEST, "expires_secs: at least 1".into()),
-        Some(s) => Some(amoskys_sensors::now_ns() / 1_000_000 + s.saturating_mul(1_000)),
+        Some(s) if (1..=MAX_EXPIRES_SECS).contains(&s) => {
+            Some(amoskys_sensors::now_ns() / 1_000_000 + s * 1_000)
+        }
+        Some(s) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expires_secs: {s} is out of range (expected 1 to {MAX_EXPIRES_SECS}, one year)"
+                ),
+            );
+        }
         None => None,
     };
     match blocking(&state, move |w| {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{CONFIG_FILE_ENV, ConfigError, SYSTEM_CONFIG_FILE, Source, default_file};
 pub use validate::Problem;
+pub(crate) use validate::host_port;
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -62,7 +63,16 @@ pub struct LogSection {
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
     pub listen: String,
+    /// Requests handled at once.
     pub max_connections: usize,
+    /// Of `max_connections`, the slots only writes may take.
+    pub write_reserve: usize,
+    /// Open connections from one source address.
+    pub max_connections_per_source: usize,
+    /// A request's headers must arrive within this long (milliseconds).
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this long (milliseconds).
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

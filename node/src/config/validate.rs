@@ -112,6 +112,33 @@ impl Config {
             1,
             10_000,
         ));
+        if self.api.max_connections >= 1 {
+            // Less than max_connections: reads always keep a slot.
+            check(range(
+                "api.write_reserve",
+                self.api.write_reserve as u64,
+                0,
+                self.api.max_connections as u64 - 1,
+            ));
+        }
+        check(range(
+            "api.max_connections_per_source",
+            self.api.max_connections_per_source as u64,
+            1,
+            10_000,
+        ));
+        check(range(
+            "api.header_timeout_ms",
+            self.api.header_timeout_ms,
+            100,
+            600_000,
+        ));
+        check(range(
+            "api.body_timeout_ms",
+            self.api.body_timeout_ms,
+            100,
+            600_000,
+        ));
         check(range(
             "storage.event_retention_hours",
             self.storage.event_retention_hours,
@@ -372,7 +399,7 @@ pub(super) fn log_format(value: &str) -> Result<LogFormat, Problem> {
     }
 }
 
-fn host_port(key: &str, value: &str) -> Result<(), Problem> {
+pub(crate) fn host_port(key: &str, value: &str) -> Result<(), Problem> {
     if value.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }
