@@ -204,6 +204,62 @@ fn every_document_is_run() {
     assert_eq!(found, listed, "DOCUMENTS must list every document");
 }
 
+/// The testnet and simulator blocks are skipped by `check` (they build with
+/// cargo and need root); their commands must still parse: each runs with
+/// `--help` appended, which checks the verb and the values before it.
+#[test]
+fn testnet_and_simulator_commands_parse() {
+    let dir = process::amoskys()
+        .parent()
+        .expect("the target directory")
+        .to_path_buf();
+    for (name, bin) in [
+        ("docs/TESTNET.md", "amoskys-testnet"),
+        ("docs/SIMULATIONS.md", "amoskys-sim"),
+    ] {
+        let exe = dir.join(bin);
+        if !exe.exists() {
+            eprintln!(
+                "SKIPPED {name}: {bin} is not built next to amoskys (cargo test --workspace builds it)"
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(repo().join(name)).expect("the document is readable");
+        let mut checked = 0;
+        for block in markdown::blocks(&text).expect("the document parses") {
+            let Kind::Commands(commands) = &block.kind else {
+                continue;
+            };
+            for c in commands.iter().filter(|c| !c.text.starts_with("cargo ")) {
+                let Some((_, rest)) = c.text.split_once(bin) else {
+                    continue;
+                };
+                let rest = rest.trim_start_matches('"');
+                let args: Vec<&str> = rest
+                    .split('#')
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                let out = std::process::Command::new(&exe)
+                    .args(&args)
+                    .arg("--help")
+                    .output()
+                    .expect("the binary runs");
+                assert!(
+                    out.status.success(),
+                    "{name}:{}: `{}` does not parse:\n{}",
+                    c.line,
+                    c.text,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "{name} shows no {bin} command");
+    }
+}
+
 #[test]
 fn every_relative_link_resolves() {
     let mut broken = Vec::new();
