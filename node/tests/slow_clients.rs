@@ -4,7 +4,8 @@
 //! trickles headers. Meanwhile a real policy change from another address
 //! completes at once; the attacker's extra connections are closed at once,
 //! the trickled bodies get `408` after the body timeout and the trickled
-//! headers are cut after the header timeout.
+//! headers are cut after the header timeout, as is an idle keep-alive
+//! connection.
 
 mod common;
 
@@ -26,6 +27,7 @@ const WATCH: Duration = Duration::from_secs(15);
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const ADMIN: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const HEADER_ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+const IDLER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
 
 /// What the server did to one slow connection.
 #[derive(Debug)]
@@ -84,6 +86,27 @@ async fn trickle(addr: SocketAddr, local: IpAddr, head: &'static str, byte: u8) 
     }
 }
 
+/// Sends one keep-alive request, reads its answer, then idles: how long
+/// after the answer the server closes the connection.
+async fn idle_after_one_request(addr: SocketAddr) -> Option<Duration> {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(IDLER, 0)).expect("bind");
+    let mut stream = socket.connect(addr).await.expect("connects");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+        .await
+        .expect("request sent");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let answered = Instant::now();
+    match tokio::time::timeout(WATCH, stream.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => Some(answered.elapsed()),
+        Ok(Ok(_)) => panic!("nothing more was asked"),
+        Err(_) => None,
+    }
+}
+
 const SLOW_BODY: &str = "PUT /api/v1/policy HTTP/1.1\r\nHost: node\r\nContent-Type: application/toml\r\nContent-Length: 100000\r\n\r\n# ";
 const SLOW_HEADERS: &str = "PUT /api/v1/policy HTTP/1.1\r\nHost: node\r\nX-Slow: ";
 
@@ -124,6 +147,7 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
         slow.spawn(trickle(addr, ATTACKER, SLOW_BODY, b'x'));
     }
     let headers = tokio::spawn(trickle(addr, HEADER_ATTACKER, SLOW_HEADERS, b'a'));
+    let idle = tokio::spawn(idle_after_one_request(addr));
     // Every slow connection is open and inside its body.
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -196,6 +220,15 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
         after >= HEADER_TIMEOUT - Duration::from_millis(500)
             && after < HEADER_TIMEOUT + Duration::from_secs(3),
         "headers cut after {after:?}, the header timeout is {HEADER_TIMEOUT:?}"
+    );
+    let after = idle
+        .await
+        .expect("idler")
+        .expect("an idle connection is closed");
+    assert!(
+        after >= HEADER_TIMEOUT - Duration::from_millis(500)
+            && after < HEADER_TIMEOUT + Duration::from_secs(3),
+        "idle keep-alive connection closed {after:?} after its request, the header timeout is {HEADER_TIMEOUT:?}"
     );
     // The node still serves after the attack.
     let (code, _) = common::get(addr, "/healthz").await;
