@@ -131,8 +131,8 @@ impl MeshStats {
     }
 }
 
-/// A connected peer, for `GET /api/v1/peers`.
-#[derive(Debug, Clone, Serialize)]
+/// A connected peer, for `GET /api/v1/peers` and `GET /api/v1/node`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     pub id: String,
     pub address: String,
@@ -148,7 +148,9 @@ pub struct PeerInfo {
 pub enum MeshError {
     #[error("cannot build the transport: {0}")]
     Transport(String),
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error(
+        "cannot listen on {addr}: {reason} (mesh.listen: is another node or program using this port?)"
+    )]
     Listen { addr: String, reason: String },
     #[error("cannot publish: {0}")]
     Publish(String),

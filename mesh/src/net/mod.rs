@@ -94,7 +94,7 @@ pub async fn start(
         for a in addrs {
             swarm.listen_on(a.clone()).map_err(|e| MeshError::Listen {
                 addr: a.to_string(),
-                reason: e.to_string(),
+                reason: error_chain(&e),
             })?;
         }
     }
@@ -432,4 +432,23 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// An error with every cause behind it: libp2p's transport errors often say
+/// nothing themselves and keep the reason ("address in use") in a source.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.trim().is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        format!("{e:?}")
+    } else {
+        parts.join(": ")
+    }
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
-use amoskys_sensors::snmp::{DeviceStatus, DeviceStatuses};
-use amoskys_sensors::{EventClass, Health, SensorStats, now_ns};
+use amoskys_sensors::snmp::DeviceStatuses;
+use amoskys_sensors::{EventClass, SensorStats, now_ns};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,12 +27,14 @@ mod export;
 mod learn;
 mod models;
 mod serve;
+mod status;
 mod validate;
 mod workspace;
 use crate::storage::{EventQuery, Store, StoredEvent};
 pub use admit::{Lane, MAX_BODY_BYTES};
 pub use alerts::ocsf;
 pub use serve::{Limits, MAX_OPEN_CONNECTIONS, serve};
+pub use status::{NodeStatus, SensorStatus};
 
 /// Largest `limit` accepted by `/api/v1/events`.
 pub const MAX_EVENTS_LIMIT: usize = 10_000;
@@ -81,45 +83,13 @@ pub struct NodeInfo {
     pub started_at: String,
 }
 
-/// Body of `GET /api/v1/node`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    #[serde(flatten)]
-    pub info: NodeInfo,
-    pub uptime_secs: u64,
-    pub events_stored: u64,
-    pub sensors: Vec<SensorStatus>,
-    /// SNMP devices and how their last poll went.
-    #[serde(default)]
-    pub snmp_devices: Vec<DeviceStatus>,
-    pub peers: Vec<PeerStatus>,
-}
-
-/// One sensor in `GET /api/v1/node`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SensorStatus {
-    pub name: String,
-    pub state: String,
-    pub message: String,
-    pub events: u64,
-    pub drops: u64,
-    pub errors: u64,
-}
-
-/// One connected peer in `GET /api/v1/node`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerStatus {
-    pub id: String,
-    pub address: String,
-}
-
 /// The API router, behind the layers of [`admit`]: the body is read within
 /// the body timeout, then the request takes a slot.
 pub fn router(state: ApiState, limits: &Limits) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/node", get(node))
+        .route("/api/v1/node", get(status::node))
         .route("/api/v1/events", get(events))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/stream", get(alerts::stream))
@@ -191,45 +161,6 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
-}
-
-async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
-    let info = &state.info;
-    let sensors = state
-        .sensors
-        .iter()
-        .map(|s| {
-            let Health { state, message } = s.health();
-            let (events, drops, errors) = s.counts();
-            SensorStatus {
-                name: s.name().to_owned(),
-                state: serde_json::to_value(state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                message,
-                events,
-                drops,
-                errors,
-            }
-        })
-        .collect();
-    Json(NodeStatus {
-        info: NodeInfo::clone(info),
-        uptime_secs: state.started.elapsed().as_secs(),
-        events_stored: state.store.events_written(),
-        sensors,
-        snmp_devices: state
-            .snmp_devices
-            .as_ref()
-            .map(|d| {
-                d.lock()
-                    .map(|d| d.clone())
-                    .unwrap_or_else(|p| p.into_inner().clone())
-            })
-            .unwrap_or_default(),
-        peers: Vec::new(),
-    })
 }
 
 /// Query of `GET /api/v1/events`; all optional, parsed by hand so that each
