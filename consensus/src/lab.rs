@@ -67,6 +67,10 @@ impl LabMember {
         .map_err(|e| e.to_string())?;
         let db = open_db(dir)?;
         let mut settings = ClusterSettings::new(id, String::new());
+        // Named after its directory, as a node after its configuration.
+        settings.name = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         tune(&mut settings);
         let cluster = Arc::new(
             Cluster::start(settings, db, Some(mesh.clone()))

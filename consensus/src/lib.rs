@@ -4,6 +4,8 @@
 //! - [`id`]: a node id is the node's ed25519 public key (its peer id);
 //! - [`state`]: the replicated state and the pure, deterministic apply of
 //!   committed [`Command`]s;
+//! - [`operators`]: the operators (name, ed25519 key, role) in that state
+//!   and the rules their commands obey;
 //! - [`store`]: openraft's log storage and state machine (storage v2) in the
 //!   node's RocksDB column families `raft_log` and `raft_state`, snapshots
 //!   included;
@@ -23,6 +25,7 @@ pub mod cluster;
 pub mod id;
 pub mod lab;
 pub mod network;
+pub mod operators;
 pub mod state;
 mod steward;
 pub mod store;
@@ -31,8 +34,10 @@ use std::io::Cursor;
 
 pub use cluster::{
     Cluster, ClusterError, ClusterSettings, ClusterStatus, JoinReply, MembershipPolicy,
+    PendingJoin, Quorum,
 };
 pub use id::NodeId;
+pub use operators::{OperatorRecord, Role};
 pub use state::{
     ClusterState, Command, ModelVersion, NewModel, NewRound, Outcome, PolicyRecord, RoundRecord,
     RoundStatus,

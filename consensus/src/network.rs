@@ -23,6 +23,7 @@ use openraft::raft::{
 use openraft::{BasicNode, LogId};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{Quorum, WriteError};
 use crate::state::{Command, Outcome};
 use crate::{NodeId, TypeConfig};
 
@@ -38,6 +39,8 @@ pub enum RaftRequest {
     Admin(AdminOp),
     /// The leader's committed index, for a linearizable read elsewhere.
     ReadIndex,
+    /// The leader's view of its quorum, for a member's status.
+    Quorum,
 }
 
 /// Membership changes only the leader makes.
@@ -60,9 +63,10 @@ pub enum RaftReply {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    Proposed(Result<(LogId<NodeId>, Outcome), String>),
-    Admin(Result<(), String>),
-    ReadIndex(Result<Option<LogId<NodeId>>, String>),
+    Proposed(Result<(LogId<NodeId>, Outcome), WriteError>),
+    Admin(Result<(), WriteError>),
+    ReadIndex(Result<Option<LogId<NodeId>>, WriteError>),
+    Quorum(Quorum),
 }
 
 /// Members this node neither sends to nor accepts from.
@@ -93,12 +97,12 @@ impl Cut {
     }
 }
 
-/// When each member last answered one of our RPCs.
+/// When each member last answered one of our RPCs or sent us one.
 #[derive(Debug, Clone, Default)]
 pub struct Health(Arc<Mutex<HashMap<NodeId, Instant>>>);
 
 impl Health {
-    fn record(&self, node: NodeId) {
+    pub(crate) fn record(&self, node: NodeId) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -84,6 +84,7 @@ impl ClusterNode {
         } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, listen_address(config, mesh.as_ref()).await);
+        settings.name = config.node_name();
         settings.heartbeat = Duration::from_millis(c.heartbeat_ms);
         settings.election_timeout = (
             Duration::from_millis(c.election_min_ms),

@@ -1,11 +1,12 @@
 //! Nodes form a cluster on their own: the first one alone is a cluster of
 //! one, allow-listed nodes that bootstrap to it are admitted and promoted
 //! to voters; a policy set through any node's API is in force on all of
-//! them; an unknown node waits until an operator admits it.
+//! them; an unknown node waits until an operator admits it. Without a
+//! quorum, writes get `503` within the write budget.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amoskys_node::Node;
 use common::{eventually, get_json, send};
@@ -116,20 +117,30 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
     let mut stranger_cfg: Vec<&str> = quiet.to_vec();
     stranger_cfg.extend(fast);
     stranger_cfg.push(&bootstrap);
+    stranger_cfg.push("node.name=stranger");
     let d = Node::start(common::quiet_config(stranger_dir[0].path(), &stranger_cfg))
         .await
         .expect("d starts");
     let d_id = d.identity().peer_id().to_string();
     let pending = eventually(Duration::from_secs(20), || async {
         let (_, v) = get_json(a.api_addr(), "/api/v1/members").await;
-        let p = v["pending"]
+        v["pending"]
             .as_array()?
             .iter()
-            .any(|p| p["id"] == d_id.as_str());
-        p.then_some(())
+            .find(|p| p["id"] == d_id.as_str())
+            .cloned()
     })
-    .await;
-    assert!(pending.is_some(), "the stranger's join request is listed");
+    .await
+    .expect("the stranger's join request is listed");
+    // With its name, address and time, here and in the cluster status.
+    assert_eq!(pending["name"], "stranger", "{pending}");
+    let addr = pending["addr"].as_str().unwrap_or_default();
+    assert!(addr.starts_with("127.0.0.1:"), "{pending}");
+    let asked = pending["requested_at"].as_str().unwrap_or_default();
+    assert!(asked.starts_with("20") && asked.ends_with('Z'), "{pending}");
+    assert!(pending["requested_ms"].as_u64() > Some(0), "{pending}");
+    let (_, v) = get_json(a.api_addr(), "/api/v1/cluster").await;
+    assert_eq!(v["cluster"]["pending"][0]["name"], "stranger", "{v}");
     let (status, body) = send(
         b.api_addr(),
         Method::POST,
@@ -147,6 +158,13 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
         joined.is_some(),
         "the admitted node applies the cluster policy"
     );
+    // Admitted through b: no member lists it as pending any more.
+    for n in [&a, &b, &c] {
+        let (_, v) = get_json(n.api_addr(), "/api/v1/members").await;
+        assert_eq!(v["pending"], serde_json::json!([]), "{}", n.api_addr());
+        let (_, v) = get_json(n.api_addr(), "/api/v1/cluster").await;
+        assert_eq!(v["cluster"]["pending"], serde_json::json!([]), "{v}");
+    }
     let (_, m) = get_json(a.api_addr(), "/api/v1/members").await;
     let roles: Vec<&str> = m["members"]
         .as_array()
@@ -176,6 +194,103 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
     assert_eq!(status, 400);
 
     for n in [d, c, b, a] {
+        n.shutdown().await;
+    }
+}
+
+/// Three allow-listed nodes with fast elections (400-800 ms): the first
+/// forms the cluster, the others join it and become voters.
+async fn three_voters(dirs: &[tempfile::TempDir], admitted: &str) -> Vec<Node> {
+    let settings = [
+        admitted,
+        "sensors.procfs.enabled=false",
+        "learning.enabled=false",
+        "cluster.heartbeat_ms=100",
+        "cluster.election_min_ms=400",
+        "cluster.election_max_ms=800",
+    ];
+    let a = Node::start(common::quiet_config(dirs[0].path(), &settings))
+        .await
+        .expect("a starts");
+    let bootstrap = format!(
+        "mesh.bootstrap=[\"127.0.0.1:{}\"]",
+        common::mesh_port(&a).await
+    );
+    let mut rest = settings.to_vec();
+    rest.push(&bootstrap);
+    let mut nodes = vec![a];
+    for d in &dirs[1..3] {
+        nodes.push(
+            Node::start(common::quiet_config(d.path(), &rest))
+                .await
+                .expect("node starts"),
+        );
+    }
+    for n in &nodes {
+        let three = eventually(Duration::from_secs(30), || async {
+            (voters(n).await == 3).then_some(())
+        })
+        .await;
+        assert!(three.is_some(), "three voters seen from {}", n.api_addr());
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_writes_get_503_within_the_write_budget() {
+    let (dirs, admitted) = common::keyed_dirs(3);
+    let mut nodes = three_voters(&dirs, &admitted).await;
+    // Three election timeouts of 800 ms; HTTP and a busy machine on top.
+    let bound = Duration::from_millis(3 * 800 + 1_500);
+    let doc = |v: u32| Some(format!("[rules]\nscan_min_ports = {v}\n"));
+
+    // One voter of three stopped: writes still commit (after an election,
+    // if it was the leader).
+    nodes.pop().expect("c").shutdown().await;
+    let a = nodes[0].api_addr();
+    let committed = eventually(Duration::from_secs(15), || async {
+        let (status, body) = send(a, Method::PUT, "/api/v1/policy", doc(21)).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert!(committed.is_some(), "two of three voters commit");
+
+    // Two stopped: the node left answers 503 within the bound.
+    nodes.pop().expect("b").shutdown().await;
+    let started = Instant::now();
+    let (status, body) = send(a, Method::PUT, "/api/v1/policy", doc(22)).await;
+    let took = started.elapsed();
+    eprintln!("PUT /api/v1/policy without a quorum: {status} after {took:?}");
+    assert_eq!(status, 503, "{body}");
+    assert!(took < bound, "answered after {took:?}");
+    let msg = body["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with(
+            "quorum lost: 1 of 3 voters reachable (2 needed); the write was not committed"
+        ),
+        "{msg}"
+    );
+    assert_eq!(body["quorum"]["reachable"], 1, "{body}");
+
+    // The status shows it; the committed policy is still the last one.
+    let (_, v) = get_json(a, "/api/v1/cluster").await;
+    let q = &v["cluster"]["quorum"];
+    assert_eq!(q["ok"], false, "{v}");
+    assert_eq!(
+        (&q["voters"], &q["reachable"], &q["needed"]),
+        (&3.into(), &1.into(), &2.into()),
+        "{v}"
+    );
+    assert!(q["last_quorum_ack_ms"].as_u64() > Some(800), "{v}");
+    let (_, v) = get_json(a, "/api/v1/policy").await;
+    assert!(
+        v["committed"]["document"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("= 21"),
+        "{v}"
+    );
+    for n in nodes {
         n.shutdown().await;
     }
 }

@@ -8,35 +8,40 @@
 //! Requests are checked against the Raft membership before Raft sees them:
 //! only voters may ask for votes, only members may replicate to us (unless
 //! we are still joining and know no members), propose or change membership.
+//!
+//! A write waits at most [`Cluster::write_budget`] (three election
+//! timeouts); a leader that has lost its quorum refuses it within one
+//! (see [`Quorum`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use amoskys_mesh::Service;
 use libp2p_identity::PeerId;
-use openraft::{BasicNode, LogId, SnapshotPolicy};
+use openraft::{BasicNode, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::network::{AdminOp, Cut, RaftReply, RaftRequest, Transport};
-use crate::state::{Command, Outcome};
+use crate::network::{Cut, RaftReply, RaftRequest, Transport};
 use crate::store::{self, Applied, Database};
 use crate::{NodeId, Raft};
 
+mod join;
 mod leader;
-use leader::{admin_local, is_leader_change, read_index, write_local};
-
-/// How long an operation waits for a leader to be known.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
-/// A forwarded write, answer included.
-const FORWARD_TTL: Duration = Duration::from_secs(5);
+mod quorum;
+mod route;
+pub use join::{JoinReply, JoinRequest, PendingJoin};
+pub use leader::WriteError;
+pub use quorum::Quorum;
 
 /// Timing and identity of a member.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub id: NodeId,
+    /// The node's name, shown to operators with its join request.
+    pub name: String,
     /// Where peers reach this node (informational; the mesh routes by peer
     /// id).
     pub addr: String,
@@ -53,6 +58,7 @@ impl ClusterSettings {
     pub fn new(id: NodeId, addr: String) -> Self {
         Self {
             id,
+            name: String::new(),
             addr,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
@@ -97,42 +103,31 @@ pub struct ClusterStatus {
     pub learners: Vec<String>,
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
+    /// Whether writes can commit (this node's view; the API asks the
+    /// leader, see [`Cluster::quorum`]).
+    pub quorum: Quorum,
     /// Nodes that asked to join and wait for an operator.
     pub pending: Vec<PendingJoin>,
-}
-
-/// A join request waiting for `amoskys members admit`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PendingJoin {
-    pub id: String,
-    pub addr: String,
-    pub asked_ns: u64,
-}
-
-/// What a joining node sends ([`Service::Join`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JoinRequest {
-    pub addr: String,
-}
-
-/// The answer to a join request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum JoinReply {
-    /// A member now; these are the members to trust.
-    Admitted {
-        members: Vec<NodeId>,
-    },
-    /// Waits for an operator to admit it.
-    Pending,
-    Refused(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot open the Raft storage: {0}")]
     Storage(String),
-    #[error("no leader: the cluster is not initialised or has lost its quorum ({0})")]
+    #[error("no leader: the cluster is not initialised or is electing one ({0}); try again")]
     NoLeader(String),
+    #[error(
+        "quorum lost: {} of {} voters reachable ({} needed); {}; start or reconnect \
+         the missing voters to restore it",
+        quorum.reachable, quorum.voters, quorum.needed,
+        if *read { "a consistent read needs it" } else { "the write was not committed" }
+    )]
+    QuorumLost { quorum: Quorum, read: bool },
+    #[error(
+        "the write was not confirmed within {0:?}; it may still commit: read the state \
+         before trying again"
+    )]
+    Timeout(Duration),
     #[error("the leader refused: {0}")]
     Rejected(String),
     #[error("{0}")]
@@ -295,121 +290,12 @@ impl Cluster {
             learners: learners.iter().map(ToString::to_string).collect(),
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
-            pending: lock(&self.pending).values().cloned().collect(),
+            quorum: self.quorum_here(),
+            pending: self.pending(),
         }
     }
 
-    async fn leader(&self) -> Result<NodeId, ClusterError> {
-        let m = self
-            .raft
-            .wait(Some(LEADER_WAIT))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await
-            .map_err(|e| ClusterError::NoLeader(e.to_string()))?;
-        m.current_leader
-            .ok_or_else(|| ClusterError::NoLeader("none known".into()))
-    }
-
-    /// Commits `cmd` through the leader, wherever it is, and returns its
-    /// log id and outcome.
-    pub async fn propose(&self, cmd: Command) -> Result<(LogId<NodeId>, Outcome), ClusterError> {
-        let cmd = &cmd;
-        self.on_leader(|leader| async move {
-            if leader == self.settings.id {
-                return write_local(&self.raft, cmd.clone()).await;
-            }
-            match self
-                .forward(leader, RaftRequest::Propose(cmd.clone()))
-                .await?
-            {
-                RaftReply::Proposed(r) => r,
-                _ => Err("answer of another kind".into()),
-            }
-        })
-        .await
-    }
-
-    /// Admits `node` as a learner (the steward makes it a voter when the
-    /// voter set needs one).
-    pub async fn admit(&self, node: NodeId, addr: String) -> Result<(), ClusterError> {
-        let by = self.settings.id;
-        self.admin(AdminOp::Admit { node, addr, by }).await?;
-        lock(&self.pending).remove(&node);
-        Ok(())
-    }
-
-    /// Removes `node` from the membership; it is not admitted again
-    /// automatically.
-    pub async fn remove(&self, node: NodeId) -> Result<(), ClusterError> {
-        let by = self.settings.id;
-        self.admin(AdminOp::Remove { node, by }).await
-    }
-
-    async fn admin(&self, op: AdminOp) -> Result<(), ClusterError> {
-        let op = &op;
-        self.on_leader(|leader| async move {
-            if leader == self.settings.id {
-                return admin_local(&self.raft, op.clone()).await;
-            }
-            match self.forward(leader, RaftRequest::Admin(op.clone())).await? {
-                RaftReply::Admin(r) => r,
-                _ => Err("answer of another kind".into()),
-            }
-        })
-        .await
-    }
-
-    /// Runs `attempt` against the current leader, again (3 tries, 200 ms
-    /// apart) while the leadership is changing.
-    async fn on_leader<T, F, Fut>(&self, mut attempt: F) -> Result<T, ClusterError>
-    where
-        F: FnMut(NodeId) -> Fut,
-        Fut: std::future::Future<Output = Result<T, String>>,
-    {
-        let mut last = String::new();
-        for _ in 0..3 {
-            let leader = self.leader().await?;
-            match attempt(leader).await {
-                Ok(done) => return Ok(done),
-                Err(e) if is_leader_change(&e) => last = e,
-                Err(e) => return Err(ClusterError::Rejected(e)),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Err(ClusterError::NoLeader(last))
-    }
-
-    async fn forward(&self, leader: NodeId, req: RaftRequest) -> Result<RaftReply, String> {
-        self.transport
-            .call(leader, &req, FORWARD_TTL)
-            .await
-            .map_err(|e| format!("leader {leader} unreachable: {e}"))
-    }
-
-    /// The applied state, after everything committed before the call.
-    pub async fn read_linearizable(&self) -> Result<Arc<Applied>, ClusterError> {
-        let leader = self.leader().await?;
-        let index = if leader == self.settings.id {
-            read_index(&self.raft).await
-        } else {
-            match self.forward(leader, RaftRequest::ReadIndex).await {
-                Ok(RaftReply::ReadIndex(r)) => r,
-                Ok(_) => Err("answer of another kind".into()),
-                Err(e) => Err(e),
-            }
-        }
-        .map_err(ClusterError::NoLeader)?;
-        if let Some(index) = index {
-            self.raft
-                .wait(Some(LEADER_WAIT))
-                .applied_index_at_least(Some(index.index), "read index")
-                .await
-                .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        }
-        Ok(self.applied.borrow().clone())
-    }
-
-    /// Answers a member's [`Service::Raft`] request.
+    /// Answers a member's [`amoskys_mesh::Service::Raft`] request.
     pub async fn serve(&self, peer: &PeerId, body: &[u8]) -> Result<Vec<u8>, String> {
         let from = NodeId::from_peer_id(peer).ok_or("the peer has no ed25519 key")?;
         if self.transport.cut.blocks(&from) {
@@ -419,6 +305,12 @@ impl Cluster {
             serde_json::from_slice(body).map_err(|e| format!("malformed Raft request: {e}"))?;
         let (voters, learners) = self.members();
         let member = voters.contains(&from) || learners.contains(&from);
+        if member {
+            self.transport.health.record(from);
+        }
+        // A forwarded write leaves the forwarding member a lease of its
+        // budget for the answer.
+        let deadline = Instant::now() + self.write_budget() - self.lease();
         let reply = match req {
             RaftRequest::Vote(r) => {
                 // A node that knows no members yet (initialised elsewhere)
@@ -447,73 +339,17 @@ impl Cluster {
                 }
                 match other {
                     RaftRequest::Propose(cmd) => {
-                        RaftReply::Proposed(write_local(&self.raft, cmd).await)
+                        RaftReply::Proposed(self.write_local(cmd, deadline).await)
                     }
-                    RaftRequest::Admin(op) => RaftReply::Admin(admin_local(&self.raft, op).await),
-                    _ => RaftReply::ReadIndex(read_index(&self.raft).await),
+                    RaftRequest::Admin(op) => {
+                        RaftReply::Admin(self.admin_local(op, deadline).await)
+                    }
+                    RaftRequest::Quorum => RaftReply::Quorum(self.quorum_here()),
+                    _ => RaftReply::ReadIndex(self.read_index(deadline).await),
                 }
             }
         };
         serde_json::to_vec(&reply).map_err(|e| format!("cannot encode the answer: {e}"))
-    }
-
-    /// Answers a [`Service::Join`] request from any peer.
-    pub async fn serve_join(&self, peer: &PeerId, body: &[u8]) -> Result<Vec<u8>, String> {
-        let node = NodeId::from_peer_id(peer).ok_or("the peer has no ed25519 key")?;
-        let req: JoinRequest =
-            serde_json::from_slice(body).map_err(|e| format!("malformed join request: {e}"))?;
-        let reply = if self.is_member(&node) {
-            self.admitted_reply()
-        } else if self.applied.borrow().state.removed.contains_key(&node) {
-            JoinReply::Refused("removed by an operator; it must be admitted again".into())
-        } else if lock(&self.allow).contains(&node) {
-            match self.admit(node, req.addr).await {
-                Ok(()) => self.admitted_reply(),
-                Err(e) => {
-                    tracing::info!(%node, error = %e, "cannot admit an allow-listed node yet");
-                    JoinReply::Pending
-                }
-            }
-        } else {
-            let mut pending = lock(&self.pending);
-            if pending.len() < 1_000 || pending.contains_key(&node) {
-                pending.insert(
-                    node,
-                    PendingJoin {
-                        id: node.to_string(),
-                        addr: req.addr.chars().take(256).collect(),
-                        asked_ns: now_ns(),
-                    },
-                );
-            }
-            JoinReply::Pending
-        };
-        serde_json::to_vec(&reply).map_err(|e| format!("cannot encode the answer: {e}"))
-    }
-
-    fn admitted_reply(&self) -> JoinReply {
-        let (v, l) = self.members();
-        JoinReply::Admitted {
-            members: v.into_iter().chain(l).collect(),
-        }
-    }
-
-    /// Asks `peer` to let this node join.
-    pub async fn request_join(&self, peer: PeerId) -> Result<JoinReply, ClusterError> {
-        let mesh = self
-            .transport
-            .mesh()
-            .ok_or_else(|| ClusterError::Invalid("this node has no mesh".into()))?;
-        let body = serde_json::to_vec(&JoinRequest {
-            addr: self.settings.addr.clone(),
-        })
-        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
-        let answer = mesh
-            .request(peer, Service::Join, body)
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        serde_json::from_slice(&answer)
-            .map_err(|e| ClusterError::Raft(format!("malformed join answer: {e}")))
     }
 
     /// Stops Raft and the steward.

@@ -1,7 +1,8 @@
 //! Cluster endpoints: status and initialisation, members, the replicated
 //! policy and the model registry. Writes on a follower are forwarded to the
 //! leader by the consensus layer; `?consistent=true` makes a read
-//! linearizable.
+//! linearizable. A write that cannot commit (no leader, quorum lost) gets
+//! `503` within the consensus layer's write budget.
 
 use std::sync::Arc;
 
@@ -17,11 +18,17 @@ use crate::policy::Policy;
 
 pub(super) fn cluster_error(e: ClusterError) -> Response {
     let status = match &e {
-        ClusterError::NoLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::NoLeader(_) | ClusterError::QuorumLost { .. } | ClusterError::Timeout(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ClusterError::Rejected(_) => StatusCode::CONFLICT,
         ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
         ClusterError::Storage(_) | ClusterError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    if let ClusterError::QuorumLost { quorum, .. } = &e {
+        let body = serde_json::json!({ "error": e.to_string(), "quorum": quorum });
+        return (status, Json(body)).into_response();
+    }
     error(status, e.to_string())
 }
 
@@ -57,11 +64,14 @@ async fn read(state: &ApiState, params: &ReadParams) -> Result<Arc<Applied>, Res
     }
 }
 
-/// `GET /api/v1/cluster`
+/// `GET /api/v1/cluster`: this node's view, with the quorum as the leader
+/// sees it.
 pub(super) async fn status(State(state): State<ApiState>) -> Response {
+    let mut cluster = state.cluster.status();
+    cluster.quorum = state.cluster.quorum().await;
     let in_force = state.policy.borrow().clone();
     Json(serde_json::json!({
-        "cluster": state.cluster.status(),
+        "cluster": cluster,
         "policy_version": in_force.version,
         "policy_error": in_force.error,
     }))
@@ -154,7 +164,7 @@ pub(super) async fn members(
         .collect();
     Json(serde_json::json!({
         "members": out,
-        "pending": state.cluster.status().pending,
+        "pending": state.cluster.pending(),
         "removed": removed,
     }))
     .into_response()
