@@ -1,5 +1,5 @@
-//! The replicated state: policy versions, member records and the model
-//! registry, and the commands that change them.
+//! The replicated state: policy versions, member records, the model
+//! registry and the operators, and the commands that change them.
 //!
 //! [`ClusterState::apply`] is a pure, deterministic function of the state
 //! and a committed command; every node applies the same commands in the
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::NodeId;
+use crate::operators::{self, Operators, Role};
 
 /// Largest policy document.
 pub const MAX_POLICY_BYTES: usize = 64 * 1024;
@@ -64,6 +65,20 @@ pub enum Command {
     AbandonRound {
         id: u64,
         reason: String,
+        time_ns: u64,
+    },
+    /// Adds an operator or changes its key or role (rules: [`operators`]).
+    SetOperator {
+        name: String,
+        key: String,
+        role: Role,
+        by: String,
+        time_ns: u64,
+    },
+    /// Removes an operator; never the last admin.
+    RemoveOperator {
+        name: String,
+        by: String,
         time_ns: u64,
     },
 }
@@ -125,6 +140,12 @@ pub enum Outcome {
     Abandoned {
         id: u64,
     },
+    OperatorSet {
+        name: String,
+    },
+    OperatorRemoved {
+        name: String,
+    },
     /// Committed but invalid against the state; nothing changed.
     Rejected(String),
 }
@@ -185,6 +206,9 @@ pub struct ClusterState {
     pub active_model: Option<u64>,
     #[serde(default)]
     pub rounds: BTreeMap<u64, RoundRecord>,
+    /// Operators by name (absent from states written before operators).
+    #[serde(default)]
+    pub operators: Operators,
 }
 
 impl ClusterState {
@@ -311,6 +335,14 @@ impl ClusterState {
                 Some(_) => Outcome::Rejected(format!("round {id} is not open")),
                 None => Outcome::Rejected(format!("no round {id}")),
             },
+            Command::SetOperator {
+                name,
+                key,
+                role,
+                by,
+                time_ns,
+            } => operators::set(&mut self.operators, name, key, *role, by, *time_ns),
+            Command::RemoveOperator { name, .. } => operators::remove(&mut self.operators, name),
         }
     }
 }
