@@ -132,7 +132,7 @@ fn run_document(name: &str, text: &str, with_node: bool) -> Vec<String> {
         let transcript = matches!(block.kind, Kind::Transcript(_));
         for c in commands {
             let at = format!("{name}:{}", c.line);
-            let cmd = session::as_run(&c.text);
+            let cmd = session::as_run(&c.text, !transcript);
             if !node_up {
                 node_up = true;
                 if !session::starts_a_node(&cmd)

@@ -245,7 +245,13 @@ fn runs_until_stopped(cmd: &str) -> bool {
 }
 
 /// What a reader types, as the harness runs it: `./.ci/amoskys` is the
-/// built `amoskys`.
-pub fn as_run(cmd: &str) -> String {
-    cmd.replace("./.ci/amoskys", "amoskys")
+/// built `amoskys`; in an `sh` block (`strict`), whose output is not
+/// compared, `curl` fails on an HTTP error (`curl -s` alone exits 0 on a
+/// 404).
+pub fn as_run(cmd: &str, strict: bool) -> String {
+    let cmd = cmd.replace("./.ci/amoskys", "amoskys");
+    match cmd.strip_prefix("curl ") {
+        Some(rest) if strict => format!("curl --fail-with-body {rest}"),
+        _ => cmd,
+    }
 }
