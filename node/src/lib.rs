@@ -9,6 +9,7 @@
 //! - [`ingest`]: the single writer from the sensors' channel to the store;
 //! - [`detect`] and [`privacy`]: rules over stored events, signed alerts;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
+//! - [`auth`]: signed API requests, operator roles per route, key files;
 //! - [`trust`]: the signed membership export and the trust set that
 //!   offline alert checks use;
 //! - [`Node`]: start, the sensor → store event path, graceful shutdown.
@@ -17,6 +18,7 @@
 //! simulations and tests can run many nodes in one process.
 
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod detect;

@@ -22,6 +22,7 @@ async fn endpoints_of_a_running_node() {
 
     let (status, body) = get_json(addr, "/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(body["id"], node.identity().peer_id().to_string());
 
     let (status, info) = get_json(addr, "/api/v1/node").await;
     assert_eq!(status, 200);

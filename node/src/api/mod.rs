@@ -151,8 +151,9 @@ pub fn router(state: ApiState, limits: &Limits) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: liveness, and the node id a client signs requests for.
+async fn healthz(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "id": state.info.id }))
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
