@@ -69,6 +69,9 @@ pub(super) async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
         Some(mesh) => mesh.peers().await.unwrap_or_default(),
         None => Vec::new(),
     };
+    // The quorum as the leader sees it, as `GET /api/v1/cluster` shows it.
+    let mut cluster = state.cluster.status();
+    cluster.quorum = state.cluster.quorum().await;
     let in_force = state.policy.borrow().clone();
     let model_version = state.cluster.applied().borrow().state.active_model;
     Json(NodeStatus {
@@ -86,7 +89,7 @@ pub(super) async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
             })
             .unwrap_or_default(),
         peers,
-        cluster: serde_json::to_value(state.cluster.status()).unwrap_or_default(),
+        cluster: serde_json::to_value(cluster).unwrap_or_default(),
         policy_version: in_force.version,
         policy_error: in_force.error.clone(),
         model_version,
