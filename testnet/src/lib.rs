@@ -485,14 +485,13 @@ impl Testnet {
 
     /// Reads the state a command left in `dir`.
     pub fn load(dir: &Path) -> Result<Testnet, TestnetError> {
-        let bytes = std::fs::read(dir.join("state.json"))
-            .map_err(|e| {
-                TestnetError::State(format!(
-                    "no testnet in {} ({e}); start one with `amoskys-testnet up N --dir {}`",
-                    dir.display(),
-                    dir.display()
-                ))
-            })?;
+        let bytes = std::fs::read(dir.join("state.json")).map_err(|e| {
+            TestnetError::State(format!(
+                "no testnet in {} ({e}); start one with `amoskys-testnet up N --dir {}`",
+                dir.display(),
+                dir.display()
+            ))
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| TestnetError::State(e.to_string()))
     }
 
