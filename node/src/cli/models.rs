@@ -83,7 +83,7 @@ async fn list(api: &ApiArgs, json: bool) -> Result<(), ClientError> {
     print_table(
         &["ENTITY", "MODEL", "ROWS", "THRESHOLD", "SHA-256"],
         rows,
-        "no model in use yet",
+        "no model yet",
     );
     let registry = &body["registry"];
     let active = registry["active"].as_u64();
