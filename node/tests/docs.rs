@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use markdown::{Directive, Kind};
 use session::Session;
 
-/// The documents address one node at 127.0.0.1:7300: one at a time.
+/// The documents address one node at 127.0.0.1:7300: one at a time (in
+/// this process; a lock file does the same between processes).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The documents with a test of their own; any other one found on disk
@@ -50,6 +51,15 @@ fn repo() -> PathBuf {
 /// Runs one document; panics with every failure it found.
 fn check(name: &str) {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Other test processes on this machine (another checkout, a second
+    // `cargo test`) address the same port: one document at a time there too.
+    let machine = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("amoskys-docs-test.lock"))
+        .expect("the lock file opens");
+    machine.lock().expect("the lock is taken");
     let text = std::fs::read_to_string(repo().join(name)).expect("the document is readable");
     let failures = run_document(name, &text, true);
     assert!(
