@@ -232,12 +232,17 @@ async fn a_round_trains_on_every_node_and_puts_the_combined_model_in_use_everywh
     let c = Node::start(common::quiet_config(dirs[2].path(), &rest))
         .await
         .expect("c restarts");
-    let (_, v) = get_json(c.api_addr(), "/api/v1/models").await;
-    let device = v["models"]
-        .as_array()
-        .and_then(|m| m.iter().find(|x| x["entity"] == "device").cloned())
-        .expect("device model after restart");
-    assert_eq!(device["sha256"], sha.as_str());
+    // The registry's version is put back in use once the Raft log is
+    // applied again (a locally stored model may serve until then).
+    let in_use = eventually(Duration::from_secs(15), || async {
+        let (_, v) = get_json(c.api_addr(), "/api/v1/models").await;
+        let device = v["models"]
+            .as_array()
+            .and_then(|m| m.iter().find(|x| x["entity"] == "device").cloned())?;
+        (device["sha256"] == sha.as_str()).then_some(v)
+    })
+    .await;
+    let v = in_use.expect("the registry's device model is in use after a restart");
     assert!(
         v["registry"]["versions"]
             .as_array()
