@@ -240,24 +240,8 @@ async fn alerts_tail_prints_ids_oldest_first_and_says_when_the_node_stops() {
     let n = Node::start(common::quiet_config(dir.path(), &FAST))
         .await
         .expect("starts");
-    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let alerts: Vec<amoskys_mesh::Alert> = (0..3u64)
-        .map(|i| {
-            amoskys_mesh::Alert::sign(
-                amoskys_mesh::AlertBody {
-                    seq: i,
-                    time_ns: 1_800_000_000_000_000_000 + i * 1_000_000_000,
-                    severity: "medium".into(),
-                    category: "discovery".into(),
-                    technique: "T1046".into(),
-                    rule: format!("rule_{i}"),
-                    score: 0.5,
-                    subject: "source_ip:192.0.2.1".into(),
-                    evidence: Vec::new(),
-                },
-                &key,
-            )
-        })
+        .map(|i| common::test_alert(i, &format!("rule_{i}")))
         .collect();
     n.store().put_alerts(&alerts).expect("stored");
 

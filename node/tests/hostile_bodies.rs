@@ -81,20 +81,7 @@ async fn generated_hostile_writes_are_refused_cleanly() {
     .await;
     assert!(leader.is_some(), "a one-node cluster with a leader");
     // One stored alert, so case routes also reach the workspace.
-    let alert = amoskys_mesh::Alert::sign(
-        amoskys_mesh::AlertBody {
-            seq: 0,
-            time_ns: 1_800_000_000_000_000_000,
-            severity: "high".into(),
-            category: "discovery".into(),
-            technique: "T1046".into(),
-            rule: "port_scan".into(),
-            score: 0.9,
-            subject: "source_ip:192.0.2.7".into(),
-            evidence: Vec::new(),
-        },
-        &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
-    );
+    let alert = common::test_alert(0, "port_scan");
     n.store()
         .put_alerts(std::slice::from_ref(&alert))
         .expect("stored");

@@ -439,21 +439,7 @@ async fn the_intel_and_case_commands_edit_and_show_the_workspace() {
         "{out}"
     );
     assert!(n.workspace().case_list().is_empty(), "nothing was written");
-    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    let alert = amoskys_mesh::Alert::sign(
-        amoskys_mesh::AlertBody {
-            seq: 0,
-            time_ns: 1_800_000_000_000_000_000,
-            severity: "high".into(),
-            category: "discovery".into(),
-            technique: "T1046".into(),
-            rule: "port_scan".into(),
-            score: 0.9,
-            subject: "source_ip:192.0.2.7".into(),
-            evidence: Vec::new(),
-        },
-        &key,
-    );
+    let alert = common::test_alert(0, "port_scan");
     n.store()
         .put_alerts(std::slice::from_ref(&alert))
         .expect("stored");

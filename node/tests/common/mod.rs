@@ -121,3 +121,22 @@ pub async fn send(
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or_default())
 }
+
+/// A signed alert from a fixed test key, `seq` seconds after a fixed time:
+/// what a test stores to have an alert to act on.
+pub fn test_alert(seq: u64, rule: &str) -> amoskys_mesh::Alert {
+    amoskys_mesh::Alert::sign(
+        amoskys_mesh::AlertBody {
+            seq,
+            time_ns: 1_800_000_000_000_000_000 + seq * 1_000_000_000,
+            severity: "high".into(),
+            category: "discovery".into(),
+            technique: "T1046".into(),
+            rule: rule.into(),
+            score: 0.9,
+            subject: "source_ip:192.0.2.7".into(),
+            evidence: Vec::new(),
+        },
+        &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
+}
