@@ -163,35 +163,20 @@ async fn learn_round_takes_the_default_rule_and_refusals_carry_the_reason() {
     })
     .await;
     assert!(ready.is_some(), "a one-node cluster");
-    let (code, out) = run(
-        Some(api),
-        &[
-            "learn",
-            "round",
-            "--kind",
-            "process",
-            "--deadline-secs",
-            "2",
-        ],
-    )
-    .await;
+    // A short round on the process model; each case adds its flags.
+    let round = [
+        "learn",
+        "round",
+        "--kind",
+        "process",
+        "--deadline-secs",
+        "2",
+    ];
+    let (code, out) = run(Some(api), &round).await;
     assert_eq!(code, 0, "the default rule is accepted: {out}");
     assert!(out.contains("round ") && out.contains("started"), "{out}");
     for rule in ["median", "trimmed-mean", "krum", "multi-krum"] {
-        let (code, out) = run(
-            Some(api),
-            &[
-                "learn",
-                "round",
-                "--kind",
-                "process",
-                "--rule",
-                rule,
-                "--deadline-secs",
-                "2",
-            ],
-        )
-        .await;
+        let (code, out) = run(Some(api), &[&round[..], &["--rule", rule]].concat()).await;
         assert_eq!(code, 0, "{rule}: {out}");
     }
     // The server's own reason reaches the user, with its status.
@@ -201,19 +186,7 @@ async fn learn_round_takes_the_default_rule_and_refusals_carry_the_reason() {
 
     // --wait follows the round to its end (here: abandoned, no data).
     let started = Instant::now();
-    let (code, out) = run(
-        Some(api),
-        &[
-            "learn",
-            "round",
-            "--kind",
-            "process",
-            "--deadline-secs",
-            "2",
-            "--wait",
-        ],
-    )
-    .await;
+    let (code, out) = run(Some(api), &[&round[..], &["--wait"]].concat()).await;
     assert!(
         out.contains("abandoned") || out.contains("done"),
         "the outcome is printed: {out}"
