@@ -6,6 +6,10 @@
 //!   committed [`Command`]s;
 //! - [`operators`]: the operators (name, ed25519 key, role) in that state
 //!   and the rules their commands obey;
+//! - [`governance`]: proposals of changes that need admins of several
+//!   nodes to approve them (`[governance] approvals`);
+//! - [`audit`]: the audit trail, signed records committed with the
+//!   commands they record, a hash chain, and its offline check;
 //! - [`store`]: openraft's log storage and state machine (storage v2) in the
 //!   node's RocksDB column families `raft_log` and `raft_state`, snapshots
 //!   included;
@@ -21,7 +25,9 @@
 //! This crate knows the mesh, never the node: the node passes its database
 //! and mesh handle in and reads the applied state from a watch channel.
 
+pub mod audit;
 pub mod cluster;
+pub mod governance;
 pub mod id;
 pub mod lab;
 pub mod network;
@@ -32,10 +38,12 @@ pub mod store;
 
 use std::io::Cursor;
 
+pub use audit::{AuditEntry, AuditRecord, ChainCheck, ChainError, ExportHead, ExportLine};
 pub use cluster::{
     Cluster, ClusterError, ClusterSettings, ClusterStatus, JoinReply, MembershipPolicy,
     PendingJoin, Quorum,
 };
+pub use governance::{Approval, GovernancePolicy, NewProposal, Proposal, ProposalStatus};
 pub use id::NodeId;
 pub use operators::{OperatorRecord, Role};
 pub use state::{

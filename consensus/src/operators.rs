@@ -77,6 +77,10 @@ pub struct OperatorRecord {
     /// admin); kept when the role or key changes later.
     pub added_by: String,
     pub added_ns: u64,
+    /// Keys it held before, oldest first (`RotateOperator`); absent from
+    /// records written before rotation existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<String>,
 }
 
 /// Operators by name.
@@ -169,6 +173,7 @@ pub(crate) fn set(
                 role,
                 added_by: by.to_owned(),
                 added_ns: time_ns,
+                previous_keys: Vec::new(),
             },
         );
     }
@@ -195,6 +200,10 @@ pub(crate) fn remove(ops: &mut Operators, name: &str) -> Outcome {
         name: name.to_owned(),
     }
 }
+
+mod rotate;
+pub(crate) use rotate::rotate;
+pub use rotate::{MAX_PREVIOUS_KEYS, rotation_statement};
 
 #[cfg(test)]
 mod tests;

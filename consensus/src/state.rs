@@ -1,11 +1,13 @@
 //! The replicated state: policy versions, member records, the model
-//! registry and the operators, and the commands that change them.
+//! registry, the operators and the proposals awaiting approval, and the
+//! commands that change them.
 //!
 //! [`ClusterState::apply`] is a pure, deterministic function of the state
 //! and a committed command; every node applies the same commands in the
 //! same order and ends in the same state. A command that is invalid against
 //! the state (activating a version that does not exist) is committed but
-//! changes nothing and answers [`Outcome::Rejected`].
+//! changes nothing and answers [`Outcome::Rejected`] (one exception: a
+//! refused proposal or approval still marks the proposals it finds expired).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::NodeId;
+use crate::audit::{self, AuditEntry, AuditHead, AuditRecord};
+use crate::governance::{self, Approval, Governance, NewProposal};
 use crate::operators::{self, Operators, Role};
 
 /// Largest policy document.
@@ -81,6 +85,25 @@ pub enum Command {
         by: String,
         time_ns: u64,
     },
+    /// Gives an operator a new key; both keys sign
+    /// [`operators::rotation_statement`] (hex signatures).
+    RotateOperator {
+        name: String,
+        key: String,
+        old_sig: String,
+        new_sig: String,
+        time_ns: u64,
+    },
+    /// A governed change waiting for approvals (rules: [`governance`]).
+    Propose(Box<NewProposal>),
+    /// An approval of an open proposal; the last one needed applies it.
+    Approve { id: u64, approval: Approval },
+    /// An audit record, alone or with the command it records: both are
+    /// committed in this one entry ([`audit`](crate::audit)).
+    Audited {
+        record: AuditRecord,
+        command: Option<Box<Command>>,
+    },
 }
 
 /// A federated round as proposed.
@@ -146,6 +169,27 @@ pub enum Outcome {
     OperatorRemoved {
         name: String,
     },
+    /// A proposal made or approved, still short of its approvals.
+    Proposal {
+        id: u64,
+        approvals: u32,
+        needed: u32,
+    },
+    /// A proposal got its last approval and its command was applied, with
+    /// this outcome.
+    Passed {
+        id: u64,
+        outcome: Box<Outcome>,
+    },
+    /// A member removal got its last approval; the leader runs it next.
+    RemovalApproved {
+        id: u64,
+        node: NodeId,
+    },
+    /// An audit record that stands alone, as entry `seq`.
+    Recorded {
+        seq: u64,
+    },
     /// Committed but invalid against the state; nothing changed.
     Rejected(String),
 }
@@ -209,6 +253,13 @@ pub struct ClusterState {
     /// Operators by name (absent from states written before operators).
     #[serde(default)]
     pub operators: Operators,
+    /// Proposals of governed changes (absent from older states).
+    #[serde(default)]
+    pub governance: Governance,
+    /// The end of the audit trail (the entries are stored beside the
+    /// state, see [`store`](crate::store)).
+    #[serde(default)]
+    pub audit: AuditHead,
 }
 
 impl ClusterState {
@@ -223,6 +274,22 @@ impl ClusterState {
 
     /// Applies one committed command.
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
+        self.apply_entry(cmd, 0).0
+    }
+
+    /// Applies the command committed at `log_index`, with the audit entry
+    /// it appends, if any.
+    pub fn apply_entry(&mut self, cmd: &Command, log_index: u64) -> (Outcome, Option<AuditEntry>) {
+        match cmd {
+            Command::Audited { record, command } => {
+                audit::apply(self, record, command.as_deref(), log_index)
+            }
+            other => (self.apply_plain(other), None),
+        }
+    }
+
+    /// Applies a command that carries no audit record.
+    pub(crate) fn apply_plain(&mut self, cmd: &Command) -> Outcome {
         match cmd {
             Command::SetPolicy {
                 document,
@@ -268,6 +335,7 @@ impl ClusterState {
             Command::Remove { node, time_ns, .. } => {
                 self.members.remove(node);
                 self.removed.insert(*node, *time_ns);
+                governance::removed(self, node);
                 Outcome::Removed
             }
             Command::RegisterModel(model) => {
@@ -343,6 +411,18 @@ impl ClusterState {
                 time_ns,
             } => operators::set(&mut self.operators, name, key, *role, by, *time_ns),
             Command::RemoveOperator { name, .. } => operators::remove(&mut self.operators, name),
+            Command::RotateOperator {
+                name,
+                key,
+                old_sig,
+                new_sig,
+                ..
+            } => operators::rotate(&mut self.operators, name, key, old_sig, new_sig),
+            Command::Propose(p) => governance::propose(self, p),
+            Command::Approve { id, approval } => governance::approve(self, *id, approval),
+            Command::Audited { .. } => {
+                Outcome::Rejected("an audited command cannot carry another".into())
+            }
         }
     }
 }

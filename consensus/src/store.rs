@@ -5,6 +5,9 @@
 //! - `raft_state`: the vote, the committed and last purged log ids, the
 //!   applied state machine, and the current snapshot.
 //!
+//! - `raft_state` also holds the audit trail, under `audit/` (`trail.rs`):
+//!   outside the log, so purges never touch it, and in every snapshot.
+//!
 //! Every write that Raft relies on (appended entries, the vote, the applied
 //! state) is synced to disk before it is acknowledged. The state machine is
 //! small, so it lives in memory and is written whole after each applied
@@ -25,8 +28,12 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::audit::AuditEntry;
 use crate::state::{ClusterState, Outcome};
 use crate::{NodeId, TypeConfig};
+
+mod trail;
+pub use trail::AuditReader;
 
 /// Column family of the log.
 pub const LOG_CF: &str = "raft_log";
@@ -61,6 +68,7 @@ pub struct Opened {
     pub log: LogStore,
     pub sm: StateMachine,
     pub applied: watch::Receiver<Arc<Applied>>,
+    pub audit: AuditReader,
 }
 
 /// Why the Raft storage could not be opened.
@@ -86,6 +94,7 @@ pub fn open(db: Arc<dyn Database>) -> Result<Opened, OpenError> {
     };
     let applied = Arc::new(applied);
     let (tx, rx) = watch::channel(applied.clone());
+    let audit = AuditReader { db: db.clone() };
     let sm = StateMachine {
         db,
         applied,
@@ -95,6 +104,7 @@ pub fn open(db: Arc<dyn Database>) -> Result<Opened, OpenError> {
         log,
         sm,
         applied: rx,
+        audit,
     })
 }
 
@@ -331,6 +341,16 @@ impl Debug for StateMachine {
     }
 }
 
+/// A snapshot's data: the applied state and the audit trail (absent from
+/// snapshots made before the trail).
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    #[serde(flatten)]
+    applied: Applied,
+    #[serde(default)]
+    audit: Vec<AuditEntry>,
+}
+
 /// A snapshot as stored next to its data.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -357,9 +377,29 @@ fn save_snapshot(
 }
 
 impl StateMachine {
-    /// Writes the applied state and tells the watchers.
-    fn commit(&mut self, applied: Applied) -> Result<(), AnyError> {
-        put_state(&self.db, APPLIED, &encode(&applied)?)?;
+    /// Writes the applied state with the new audit entries (after those
+    /// already stored, or instead of them all when `replace`), prunes the
+    /// trail, and tells the watchers.
+    fn commit(
+        &mut self,
+        applied: Applied,
+        audit: &[AuditEntry],
+        replace: bool,
+    ) -> Result<(), AnyError> {
+        let cf = state_cf(&self.db)?;
+        let mut batch = WriteBatch::default();
+        if replace {
+            trail::clear(&mut batch, cf);
+        }
+        trail::put(&mut batch, cf, audit)?;
+        if !replace {
+            trail::prune(&self.db, &mut batch, audit)?;
+        }
+        batch.put_cf(cf, APPLIED, encode(&applied)?);
+        self.db
+            .db()
+            .write_opt(batch, &synced())
+            .map_err(|e| AnyError::new(&e))?;
         self.applied = Arc::new(applied);
         self.watch.send_replace(self.applied.clone());
         Ok(())
@@ -367,7 +407,10 @@ impl StateMachine {
 
     fn snapshot_of(&self) -> Result<Snapshot<TypeConfig>, AnyError> {
         let applied = &self.applied;
-        let data = encode(applied.as_ref())?;
+        let data = encode(&SnapshotData {
+            applied: Applied::clone(applied),
+            audit: trail::up_to(&self.db, applied.state.audit.count)?,
+        })?;
         let id = match applied.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
             None => format!("empty-{}", data.len()),
@@ -399,18 +442,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut next = Applied::clone(&self.applied);
         let mut outcomes = Vec::new();
+        let mut audit = Vec::new();
         for entry in entries {
             next.last_applied = Some(entry.log_id);
             outcomes.push(match &entry.payload {
                 EntryPayload::Blank => Outcome::Nothing,
-                EntryPayload::Normal(cmd) => next.state.apply(cmd),
+                EntryPayload::Normal(cmd) => {
+                    let (outcome, recorded) = next.state.apply_entry(cmd, entry.log_id.index);
+                    audit.extend(recorded);
+                    outcome
+                }
                 EntryPayload::Membership(m) => {
                     next.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Outcome::Nothing
                 }
             });
         }
-        self.commit(next)
+        self.commit(next, &audit, false)
             .map_err(StorageIOError::write_state_machine)?;
         Ok(outcomes)
     }
@@ -433,13 +481,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StorageResult<()> {
         let bytes = snapshot.into_inner();
         let sig = Some(meta.signature());
-        let mut applied: Applied =
+        let SnapshotData { mut applied, audit } =
             decode(&bytes).map_err(|e| StorageIOError::read_snapshot(sig.clone(), e))?;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         save_snapshot(&self.db, meta, &bytes)
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), e))?;
-        self.commit(applied)
+        self.commit(applied, &audit, true)
             .map_err(|e| StorageIOError::write_snapshot(sig, e))?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amoskys_consensus::{Applied, Cluster, ClusterSettings, JoinReply, NodeId};
+use amoskys_consensus::{Applied, Cluster, ClusterSettings, Command, JoinReply, NodeId, Role};
 use amoskys_mesh::{InboundRequest, MeshHandle, Service};
 use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, watch};
@@ -63,6 +63,9 @@ pub struct Parts {
     /// The shared workspace: its sync requests are served here, and it
     /// accepts changes from the admitted keys.
     pub workspace: Arc<Workspace>,
+    /// The node's local admin key (hex): the first admin of a cluster this
+    /// node forms.
+    pub admin: String,
 }
 
 impl ClusterNode {
@@ -81,6 +84,7 @@ impl ClusterNode {
             key,
             site,
             workspace,
+            admin,
         } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, listen_address(config, mesh.as_ref()).await);
@@ -136,7 +140,10 @@ impl ClusterNode {
             let alone = config.mesh.bootstrap.is_empty() || mesh.is_none();
             if alone && c.init == "auto" {
                 match cluster.initialize(&[]).await {
-                    Ok(()) => tracing::info!("formed a one-node cluster; others join it"),
+                    Ok(()) => {
+                        tracing::info!("formed a one-node cluster; others join it");
+                        tasks.push(tokio::spawn(record_first_admin(cluster.clone(), admin)));
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot form a one-node cluster"),
                 }
             } else if let Some(mesh) = mesh {
@@ -335,4 +342,36 @@ impl Follow {
             tracing::warn!(error = %e, "cannot update the mesh's admitted keys");
         }
     }
+}
+
+/// Name of the first admin a cluster records: the local admin of the node
+/// that formed it.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// After this node formed a cluster: records its local admin key as the
+/// cluster's first admin, unless operators exist already. Retries while
+/// there is no leader yet, for at most a minute.
+pub async fn record_first_admin(cluster: Arc<Cluster>, key: String) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < end {
+        if !cluster.applied().borrow().state.operators.is_empty() {
+            return;
+        }
+        let cmd = Command::SetOperator {
+            name: FIRST_ADMIN.to_owned(),
+            key: key.clone(),
+            role: Role::Admin,
+            by: cluster.id().to_string(),
+            time_ns: amoskys_sensors::now_ns(),
+        };
+        match cluster.propose(cmd).await {
+            Ok(_) => {
+                tracing::info!(operator = FIRST_ADMIN, "recorded the cluster's first admin (this node's local admin key)");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "first admin not recorded yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!("could not record the cluster's first admin within a minute; `amoskys operator add` it");
 }

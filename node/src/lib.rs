@@ -9,7 +9,10 @@
 //! - [`ingest`]: the single writer from the sensors' channel to the store;
 //! - [`detect`] and [`privacy`]: rules over stored events, signed alerts;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
+//! - [`audit`]: signed audit records, committed through Raft with the
+//!   actions they record;
 //! - [`auth`]: signed API requests, operator roles per route, key files;
+//! - [`tls`]: the API's TLS (certificate files, or self-signed from the node key);
 //! - [`trust`]: the signed membership export and the trust set that
 //!   offline alert checks use;
 //! - [`Node`]: start, the sensor → store event path, graceful shutdown.
@@ -18,6 +21,7 @@
 //! simulations and tests can run many nodes in one process.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -36,6 +40,7 @@ pub mod policy;
 pub mod privacy;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod trust;
 pub mod workspace;
 

@@ -41,6 +41,7 @@ pub struct Metrics {
     /// From an alert's time at its origin to its storage here.
     pub mesh_propagation_seconds: Histogram,
     sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    auth_failures: Family<Vec<(String, String)>, Counter>,
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
     workspace: Arc<OnceLock<Arc<Workspace>>>,
 }
@@ -88,6 +89,12 @@ impl Metrics {
             "Age of a sensor's newest event when it was written to the store",
             sensor_lag.clone(),
         );
+        let auth_failures = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "amoskys_api_auth_failures",
+            "API requests refused by authentication or authorisation, by reason",
+            auth_failures.clone(),
+        );
         let mesh = Arc::new(OnceLock::new());
         let workspace = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
@@ -106,9 +113,18 @@ impl Metrics {
             alerts_raised,
             mesh_propagation_seconds,
             sensor_lag,
+            auth_failures,
             mesh,
             workspace,
         }
+    }
+
+    /// Counts one API request refused for `reason` (`missing`,
+    /// `bad_signature`, `forbidden`, `rate_limited`, …).
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
     }
 
     /// Reports the workspace's sync counters from now on.

@@ -62,6 +62,10 @@ pub enum NodeError {
     Cluster(#[from] amoskys_consensus::ClusterError),
     #[error("{0}")]
     Workspace(#[from] crate::workspace::live::OpenError),
+    #[error("the local admin credential: {0}")]
+    AdminKey(#[from] crate::auth::KeyError),
+    #[error("cannot serve the API over TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 fn render(problems: &[Problem]) -> String {
@@ -126,6 +130,7 @@ impl Node {
         if created {
             tracing::info!(node = %id, path = %data_dir.join(crate::identity::KEY_FILE).display(), "created node key");
         }
+        let admin = crate::auth::ensure_local_admin(&data_dir)?;
         let store = Arc::new(Store::open(&data_dir.join("db"))?);
         let workspace = Workspace::open(
             store.clone(),
@@ -258,6 +263,7 @@ impl Node {
                 key: identity.signing_key().clone(),
                 site: hooks.site,
                 workspace: workspace.clone(),
+                admin: admin.public_key_hex(),
             },
         )
         .await?;
@@ -268,6 +274,16 @@ impl Node {
                 addr: api_listen,
                 source,
             })?;
+        let tls = crate::tls::server(
+            &config.api.tls,
+            &identity,
+            &data_dir,
+            api_listen,
+            &config.node_name(),
+        )?;
+        if let Some(t) = &tls {
+            tracing::info!(fingerprint = %t.fingerprint, cert = ?t.cert_file, "api serves tls");
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let api_addr = listener.local_addr().map_err(|source| NodeError::ApiBind {
             addr: api_listen,
@@ -283,6 +299,7 @@ impl Node {
                 data_dir: data_dir.display().to_string(),
                 started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
+                tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
             }),
             started: Instant::now(),
             sensors: stats,
@@ -299,6 +316,11 @@ impl Node {
             policy: policy_rx,
             workspace: workspace.clone(),
             key: Arc::new(identity.signing_key().clone()),
+            authority: Arc::new(crate::auth::Authority::new(
+                id.clone(),
+                &admin,
+                cluster.cluster.applied(),
+            )),
         };
         let mut tasks = Vec::new();
         if let Some(p) = &peering {
@@ -308,7 +330,7 @@ impl Node {
         let router = api::router(state, &limits);
         let api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            api::serve(listener, router, &limits, api_shutdown).await;
+            api::serve(listener, router, &limits, tls.map(|t| t.config), api_shutdown).await;
         }));
         if let Some(mesh) = workspace_mesh {
             tasks.push(tokio::spawn(

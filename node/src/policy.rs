@@ -3,11 +3,13 @@
 //!
 //! Sections: `[rules]` (detection thresholds and allow-lists, the
 //! correlation k), `[privacy]` (how addresses appear in alerts),
-//! `[learning]` (the retraining schedule) and `[membership]` (voter count,
-//! promotion, keys admitted on request). Before a cluster has committed a
-//! policy, each node runs the one its configuration gives.
+//! `[learning]` (the retraining schedule), `[membership]` (voter count,
+//! promotion, keys admitted on request) and `[governance]` (how many nodes'
+//! admins must approve a policy change, a member removal or a model
+//! activation). Before a cluster has committed a policy, each node runs the
+//! one its configuration gives.
 
-use amoskys_consensus::{MembershipPolicy, NodeId};
+use amoskys_consensus::{GovernancePolicy, MembershipPolicy, NodeId};
 use amoskys_learning::RulePolicy;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,7 @@ pub struct Policy {
     pub privacy: PrivacyPolicy,
     pub learning: LearningPolicy,
     pub membership: MembershipSection,
+    pub governance: GovernancePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,6 +209,7 @@ impl Policy {
                 ..LearningPolicy::default()
             },
             membership: MembershipSection::default(),
+            governance: GovernancePolicy::default(),
         })
     }
 
@@ -292,6 +296,7 @@ impl Policy {
                     .map(|p| format!("learning.federated_dp: {p}")),
             );
         }
+        out.extend(self.governance.problems());
         for (i, k) in self.membership.auto_admit.iter().enumerate() {
             if let Err(e) = NodeId::parse(k) {
                 out.push(format!("membership.auto_admit[{i}]: {e}"));
@@ -394,6 +399,17 @@ mod tests {
             "membership.voter_down_secs",
         ] {
             assert!(err.contains(&format!("{key}: ")), "{key} in {err}");
+        }
+        let gov = Policy::parse("[governance]\napprovals = 2\nproposal_ttl_secs = 600\n")
+            .expect("a governance section");
+        assert_eq!(
+            (gov.governance.approvals, gov.governance.proposal_ttl_secs),
+            (2, 600)
+        );
+        let err = Policy::parse("[governance]\napprovals = 0\nproposal_ttl_secs = 0\n")
+            .expect_err("out of range");
+        for key in ["governance.approvals: ", "governance.proposal_ttl_secs: "] {
+            assert!(err.contains(key), "{key} in {err}");
         }
         let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");
         assert!(unknown.contains("no_such_key"), "{unknown}");

@@ -26,8 +26,10 @@ async fn shell_spawned_by_a_service_is_alerted_signed_and_streamed() {
     let id = node.identity().peer_id().to_string();
 
     // Subscribe to the live stream first.
+    let auth = common::admin_authorization(addr, "GET", "/api/v1/alerts/stream", b"").await;
     let mut stream = reqwest::Client::new()
         .get(format!("http://{addr}/api/v1/alerts/stream"))
+        .header("authorization", auth)
         .send()
         .await
         .expect("stream");

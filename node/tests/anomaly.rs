@@ -209,14 +209,8 @@ async fn model_api_lists_models_and_queues_training() {
     assert_eq!(kinds.len(), 4);
     assert!(kinds.iter().all(|k| k["skipped"].is_string()), "{body}");
 
-    let client = reqwest::Client::new();
-    let post = || {
-        client
-            .post(format!("http://{addr}/api/v1/models/train"))
-            .timeout(Duration::from_secs(5))
-            .send()
-    };
-    let status = post().await.expect("answers").status().as_u16();
+    let post = || common::send(addr, reqwest::Method::POST, "/api/v1/models/train", None);
+    let status = post().await.0;
     assert!(status == 202 || status == 409, "{status}");
     eventually(Duration::from_secs(30), || async {
         let (_, body) = get_json(addr, "/api/v1/models").await;
@@ -263,14 +257,8 @@ async fn model_api_lists_models_and_queues_training() {
     let config = common::quiet_config(dir.path(), &["learning.enabled=false"]);
     let node = Node::start(config).await.expect("node starts");
     let addr = node.api_addr();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/models/train"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(resp.status().as_u16(), 503);
-    let body: serde_json::Value = resp.json().await.expect("json");
+    let (status, body) = common::send(addr, reqwest::Method::POST, "/api/v1/models/train", None).await;
+    assert_eq!(status, 503);
     assert!(
         body["error"]
             .as_str()

@@ -122,11 +122,13 @@ fn nodes_on_one_lan_find_each_other_by_mdns() {
     }
     let end = Instant::now() + Duration::from_secs(45);
     loop {
+        // The CLI signs as the node's local admin (same host, same account).
         let out = Command::new("ip")
-            .args(["netns", "exec", &lan.names[0], "curl", "-s", "-m", "2"])
-            .arg("http://127.0.0.1:7300/api/v1/peers")
+            .args(["netns", "exec", &lan.names[0]])
+            .arg(env!("CARGO_BIN_EXE_amoskys"))
+            .args(["status", "--api", "127.0.0.1:7300", "--json"])
             .output()
-            .expect("curl runs");
+            .expect("the CLI runs");
         let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let found = body["peers"].as_array().is_some_and(|p| {
             p.iter()

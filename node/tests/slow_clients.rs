@@ -141,6 +141,9 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
     .await;
     assert!(leader.is_some(), "a one-node cluster with a leader");
 
+    let policy = "[rules]\nscan_min_ports = 25\n";
+    let auth =
+        common::admin_authorization(addr, "PUT", "/api/v1/policy", policy.as_bytes()).await;
     let attack = Instant::now();
     let mut slow = tokio::task::JoinSet::new();
     for _ in 0..ATTACKERS {
@@ -159,7 +162,8 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
     let started = Instant::now();
     let resp = admin
         .put(format!("http://{addr}/api/v1/policy"))
-        .body("[rules]\nscan_min_ports = 25\n")
+        .header("authorization", auth)
+        .body(policy)
         .send()
         .await
         .expect("the policy change is answered");

@@ -142,6 +142,7 @@ pub struct Cluster {
     settings: ClusterSettings,
     transport: Transport,
     applied: watch::Receiver<Arc<Applied>>,
+    audit: store::AuditReader,
     policy: Arc<Mutex<MembershipPolicy>>,
     allow: Arc<Mutex<HashSet<NodeId>>>,
     pending: Arc<Mutex<BTreeMap<NodeId, PendingJoin>>>,
@@ -174,8 +175,12 @@ impl Cluster {
         db: Arc<dyn Database>,
         mesh: Option<amoskys_mesh::MeshHandle>,
     ) -> Result<Cluster, ClusterError> {
-        let store::Opened { log, sm, applied } =
-            store::open(db).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let store::Opened {
+            log,
+            sm,
+            applied,
+            audit,
+        } = store::open(db).map_err(|e| ClusterError::Storage(e.to_string()))?;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let config = openraft::Config {
             cluster_name: "amoskys".into(),
@@ -208,6 +213,7 @@ impl Cluster {
             settings,
             transport,
             applied,
+            audit,
             policy,
             allow: Arc::default(),
             pending: Arc::default(),
@@ -221,6 +227,11 @@ impl Cluster {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The audit trail as applied here.
+    pub fn audit(&self) -> &store::AuditReader {
+        &self.audit
     }
 
     /// The applied state; changes with every applied entry.

@@ -13,7 +13,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, error};
+use super::audit::CallerExt;
+use super::{ApiState, error, proposals};
 use crate::policy::Policy;
 
 pub(super) fn cluster_error(e: ClusterError) -> Response {
@@ -38,11 +39,19 @@ fn now_ns() -> u64 {
 
 /// Commits `cmd` (through the leader) and returns its outcome, or the
 /// response that says why not.
-async fn commit(state: &ApiState, cmd: Command) -> Result<(u64, Outcome), Response> {
+pub(super) async fn commit(state: &ApiState, cmd: Command) -> Result<(u64, Outcome), Response> {
     match state.cluster.propose(cmd).await {
         Ok((_, Outcome::Rejected(reason))) => Err(error(StatusCode::CONFLICT, reason)),
         Ok((log, outcome)) => Ok((log.index, outcome)),
         Err(e) => Err(cluster_error(e)),
+    }
+}
+
+/// The result an audit record gives for a cluster call.
+pub(super) fn result_of<T>(done: &Result<T, ClusterError>) -> String {
+    match done {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("failed: {e}"),
     }
 }
 
@@ -52,7 +61,7 @@ pub(super) struct ReadParams {
 }
 
 /// The applied state, linearizable when asked.
-async fn read(state: &ApiState, params: &ReadParams) -> Result<Arc<Applied>, Response> {
+pub(super) async fn read(state: &ApiState, params: &ReadParams) -> Result<Arc<Applied>, Response> {
     if params.consistent.unwrap_or(false) {
         state
             .cluster
@@ -87,7 +96,11 @@ pub(super) struct InitBody {
 }
 
 /// `POST /api/v1/cluster/init`
-pub(super) async fn init(State(state): State<ApiState>, body: Option<Json<InitBody>>) -> Response {
+pub(super) async fn init(
+    State(state): State<ApiState>,
+    caller: CallerExt,
+    body: Option<Json<InitBody>>,
+) -> Response {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     if body.peers.len() > super::validate::MAX_INIT_PEERS {
         return error(
@@ -112,12 +125,23 @@ pub(super) async fn init(State(state): State<ApiState>, body: Option<Json<InitBo
             "this node is already in a cluster".into(),
         );
     }
-    match state.cluster.initialize(&others).await {
-        Ok(()) => (
+    let done = state.cluster.initialize(&others).await;
+    let summary = format!("first voters: this node and {} other(s)", others.len());
+    let result = result_of(&done);
+    let (action, target) = ("cluster.init", "cluster");
+    super::audit::note(&state, &caller, action, target, &summary, &result);
+    match done {
+        Ok(()) => {
+            tokio::spawn(crate::cluster::record_first_admin(
+                state.cluster.clone(),
+                state.authority.local_admin_hex(),
+            ));
+            (
             StatusCode::CREATED,
             Json(serde_json::json!({ "cluster": state.cluster.status() })),
         )
-            .into_response(),
+            .into_response()
+        }
         Err(e) => cluster_error(e),
     }
 }
@@ -179,7 +203,11 @@ pub(super) struct AdmitBody {
 }
 
 /// `POST /api/v1/members`: admits a node as a learner.
-pub(super) async fn admit(State(state): State<ApiState>, Json(body): Json<AdmitBody>) -> Response {
+pub(super) async fn admit(
+    State(state): State<ApiState>,
+    caller: CallerExt,
+    Json(body): Json<AdmitBody>,
+) -> Response {
     let id = match NodeId::parse(&body.id) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("id: {e}")),
@@ -187,7 +215,12 @@ pub(super) async fn admit(State(state): State<ApiState>, Json(body): Json<AdmitB
     if let Err(e) = super::validate::member_addr("addr", &body.addr) {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    match state.cluster.admit(id, body.addr).await {
+    let summary = format!("admit {id} as a learner (addr {:?})", body.addr);
+    let done = state.cluster.admit(id, body.addr).await;
+    let target = id.to_string();
+    let result = result_of(&done);
+    super::audit::note(&state, &caller, "members.admit", &target, &summary, &result);
+    match done {
         Ok(()) => (
             StatusCode::CREATED,
             Json(serde_json::json!({ "admitted": id.to_string(), "role": "learner" })),
@@ -198,12 +231,33 @@ pub(super) async fn admit(State(state): State<ApiState>, Json(body): Json<AdmitB
 }
 
 /// `DELETE /api/v1/members/{id}`
-pub(super) async fn remove(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+pub(super) async fn remove(
+    State(state): State<ApiState>,
+    caller: CallerExt,
+    Path(id): Path<String>,
+) -> Response {
     let id = match NodeId::parse(&id) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("id: {e}")),
     };
-    match state.cluster.remove(id).await {
+    // A removal its approvals passed runs as asked; any other is governed.
+    if let Some(proposal) = proposals::approved_removal(&state, &id) {
+        return proposals::run_removal(&state, &caller, proposal, id).await;
+    }
+    let cmd = Command::Remove {
+        node: id,
+        by: state.cluster.id(),
+        time_ns: now_ns(),
+    };
+    if let Some(r) = proposals::propose_if_governed(&state, &caller, &cmd).await {
+        return r;
+    }
+    let done = state.cluster.remove(id).await;
+    let target = id.to_string();
+    let result = result_of(&done);
+    let summary = "remove from the cluster";
+    super::audit::note(&state, &caller, "members.remove", &target, summary, &result);
+    match done {
         Ok(()) => Json(serde_json::json!({ "removed": id.to_string() })).into_response(),
         Err(e) => cluster_error(e),
     }
@@ -241,7 +295,11 @@ pub(super) async fn policy(
 }
 
 /// `PUT /api/v1/policy`: validates the TOML body and commits it.
-pub(super) async fn set_policy(State(state): State<ApiState>, body: String) -> Response {
+pub(super) async fn set_policy(
+    State(state): State<ApiState>,
+    caller: CallerExt,
+    body: String,
+) -> Response {
     if body.len() > amoskys_consensus::state::MAX_POLICY_BYTES {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -252,15 +310,24 @@ pub(super) async fn set_policy(State(state): State<ApiState>, body: String) -> R
             ),
         );
     }
-    if let Err(e) = Policy::parse(&body) {
+    let approvals = match Policy::parse(&body) {
+        Ok(p) => p.governance.approvals,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid policy: {e}")),
+    };
+    if let Err(e) = proposals::check_approvals(&state, approvals) {
         return error(StatusCode::BAD_REQUEST, format!("invalid policy: {e}"));
     }
+    let before = state.cluster.applied().borrow().state.policy().cloned();
+    let summary = crate::audit::policy_summary(before.as_ref(), &body);
     let cmd = Command::SetPolicy {
         document: body,
         author: state.cluster.id(),
         time_ns: now_ns(),
     };
-    match commit(&state, cmd).await {
+    if let Some(r) = proposals::propose_if_governed(&state, &caller, &cmd).await {
+        return r;
+    }
+    match super::audit::commit(&state, &caller, "policy.set", "policy", &summary, cmd).await {
         Ok((log_index, outcome)) => {
             let version = match outcome {
                 Outcome::Policy { version } => Some(version),
@@ -303,6 +370,7 @@ pub(super) async fn policy_history(
 /// (or rolls back to it) on every node.
 pub(super) async fn activate_model(
     State(state): State<ApiState>,
+    caller: CallerExt,
     Path(version): Path<String>,
 ) -> Response {
     let Ok(version) = version.parse::<u64>() else {
@@ -311,12 +379,22 @@ pub(super) async fn activate_model(
             format!("version: {version:?} is not a number"),
         );
     };
+    let active = state.cluster.applied().borrow().state.active_model;
+    let summary = format!(
+        "active model {} -> {version}",
+        active.map_or("none".to_owned(), |v| v.to_string())
+    );
     let cmd = Command::ActivateModel {
         version,
         by: state.cluster.id(),
         time_ns: now_ns(),
     };
-    match commit(&state, cmd).await {
+    if let Some(r) = proposals::propose_if_governed(&state, &caller, &cmd).await {
+        return r;
+    }
+    let target = format!("model {version}");
+    let action = "models.activate";
+    match super::audit::commit(&state, &caller, action, &target, &summary, cmd).await {
         Ok(_) => Json(serde_json::json!({ "active": version })).into_response(),
         Err(r) => r,
     }

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::audit::CallerExt;
 use super::{ApiState, error};
 use crate::federation::RoundSettings;
 use crate::policy::{self, in_range};
@@ -33,7 +34,11 @@ pub(super) struct StartBody {
 }
 
 /// `POST /api/v1/learn/rounds`
-pub(super) async fn start(State(state): State<ApiState>, Json(body): Json<StartBody>) -> Response {
+pub(super) async fn start(
+    State(state): State<ApiState>,
+    caller: CallerExt,
+    Json(body): Json<StartBody>,
+) -> Response {
     let kind: EntityKind = match body.kind.parse() {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("kind: {e}")),
@@ -70,11 +75,20 @@ pub(super) async fn start(State(state): State<ApiState>, Json(body): Json<StartB
         min_participants,
         dp: body.dp,
     };
-    match state
+    let summary = format!(
+        "kind {}, {epochs} epoch(s), deadline {deadline} s, at least {min_participants} participant(s)",
+        body.kind
+    );
+    let done = state
         .federation
         .start_round(kind, settings, Duration::from_secs(deadline))
-        .await
-    {
+        .await;
+    let (target, result) = match &done {
+        Ok(id) => (format!("round {id}"), "ok".to_owned()),
+        Err(e) => ("round".to_owned(), format!("failed: {e}")),
+    };
+    super::audit::note(&state, &caller, "learn.round", &target, &summary, &result);
+    match done {
         Ok(id) => (
             StatusCode::CREATED,
             Json(serde_json::json!({ "round": id })),

@@ -22,10 +22,14 @@ use crate::metrics::{CONTENT_TYPE, Metrics};
 
 mod admit;
 mod alerts;
+mod audit;
 mod cluster;
 mod export;
+mod guard;
 mod learn;
 mod models;
+mod operators;
+mod proposals;
 mod serve;
 mod status;
 mod validate;
@@ -70,6 +74,8 @@ pub struct ApiState {
     pub workspace: Arc<crate::workspace::Workspace>,
     /// The node's key: signs membership exports.
     pub key: Arc<ed25519_dalek::SigningKey>,
+    /// Who may call what ([`crate::auth`]).
+    pub authority: Arc<crate::auth::Authority>,
 }
 
 /// Facts about the node fixed at start.
@@ -81,10 +87,14 @@ pub struct NodeInfo {
     pub version: String,
     pub data_dir: String,
     pub started_at: String,
+    /// SHA-256 of the API's TLS certificate (hex), when TLS is on: pin it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
 }
 
-/// The API router, behind the layers of [`admit`]: the body is read within
-/// the body timeout, then the request takes a slot.
+/// The API router, behind its layers: the body is read within the body
+/// timeout ([`admit`]), the request is authenticated and authorised
+/// ([`guard`]), then it takes a slot ([`admit`]).
 pub fn router(state: ApiState, limits: &Limits) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -117,6 +127,11 @@ pub fn router(state: ApiState, limits: &Limits) -> Router {
             get(cluster::policy).put(cluster::set_policy),
         )
         .route("/api/v1/policy/history", get(cluster::policy_history))
+        .route("/api/v1/proposals", get(proposals::list))
+        .route(
+            "/api/v1/proposals/{id}/approve",
+            axum::routing::post(proposals::approve),
+        )
         .route("/api/v1/learn/rounds", get(learn::list).post(learn::start))
         .route(
             "/api/v1/intel",
@@ -139,11 +154,30 @@ pub fn router(state: ApiState, limits: &Limits) -> Router {
             axum::routing::post(workspace::note),
         )
         .route("/api/v1/workspace", get(workspace::workspace))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/whoami", get(operators::whoami))
+        .route(
+            "/api/v1/operators",
+            get(operators::list).post(operators::add),
+        )
+        .route(
+            "/api/v1/operators/{name}",
+            axum::routing::put(operators::set_role).delete(operators::remove),
+        )
+        .route(
+            "/api/v1/operators/{name}/rotate",
+            axum::routing::post(operators::rotate),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
             admit::Gate::new(limits.max_requests, limits.write_reserve),
             admit::admit,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             limits.body_timeout,
             admit::read_body,
@@ -151,9 +185,18 @@ pub fn router(state: ApiState, limits: &Limits) -> Router {
         .with_state(state)
 }
 
-/// `GET /healthz`: liveness, and the node id a client signs requests for.
-async fn healthz(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok", "id": state.info.id }))
+/// `GET /healthz`: liveness, the node id a client signs requests for, and
+/// to a client on the node's own host, where the local admin credential is
+/// (readable only by the account the node runs as).
+async fn healthz(
+    State(state): State<ApiState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+) -> Json<serde_json::Value> {
+    let mut body = serde_json::json!({ "status": "ok", "id": state.info.id });
+    if peer.ip().to_canonical().is_loopback() {
+        body["admin_key"] = state.authority.admin_key_path().display().to_string().into();
+    }
+    Json(body)
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

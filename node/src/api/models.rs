@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::audit::CallerExt;
 use super::{ApiState, error};
 use crate::models::{ModelInfo, TrainerStatus, TriggerError};
 
@@ -50,7 +51,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Response {
 
 /// `POST /api/v1/models/train`: queues a training run (202), or says why
 /// not (409 when one is already queued, 503 when learning is disabled).
-pub(super) async fn train(State(state): State<ApiState>) -> Response {
+pub(super) async fn train(State(state): State<ApiState>, caller: CallerExt) -> Response {
     let Some(trainer) = state.trainer.as_ref() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -61,6 +62,12 @@ pub(super) async fn train(State(state): State<ApiState>) -> Response {
         Ok(t) => t.trigger(),
         Err(_) => Err(TriggerError::Stopped),
     };
+    let outcome = match &result {
+        Ok(()) => "queued".to_owned(),
+        Err(e) => format!("refused: {e}"),
+    };
+    let summary = "retrain this node's anomaly models";
+    super::audit::note(&state, &caller, "models.train", "local", summary, &outcome);
     match result {
         Ok(()) => (
             StatusCode::ACCEPTED,

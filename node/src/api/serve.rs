@@ -3,6 +3,10 @@
 //! address keeps at most `api.max_connections_per_source` connections open,
 //! and the whole server at most [`MAX_OPEN_CONNECTIONS`]. Bodies and request
 //! slots are handled by the router's layers ([`super::admit`]).
+//!
+//! With TLS (`[api.tls]`) the handshake must also finish within the header
+//! timeout, and a client speaking plain HTTP to the TLS port gets a `400`
+//! saying to use `https://`, then the connection is closed.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -14,6 +18,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -87,12 +92,14 @@ impl Drop for SourceSlot {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` turns true, then lets
-/// open requests finish (the caller bounds how long).
+/// Serves `router` on `listener`, over TLS when `tls` is given, until
+/// `shutdown` turns true, then lets open requests finish (the caller bounds
+/// how long).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let sources = Arc::new(Sources::default());
@@ -135,6 +142,7 @@ pub async fn serve(
             router: router.clone(),
             peer,
             header_timeout: limits.header_timeout,
+            tls: tls.clone(),
             _slot: slot,
             _permit: permit,
         };
@@ -150,12 +158,71 @@ struct Connection {
     router: Router,
     peer: SocketAddr,
     header_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
     _slot: SourceSlot,
     _permit: OwnedSemaphorePermit,
 }
 
+/// The first byte of a TLS record carrying a handshake (the ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The body of the answer to plain HTTP on the TLS port.
+const PLAIN_HTTP_ON_TLS: &str = "this node serves its API over TLS: use https://\n";
+
 impl Connection {
-    async fn run(self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, stream: TcpStream, shutdown: watch::Receiver<bool>) {
+        let Some(config) = self.tls.clone() else {
+            return self.http(stream, shutdown).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let peer = self.peer;
+        let handshake = async move {
+            let mut stream = stream;
+            let mut first = [0u8; 1];
+            if stream.peek(&mut first).await? == 0 {
+                return Ok(None);
+            }
+            if first[0] != TLS_HANDSHAKE_RECORD {
+                // Plain HTTP (or anything else): say why, then close.
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+                    PLAIN_HTTP_ON_TLS.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+                return Ok(None);
+            }
+            acceptor.accept(stream).await.map(Some)
+        };
+        let stopping = shutdown.clone();
+        let result = tokio::select! {
+            r = tokio::time::timeout(self.header_timeout, handshake) => r,
+            _ = wait_stopped(stopping) => return,
+        };
+        match result {
+            Ok(Ok(Some(tls_stream))) => self.http(tls_stream, shutdown).await,
+            Ok(Ok(None)) => {
+                tracing::debug!(source = %peer, "api connection without a tls handshake (closed, or plain http answered 400)");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(source = %peer, error = %e, "api tls handshake failed");
+            }
+            Err(_) => {
+                tracing::debug!(
+                    source = %peer,
+                    timeout_ms = self.header_timeout.as_millis() as u64,
+                    "api tls handshake timed out (api.header_timeout_ms)"
+                );
+            }
+        }
+    }
+
+    /// Serves HTTP/1.1 on an open (plain or TLS) stream.
+    async fn http<I>(self, stream: I, mut shutdown: watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (router, peer) = (self.router.clone(), self.peer);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -186,4 +253,8 @@ impl Connection {
             tracing::debug!(source = %peer, error = %e, "api connection ended");
         }
     }
+}
+
+async fn wait_stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }

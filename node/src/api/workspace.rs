@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::audit::CallerExt;
 use super::{ApiState, error};
 use crate::workspace::{EditError, Status};
 
@@ -73,7 +74,11 @@ pub(super) async fn list(State(state): State<ApiState>) -> Response {
 }
 
 /// `POST /api/v1/intel`
-pub(super) async fn add(State(state): State<ApiState>, Json(body): Json<AddBody>) -> Response {
+pub(super) async fn add(
+    State(state): State<ApiState>,
+    caller: CallerExt,
+    Json(body): Json<AddBody>,
+) -> Response {
     let expires = match body.expires_secs {
         Some(s) if (1..=MAX_EXPIRES_SECS).contains(&s) => {
             Some(amoskys_sensors::now_ns() / 1_000_000 + s * 1_000)
@@ -88,12 +93,20 @@ pub(super) async fn add(State(state): State<ApiState>, Json(body): Json<AddBody>
         }
         None => None,
     };
+    let target = body.indicator.clone();
+    let summary = format!(
+        "add indicator, reason {:?}, expires in {}",
+        body.reason,
+        body.expires_secs
+            .map_or("never".to_owned(), |s| format!("{s} s"))
+    );
     match blocking(&state, move |w| {
         w.intel_add(&body.indicator, &body.reason, expires)
     })
     .await
     {
         Ok(Ok(ioc)) => {
+            super::audit::note(&state, &caller, "intel.add", &target, &summary, "ok");
             (StatusCode::CREATED, Json(serde_json::json!({ "ioc": ioc }))).into_response()
         }
         Ok(Err(e)) => refused(e),
@@ -109,11 +122,16 @@ pub(super) struct RemoveParams {
 /// `DELETE /api/v1/intel?indicator=...`
 pub(super) async fn remove(
     State(state): State<ApiState>,
+    caller: CallerExt,
     Query(p): Query<RemoveParams>,
 ) -> Response {
     let indicator = p.indicator.clone();
     match blocking(&state, move |w| w.intel_remove(&p.indicator)).await {
-        Ok(Ok(Some(ioc))) => Json(serde_json::json!({ "removed": ioc })).into_response(),
+        Ok(Ok(Some(ioc))) => {
+            let summary = "remove indicator";
+            super::audit::note(&state, &caller, "intel.remove", &indicator, summary, "ok");
+            Json(serde_json::json!({ "removed": ioc })).into_response()
+        }
         Ok(Ok(None)) => error(
             StatusCode::NOT_FOUND,
             format!("{indicator} is not in the threat intel"),
@@ -149,6 +167,7 @@ pub(super) struct AckBody {
 /// `POST /api/v1/cases/{alert}/ack`
 pub(super) async fn ack(
     State(state): State<ApiState>,
+    caller: CallerExt,
     Path(alert): Path<String>,
     body: Option<Json<AckBody>>,
 ) -> Response {
@@ -156,8 +175,13 @@ pub(super) async fn ack(
     if let Err(r) = known_alert(&state, &alert).await {
         return r;
     }
+    let target = format!("case {alert}");
+    let summary = format!("acknowledge, assignee {assignee:?}");
     match blocking(&state, move |w| w.case_ack(&alert, assignee.as_deref())).await {
-        Ok(Ok(case)) => Json(serde_json::json!({ "case": case })).into_response(),
+        Ok(Ok(case)) => {
+            super::audit::note(&state, &caller, "case.ack", &target, &summary, "ok");
+            Json(serde_json::json!({ "case": case })).into_response()
+        }
         Ok(Err(e)) => refused(e),
         Err(r) => r,
     }
@@ -173,6 +197,7 @@ pub(super) struct StatusBody {
 /// `POST /api/v1/cases/{alert}/status`
 pub(super) async fn status(
     State(state): State<ApiState>,
+    caller: CallerExt,
     Path(alert): Path<String>,
     Json(body): Json<StatusBody>,
 ) -> Response {
@@ -183,8 +208,13 @@ pub(super) async fn status(
     if let Err(r) = known_alert(&state, &alert).await {
         return r;
     }
+    let target = format!("case {alert}");
+    let summary = format!("status -> {}", body.status);
     match blocking(&state, move |w| w.case_status(&alert, status)).await {
-        Ok(Ok(case)) => Json(serde_json::json!({ "case": case })).into_response(),
+        Ok(Ok(case)) => {
+            super::audit::note(&state, &caller, "case.status", &target, &summary, "ok");
+            Json(serde_json::json!({ "case": case })).into_response()
+        }
         Ok(Err(e)) => refused(e),
         Err(r) => r,
     }
@@ -199,18 +229,24 @@ pub(super) struct NoteBody {
 /// `POST /api/v1/cases/{alert}/notes`
 pub(super) async fn note(
     State(state): State<ApiState>,
+    caller: CallerExt,
     Path(alert): Path<String>,
     Json(body): Json<NoteBody>,
 ) -> Response {
     if let Err(r) = known_alert(&state, &alert).await {
         return r;
     }
+    let target = format!("case {alert}");
+    let summary = format!("note of {} bytes", body.text.len());
     match blocking(&state, move |w| w.case_note(&alert, &body.text)).await {
-        Ok(Ok(note)) => (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "note": note })),
-        )
-            .into_response(),
+        Ok(Ok(note)) => {
+            super::audit::note(&state, &caller, "case.note", &target, &summary, "ok");
+            (
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "note": note })),
+            )
+                .into_response()
+        }
         Ok(Err(e)) => refused(e),
         Err(r) => r,
     }

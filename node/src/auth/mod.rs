@@ -9,15 +9,17 @@
 //! node ([`ReplayCache`]) or to another. Time is an input everywhere here
 //! (`now_ms`), so all of it is tested without a clock.
 //!
-//! This is the core; the API layer that enforces it on every route comes
-//! separately.
+//! [`Authority`] decides each request; the API's layer (`api/guard.rs`)
+//! enforces its decision on every route.
 
+mod authority;
 mod keys;
 mod limit;
 mod replay;
 mod routes;
 mod sign;
 
+pub use authority::{Authority, Incoming, Verdict};
 pub use keys::{
     ADMIN_KEY_FILE, KeyError, LocalAdmin, ensure_local_admin, keygen_operator, load_public_key,
     load_signing_key,
@@ -28,6 +30,23 @@ pub use routes::{Access, ROUTES, access};
 pub use sign::{
     MAX_SKEW_MS, RequestParts, SCHEME, ct_eq, sign_request, signed_bytes, verify_request,
 };
+
+/// Who made a request, as the API's authentication layer found it; a
+/// request extension every handler behind the layer can read
+/// (`Extension<Caller>`), for the audit trail and the records it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The operator's name; [`LOCAL_ADMIN`] for the node's local admin
+    /// credential when it is not a named operator.
+    pub name: String,
+    /// The operator's ed25519 public key, 64 lowercase hex digits.
+    pub key: String,
+    pub role: amoskys_consensus::Role,
+}
+
+/// The operator name of a node's local admin credential
+/// (`<data_dir>/admin.key`) that no operator record names.
+pub const LOCAL_ADMIN: &str = "local-admin";
 
 /// Why a request was not authenticated or not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

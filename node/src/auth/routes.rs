@@ -11,6 +11,9 @@ use axum::http::Method;
 pub enum Access {
     /// Anyone, no credential (`/healthz`).
     Public,
+    /// Anyone on the node's own host (loopback), no credential: a local
+    /// scraper (`/metrics`).
+    Local,
     /// An operator with at least this role.
     Role(Role),
     /// An operator with at least this role, on the node's own host only
@@ -18,13 +21,13 @@ pub enum Access {
     LocalRole(Role),
 }
 
-use Access::{LocalRole, Public, Role as R};
+use Access::{Local, LocalRole, Public, Role as R};
 use Role::{Admin, Analyst, Viewer};
 
 /// Every route of the API: method, route pattern (as the router writes it)
 /// and the access it needs. Choices worth naming:
-/// - `/metrics` is loopback-only (a local Prometheus or node exporter
-///   scrapes it; a remote scraper goes through a local agent);
+/// - `/metrics` is loopback-only and needs no credential (a local
+///   Prometheus or agent scrapes it; counts only, no telemetry);
 /// - `/api/v1/events` is loopback-only: raw telemetry never leaves the host;
 /// - `/api/v1/members/export` is a read (the signed membership a viewer
 ///   needs to verify alerts offline);
@@ -32,7 +35,7 @@ use Role::{Admin, Analyst, Viewer};
 ///   local admin exists.
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
-    ("GET", "/metrics", LocalRole(Viewer)),
+    ("GET", "/metrics", Local),
     ("GET", "/api/v1/node", R(Viewer)),
     ("GET", "/api/v1/events", LocalRole(Viewer)),
     ("GET", "/api/v1/alerts", R(Viewer)),
@@ -51,6 +54,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/policy", R(Viewer)),
     ("PUT", "/api/v1/policy", R(Admin)),
     ("GET", "/api/v1/policy/history", R(Viewer)),
+    ("GET", "/api/v1/proposals", R(Viewer)),
+    ("POST", "/api/v1/proposals/{id}/approve", R(Admin)),
     ("GET", "/api/v1/learn/rounds", R(Viewer)),
     ("POST", "/api/v1/learn/rounds", R(Admin)),
     ("GET", "/api/v1/intel", R(Viewer)),
@@ -62,6 +67,15 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/cases/{alert}/status", R(Analyst)),
     ("POST", "/api/v1/cases/{alert}/notes", R(Analyst)),
     ("GET", "/api/v1/workspace", R(Viewer)),
+    ("GET", "/api/v1/audit", R(Viewer)),
+    ("GET", "/api/v1/audit/export", R(Viewer)),
+    ("GET", "/api/v1/whoami", R(Viewer)),
+    ("GET", "/api/v1/operators", R(Viewer)),
+    ("POST", "/api/v1/operators", R(Admin)),
+    ("PUT", "/api/v1/operators/{name}", R(Admin)),
+    ("DELETE", "/api/v1/operators/{name}", R(Admin)),
+    // Any operator, for its own key only (the handler checks the name).
+    ("POST", "/api/v1/operators/{name}/rotate", R(Viewer)),
 ];
 
 /// The access a route needs: `route` is the matched pattern
@@ -182,10 +196,12 @@ mod tests {
         );
         assert_eq!(access(&Method::PATCH, "/api/v1/policy"), None);
         assert_eq!(get("/api/v1/nope"), None);
-        // Only /healthz is public, and every write needs more than a viewer.
+        // Only /healthz is public, only /metrics open on loopback, and every
+        // write needs more than a viewer.
         for (m, p, a) in ROUTES {
             assert!(*a != Public || *p == "/healthz", "{m} {p} is public");
-            if *m != "GET" {
+            assert!(*a != Local || *p == "/metrics", "{m} {p} is open on loopback");
+            if *m != "GET" && !p.ends_with("/rotate") {
                 assert!(
                     matches!(a, R(Analyst | Admin) | LocalRole(Analyst | Admin)),
                     "{m} {p} is a write open to viewers"

@@ -1,13 +1,24 @@
 //! One HTTP client for every command that talks to a node's API: query
-//! strings are built by reqwest (values URL-encoded), every refusal prints
-//! the server's own reason, and an unreachable node has its own exit code.
+//! strings are built by reqwest (values URL-encoded), every request is
+//! signed with an operator key (docs/SECURITY.md), every refusal prints the
+//! server's own reason, and an unreachable node has its own exit code.
+//!
+//! The key is `--key FILE` (or `AMOSKYS_OPERATOR_KEY`); without one, the
+//! node's local admin credential when the node is on this host and this
+//! account may read it.
 
 use std::error::Error as _;
 use std::fmt;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ed25519_dalek::SigningKey;
 use reqwest::{Method, StatusCode};
+use tokio::sync::OnceCell;
+
+use amoskys_node::auth::{RequestParts, load_signing_key, sign_request};
 
 /// Exit codes of client commands, documented in README.md.
 pub(super) mod exit {
@@ -94,19 +105,55 @@ pub(super) enum Body {
     Text(String),
 }
 
+/// How requests to one node are signed: the node's id, and the key (none
+/// when no credential could be found; `why` then says what was tried).
+struct Signer {
+    node_id: String,
+    key: Option<SigningKey>,
+    why: String,
+}
+
 /// A node's API at `IP:PORT`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct Api {
     addr: String,
+    /// `scheme://IP:PORT` of `addr` ([`super::tls`]).
+    base: String,
     http: reqwest::Client,
+    /// Why the TLS options could not be used; every request fails with it.
+    tls_error: Option<String>,
+    key_file: Option<PathBuf>,
+    signer: Arc<OnceCell<Signer>>,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("addr", &self.addr)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Api {
-    pub(super) fn new(addr: &str) -> Self {
+    /// A client of the node at `addr` that signs with `key_file`, or with
+    /// the node's local admin credential when `None`.
+    pub(super) fn new(addr: &str, key_file: Option<PathBuf>) -> Self {
+        let (base, http, tls_error) = connect(addr, &super::tls::TlsArgs::from_env());
         Self {
             addr: addr.to_owned(),
-            http: reqwest::Client::new(),
+            base,
+            http,
+            tls_error,
+            key_file,
+            signer: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// The same client with the TLS options `tls` (`--cacert`, `--pin`).
+    pub(super) fn with_tls(mut self, tls: &super::tls::TlsArgs) -> Self {
+        (self.base, self.http, self.tls_error) = connect(&self.addr, tls);
+        self
     }
 
     pub(super) fn addr(&self) -> &str {
@@ -187,7 +234,11 @@ impl Api {
         body: Option<Body>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ClientError> {
-        let url = format!("http://{}{path}", self.addr);
+        if let Some(e) = &self.tls_error {
+            return Err(ClientError::Local(e.clone()));
+        }
+        let signer = self.signer().await?;
+        let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if !query.is_empty() {
             req = req.query(query);
@@ -200,15 +251,92 @@ impl Api {
             Some(Body::Text(t)) => req = req.body(t),
             None => {}
         }
-        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        let mut req = req
+            .build()
+            .map_err(|e| ClientError::Local(format!("cannot build the request to {url}: {e}")))?;
+        if let Some(key) = &signer.key {
+            let header = authorization(key, &signer.node_id, &req);
+            let value = reqwest::header::HeaderValue::from_str(&header)
+                .map_err(|e| ClientError::Local(format!("cannot sign the request: {e}")))?;
+            req.headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        Err(ClientError::Refused {
-            status,
-            reason: reason(status, &text),
+        let mut reason = reason(status, &text);
+        if status == StatusCode::UNAUTHORIZED && signer.key.is_none() {
+            reason = format!("{reason}\n  {}", signer.why);
+        }
+        Err(ClientError::Refused { status, reason })
+    }
+
+    /// The operator key this client signs with (`operator rotate` signs the
+    /// hand-over with it).
+    pub(super) async fn operator_key(&self) -> Result<SigningKey, ClientError> {
+        let signer = self.signer().await?;
+        signer
+            .key
+            .clone()
+            .ok_or_else(|| ClientError::Local(signer.why.clone()))
+    }
+
+    /// The node's id and the key to sign with, found once per client.
+    async fn signer(&self) -> Result<&Signer, ClientError> {
+        self.signer.get_or_try_init(|| self.find_signer()).await
+    }
+
+    async fn find_signer(&self) -> Result<Signer, ClientError> {
+        let url = format!("{}/healthz", self.base);
+        let health: serde_json::Value = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?
+            .json()
+            .await
+            .map_err(|e| ClientError::Local(format!("unexpected answer from {url}: {e}")))?;
+        let node_id = health["id"]
+            .as_str()
+            .ok_or_else(|| ClientError::Local(format!("{url} did not name the node's id")))?
+            .to_owned();
+        if let Some(path) = &self.key_file {
+            let key = load_signing_key(path).map_err(|e| ClientError::Local(e.to_string()))?;
+            return Ok(Signer {
+                node_id,
+                key: Some(key),
+                why: String::new(),
+            });
+        }
+        let Some(local) = health["admin_key"].as_str().map(PathBuf::from) else {
+            return Ok(Signer {
+                node_id,
+                key: None,
+                why: "no credential: the node is not on this host; pass --key FILE or set AMOSKYS_OPERATOR_KEY".into(),
+            });
+        };
+        Ok(match load_signing_key(&local) {
+            Ok(key) => Signer {
+                node_id,
+                key: Some(key),
+                why: String::new(),
+            },
+            Err(e) => Signer {
+                node_id,
+                key: None,
+                why: format!(
+                    "no credential: {e}\n  run as the account the node runs as (root), or pass --key FILE or set AMOSKYS_OPERATOR_KEY"
+                ),
+            },
         })
     }
 
@@ -217,6 +345,38 @@ impl Api {
             api: self.addr.clone(),
             cause: cause(e),
         }
+    }
+}
+
+/// The `Authorization` header of `req`, signed now with a fresh nonce.
+fn authorization(key: &SigningKey, node_id: &str, req: &reqwest::Request) -> String {
+    let url = req.url();
+    let path_and_query = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let body = req.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+    let ts_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    sign_request(
+        key,
+        &RequestParts {
+            node_id,
+            method: req.method().as_str(),
+            path_and_query: &path_and_query,
+            body,
+        },
+        ts_ms,
+        &rand::random(),
+    )
+}
+
+/// The base URL and HTTP client for `addr`, or why `tls` cannot be used.
+fn connect(addr: &str, tls: &super::tls::TlsArgs) -> (String, reqwest::Client, Option<String>) {
+    match super::tls::client(addr, tls) {
+        Ok((base, http)) => (base, http, None),
+        Err(e) => (format!("http://{addr}"), reqwest::Client::new(), Some(e)),
     }
 }
 

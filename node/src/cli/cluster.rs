@@ -14,14 +14,20 @@ use super::show::{self, print_table};
 /// The node to ask (every client command has it).
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// API address of the node.
+    /// API address of the node (IP:PORT, or https://IP:PORT).
     #[arg(long = "api", value_name = "IP:PORT", default_value = DEFAULT_API)]
     pub addr: String,
+    /// Operator key to sign requests with (PKCS#8 PEM); default: the
+    /// node's local admin credential, when the node is on this host.
+    #[arg(long = "key", value_name = "FILE", env = "AMOSKYS_OPERATOR_KEY")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 impl ApiArgs {
     pub(super) fn client(&self) -> Api {
-        Api::new(&self.addr)
+        Api::new(&self.addr, self.key.clone()).with_tls(&self.tls)
     }
 }
 
@@ -92,6 +98,14 @@ pub enum PolicyCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Approve a proposal (a policy change, member removal or model
+    /// activation waiting for admins of several nodes; `amoskys proposals
+    /// list`).
+    Approve {
+        id: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Committed versions, newest first.
     History {
         #[command(flatten)]
@@ -103,12 +117,12 @@ pub enum PolicyCommand {
 
 /// One API call with a JSON answer, for commands outside this module.
 pub(super) async fn call(
-    api: &str,
+    api: &ApiArgs,
     method: Method,
     path: &str,
     body: Option<Body>,
 ) -> Result<serde_json::Value, ClientError> {
-    Api::new(api).call(method, path, &[], body).await
+    api.client().call(method, path, &[], body).await
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -255,16 +269,19 @@ pub fn members(cmd: MembersCommand) -> ExitCode {
                 println!("admitted {peer_id} as a learner");
             }
             MembersCommand::Remove { peer_id, api } => {
-                api.client()
+                let v = api
+                    .client()
                     .delete(
                         &format!("/api/v1/members/{}", client::segment(&peer_id)),
                         &[],
                     )
                     .await?;
-                println!("removed {peer_id}");
+                if !super::proposals::print_if_proposed(&v) {
+                    println!("removed {peer_id}");
+                }
             }
             MembersCommand::Export { api } => {
-                let v = call(&api.addr, Method::GET, "/api/v1/members/export", None).await?;
+                let v = call(&api, Method::GET, "/api/v1/members/export", None).await?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
@@ -310,7 +327,12 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
                 let v = api.client().put("/api/v1/policy", Body::Text(text)).await?;
-                println!("policy version {} committed", v["version"]);
+                if !super::proposals::print_if_proposed(&v) {
+                    println!("policy version {} committed", v["version"]);
+                }
+            }
+            PolicyCommand::Approve { id, api } => {
+                super::proposals::approve(id, &api).await?;
             }
             PolicyCommand::History { api, json } => {
                 let v = api.client().get("/api/v1/policy/history", &[]).await?;

@@ -1,13 +1,17 @@
 //! Command-line interface of `amoskys` (clap lives only here).
 
 mod alerts;
+mod audit;
 mod client;
 mod cluster;
 mod eval;
 mod learn;
 mod models;
+mod operator;
+mod proposals;
 mod show;
 mod status;
+mod tls;
 mod verify;
 mod workspace;
 
@@ -58,6 +62,9 @@ enum Command {
     /// Show, set or list the replicated policy.
     #[command(subcommand)]
     Policy(cluster::PolicyCommand),
+    /// Changes waiting for admins of several nodes (`policy approve ID`).
+    #[command(subcommand)]
+    Proposals(proposals::ProposalsCommand),
     /// Start federated rounds and list them.
     #[command(subcommand)]
     Learn(learn::LearnCommand),
@@ -67,6 +74,14 @@ enum Command {
     /// Acknowledge, annotate or show the case of an alert.
     #[command(subcommand)]
     Case(workspace::CaseCommand),
+    /// Operator keys, and the cluster's operators and their roles.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
+    /// Send one signed API request and print the answer (for scripts).
+    Api(operator::RawArgs),
+    /// The audit trail: who did what, on every node; verify an export.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Measure detection on real labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -146,6 +161,12 @@ struct StatusArgs {
     /// API address of the node (default: api.listen of the configuration).
     #[arg(long, value_name = "IP:PORT")]
     api: Option<String>,
+    /// Operator key to sign requests with (PKCS#8 PEM); default: the
+    /// node's local admin credential, when the node is on this host.
+    #[arg(long = "key", value_name = "FILE", env = "AMOSKYS_OPERATOR_KEY")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
     /// Print the raw JSON of /api/v1/node.
     #[arg(long)]
     json: bool,
@@ -178,9 +199,13 @@ pub fn main() -> ExitCode {
         Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::Members(cmd) => cluster::members(cmd),
         Command::Policy(cmd) => cluster::policy(cmd),
+        Command::Proposals(cmd) => proposals::run(cmd),
         Command::Learn(cmd) => learn::learn(cmd),
         Command::Intel(cmd) => workspace::intel(cmd),
         Command::Case(cmd) => workspace::case(cmd),
+        Command::Audit(cmd) => audit::audit(cmd),
+        Command::Operator(cmd) => operator::operator(cmd),
+        Command::Api(args) => operator::raw(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "amoskys", &mut std::io::stdout());
@@ -332,14 +357,17 @@ fn keygen(args: KeygenArgs) -> ExitCode {
 }
 
 fn status(args: StatusArgs) -> ExitCode {
-    let api = match args.api {
-        Some(a) => a,
+    let (api, tls) = match args.api {
+        Some(a) => (a, args.tls),
         None => match load_or_report(&args.config) {
-            Some(c) => c.api.listen,
+            Some(c) => tls::for_config(&c, args.tls),
             None => return ExitCode::from(client::exit::USAGE),
         },
     };
-    client::run(status::show(api, args.json))
+    client::run(status::show(
+        client::Api::new(&api, args.key).with_tls(&tls),
+        args.json,
+    ))
 }
 
 fn config(cmd: ConfigCommand) -> ExitCode {

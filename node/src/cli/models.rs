@@ -47,8 +47,10 @@ pub fn run(cmd: ModelsCommand) -> ExitCode {
             }
             ModelsCommand::Activate { version, api } => {
                 let path = format!("/api/v1/models/{version}/activate");
-                api.client().post(&path, None).await?;
-                println!("model version {version} is active on every node");
+                let v = api.client().post(&path, None).await?;
+                if !super::proposals::print_if_proposed(&v) {
+                    println!("model version {version} is active on every node");
+                }
                 Ok(())
             }
         }

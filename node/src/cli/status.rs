@@ -8,14 +8,14 @@ use super::client::{Api, ClientError};
 use super::cluster::quorum_line;
 use super::show::{self, print_table};
 
-pub(super) async fn show(api: String, json: bool) -> Result<(), ClientError> {
-    let body = Api::new(&api).get("/api/v1/node", &[]).await?;
+pub(super) async fn show(api: Api, json: bool) -> Result<(), ClientError> {
+    let body = api.get("/api/v1/node", &[]).await?;
     if json {
         println!("{body}");
         return Ok(());
     }
     let s: NodeStatus = serde_json::from_value(body)
-        .map_err(|e| ClientError::Local(format!("unexpected answer from {api}: {e}")))?;
+        .map_err(|e| ClientError::Local(format!("unexpected answer from {}: {e}", api.addr())))?;
     print(&s);
     Ok(())
 }
@@ -31,6 +31,9 @@ fn print(s: &NodeStatus) {
         humantime::format_duration(Duration::from_secs(s.uptime_secs))
     );
     println!("data dir  {}", s.info.data_dir);
+    if let Some(fp) = &s.info.tls_fingerprint {
+        println!("tls       sha256 {fp}");
+    }
     println!("events    {} stored", s.events_stored);
     if c["initialized"] == true {
         let leader = match c["leader"].as_str() {

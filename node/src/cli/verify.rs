@@ -151,7 +151,7 @@ fn trust_set(args: &VerifyArgs) -> Result<(TrustSet, Vec<String>), String> {
 }
 
 /// The members of a membership export, if it verifies.
-fn members(path: &Path, signer: Option<&str>) -> Result<TrustSet, String> {
+pub(super) fn members(path: &Path, signer: Option<&str>) -> Result<TrustSet, String> {
     let signer = match signer {
         Some(s) => Some(NodeId::parse(s).map_err(|e| format!("--signer: {e}"))?),
         None => None,
@@ -162,7 +162,7 @@ fn members(path: &Path, signer: Option<&str>) -> Result<TrustSet, String> {
 }
 
 /// The keys of a `--keys` file.
-fn keys(path: &Path) -> Result<TrustSet, String> {
+pub(super) fn keys(path: &Path) -> Result<TrustSet, String> {
     let text = String::from_utf8(read(path)?)
         .map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
     TrustSet::from_keys(&text, &path.display().to_string())

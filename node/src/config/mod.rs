@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{CONFIG_FILE_ENV, ConfigError, SYSTEM_CONFIG_FILE, Source, default_file};
 pub use validate::Problem;
-pub(crate) use validate::host_port;
+pub(crate) use validate::{host_port, is_dns_name};
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -73,6 +73,20 @@ pub struct ApiSection {
     pub header_timeout_ms: u64,
     /// A request's body must arrive within this long (milliseconds).
     pub body_timeout_ms: u64,
+    pub tls: TlsSection,
+}
+
+/// `[api.tls]`: TLS for the API (required off loopback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub enabled: bool,
+    /// PEM certificate chain; empty with `key_file`: self-signed.
+    pub cert_file: String,
+    /// PEM private key of `cert_file`.
+    pub key_file: String,
+    /// Extra DNS names or IP addresses of the self-signed certificate.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

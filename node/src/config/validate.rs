@@ -67,6 +67,9 @@ impl Config {
             )));
         }
         check(socket_addr("api.listen", &self.api.listen).map(drop));
+        for p in api_tls(&self.api) {
+            check(Err(p));
+        }
         check(self.rule_policy().map(drop));
         check(self.privacy().map(drop));
         check(range(
@@ -386,6 +389,79 @@ pub(super) fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, Problem>
             format!("{value:?} is not a socket address (expected IP:PORT, e.g. 127.0.0.1:7300 or [::1]:7300)"),
         )
     })
+}
+
+/// Most extra names of a self-signed API certificate (`api.tls.names`).
+const MAX_TLS_NAMES: usize = 32;
+
+/// `[api.tls]`, and the rule that a non-loopback `api.listen` needs TLS.
+fn api_tls(api: &super::ApiSection) -> Vec<Problem> {
+    let tls = &api.tls;
+    let mut out = Vec::new();
+    if let Ok(addr) = api.listen.parse::<SocketAddr>()
+        && !addr.ip().is_loopback()
+        && !tls.enabled
+    {
+        out.push(Problem::new(
+            "api.listen",
+            format!(
+                "{} is not a loopback address and api.tls.enabled is false: requests and \
+                 credentials would cross the network in clear text; set api.tls.enabled = true \
+                 (a self-signed certificate, or api.tls.cert_file and api.tls.key_file), or \
+                 listen on 127.0.0.1",
+                api.listen
+            ),
+        ));
+    }
+    if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+        let (set, unset) = if tls.cert_file.is_empty() {
+            ("api.tls.key_file", "api.tls.cert_file")
+        } else {
+            ("api.tls.cert_file", "api.tls.key_file")
+        };
+        out.push(Problem::new(
+            unset,
+            format!(
+                "is empty while {set} is set; give both (a certificate chain and its key) \
+                 or neither (a self-signed certificate)"
+            ),
+        ));
+    }
+    if tls.names.len() > MAX_TLS_NAMES {
+        out.push(Problem::new(
+            "api.tls.names",
+            format!(
+                "has {} names; at most {MAX_TLS_NAMES}",
+                tls.names.len()
+            ),
+        ));
+    }
+    for (i, name) in tls.names.iter().enumerate() {
+        if name.parse::<std::net::IpAddr>().is_err() && !is_dns_name(name) {
+            out.push(Problem::new(
+                &format!("api.tls.names[{i}]"),
+                format!(
+                    "{name:?} is neither an IP address nor a DNS name (letters, digits, \
+                     '-' and '.', at most 253 characters)"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// A DNS name a certificate can carry: labels of letters, digits and `-`.
+pub(crate) fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && name.parse::<std::net::IpAddr>().is_err()
 }
 
 pub(super) fn log_format(value: &str) -> Result<LogFormat, Problem> {

@@ -38,10 +38,86 @@ pub fn quiet_config(data_dir: &Path, extra: &[&str]) -> Config {
     Config::load(&[Source::Embedded, Source::Set(sets)]).expect("test config loads")
 }
 
-/// GET a path of a node's API; returns status and body.
+/// A node's id and the path of its local admin credential, as `GET
+/// /healthz` tells a client on the same host.
+pub async fn health(addr: SocketAddr) -> (String, std::path::PathBuf) {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("API answers")
+        .json()
+        .await
+        .expect("JSON health");
+    (
+        v["id"].as_str().expect("node id").to_owned(),
+        v["admin_key"].as_str().expect("admin key path").into(),
+    )
+}
+
+/// The `Authorization` header for one request, signed now by `key` for the
+/// node `node_id` (the format of docs/SECURITY.md).
+pub fn authorization(
+    key: &ed25519_dalek::SigningKey,
+    node_id: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    let ts_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    amoskys_node::auth::sign_request(
+        key,
+        &amoskys_node::auth::RequestParts {
+            node_id,
+            method,
+            path_and_query,
+            body,
+        },
+        ts_ms,
+        &rand::random(),
+    )
+}
+
+/// The `Authorization` header of the node's local admin for one request.
+pub async fn admin_authorization(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    let (id, key_path) = health(addr).await;
+    let key = amoskys_node::auth::load_signing_key(&key_path).expect("local admin key");
+    authorization(&key, &id, method, path_and_query, body)
+}
+
+/// Signs a built request as the node's local admin, over exactly the path,
+/// query and body reqwest will send.
+pub async fn sign_as_admin(addr: SocketAddr, req: &mut reqwest::Request) {
+    let url = req.url();
+    let path_and_query = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let body = req
+        .body()
+        .and_then(|b| b.as_bytes())
+        .unwrap_or_default()
+        .to_vec();
+    let auth = admin_authorization(addr, req.method().as_str(), &path_and_query, &body).await;
+    req.headers_mut()
+        .insert("authorization", auth.parse().expect("header value"));
+}
+
+/// GET a path of a node's API as its local admin; returns status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let auth = admin_authorization(addr, "GET", path, b"").await;
     let resp = reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
+        .header("authorization", auth)
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -54,6 +130,29 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let (status, body) = get(addr, path).await;
     (status, serde_json::from_str(&body).expect("JSON body"))
+}
+
+/// Whether the tests run as root (user namespaces, other accounts, raw
+/// sockets need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Waits until the one-node cluster of a fresh node has recorded its first
+/// admin (the node's local admin key).
+pub async fn first_admin(addr: SocketAddr) {
+    eventually(Duration::from_secs(20), || async {
+        let (_, v) = get_json(addr, "/api/v1/operators").await;
+        v["operators"]
+            .as_array()
+            .is_some_and(|ops| !ops.is_empty())
+            .then_some(())
+    })
+    .await
+    .expect("the first admin is recorded");
 }
 
 /// Polls `probe` until it returns `Some`, for at most `limit`.
@@ -103,16 +202,24 @@ pub async fn mesh_port(n: &amoskys_node::Node) -> u16 {
     .expect("the mesh listens on TCP")
 }
 
-/// Any request to a node's API with an optional text or JSON body; returns
-/// status and the JSON answer.
+/// Any request to a node's API as its local admin, with an optional text
+/// or JSON body; returns status and the JSON answer.
 pub async fn send(
     addr: SocketAddr,
     method: reqwest::Method,
     path: &str,
     body: Option<String>,
 ) -> (u16, serde_json::Value) {
+    let auth = admin_authorization(
+        addr,
+        method.as_str(),
+        path,
+        body.as_deref().unwrap_or_default().as_bytes(),
+    )
+    .await;
     let mut req = reqwest::Client::new()
         .request(method, format!("http://{addr}{path}"))
+        .header("authorization", auth)
         .timeout(Duration::from_secs(20));
     if let Some(b) = body {
         req = req.header("content-type", "application/json").body(b);

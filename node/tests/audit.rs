@@ -1,0 +1,230 @@
+//! The audit trail on a real three-node cluster: actions on different
+//! nodes end as the same entries in the same order on every node; an
+//! export verifies offline (`amoskys audit verify`), and an edited,
+//! removed or swapped entry is found and named.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use amoskys_node::Node;
+use common::{eventually, get, get_json, send};
+use reqwest::Method;
+
+async fn voters(addr: SocketAddr) -> usize {
+    let (_, v) = get_json(addr, "/api/v1/cluster").await;
+    v["cluster"]["voters"].as_array().map_or(0, Vec::len)
+}
+
+/// A node's trail: (seq, action, hash) of every entry.
+async fn trail(addr: SocketAddr) -> Vec<(u64, String, String)> {
+    let (status, v) = get_json(addr, "/api/v1/audit?limit=10000").await;
+    assert_eq!(status, 200, "{v}");
+    v["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap_or(0),
+                e["record"]["action"].as_str().unwrap_or("").to_owned(),
+                e["hash"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `amoskys audit verify FILE --members MEMBERS`: exit code and stdout.
+fn verify(file: &std::path::Path, members: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(["audit", "verify"])
+        .arg(file)
+        .arg("--members")
+        .arg(members)
+        .output()
+        .expect("amoskys runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_holds_the_same_trail_and_an_export_verifies() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let (dirs, admitted) = common::keyed_dirs(3);
+    let mut cfg = vec![
+        admitted.as_str(),
+        "sensors.procfs.enabled=false",
+        "learning.enabled=false",
+        "cluster.heartbeat_ms=100",
+        "cluster.election_min_ms=400",
+        "cluster.election_max_ms=800",
+    ];
+    let a = Node::start(common::quiet_config(dirs[0].path(), &cfg))
+        .await
+        .expect("a starts");
+    eventually(Duration::from_secs(10), || async {
+        (voters(a.api_addr()).await == 1).then_some(())
+    })
+    .await
+    .expect("a is a cluster of one");
+    let bootstrap = format!(
+        "mesh.bootstrap=[\"127.0.0.1:{}\"]",
+        common::mesh_port(&a).await
+    );
+    cfg.push(&bootstrap);
+    let b = Node::start(common::quiet_config(dirs[1].path(), &cfg))
+        .await
+        .expect("b starts");
+    let c = Node::start(common::quiet_config(dirs[2].path(), &cfg))
+        .await
+        .expect("c starts");
+    let nodes = [a.api_addr(), b.api_addr(), c.api_addr()];
+    for n in nodes {
+        eventually(Duration::from_secs(30), || async {
+            (voters(n).await == 3).then_some(())
+        })
+        .await
+        .expect("three voters");
+    }
+
+    // Actions on each node: a policy on c (with its record, one Raft
+    // entry), an indicator added on b and removed on a (records after the
+    // edit), an activation refused on a (recorded as refused).
+    let doc = "[rules]\nscan_min_ports = 9\n";
+    let (status, body) = send(
+        c.api_addr(),
+        Method::PUT,
+        "/api/v1/policy",
+        Some(doc.into()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ioc = r#"{"indicator":"203.0.113.7","reason":"test"}"#;
+    let (status, body) = send(
+        b.api_addr(),
+        Method::POST,
+        "/api/v1/intel",
+        Some(ioc.into()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(
+        a.api_addr(),
+        Method::DELETE,
+        "/api/v1/intel?indicator=203.0.113.7",
+        None,
+    )
+    .await;
+    assert!(status == 200 || status == 404, "{status} {body}");
+    let (status, body) = send(
+        a.api_addr(),
+        Method::POST,
+        "/api/v1/models/99/activate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+
+    // Every node ends with the same entries in the same order.
+    let wanted = ["policy.set", "intel.add", "intel.remove", "models.activate"];
+    let same = eventually(Duration::from_secs(30), || async {
+        let ta = trail(a.api_addr()).await;
+        let has_all = wanted.iter().all(|w| ta.iter().any(|(_, act, _)| act == w));
+        (has_all && ta == trail(b.api_addr()).await && ta == trail(c.api_addr()).await)
+            .then_some(ta)
+    })
+    .await
+    .expect("the same trail on every node");
+    let seqs: Vec<u64> = same.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(seqs, (1..=same.len() as u64).collect::<Vec<_>>());
+    let (_, v) = get_json(a.api_addr(), "/api/v1/audit?limit=10000").await;
+    let refused = v["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["record"]["action"] == "models.activate")
+        .expect("the refused activation is recorded");
+    assert!(
+        refused["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("rejected: no model version 99")),
+        "{refused}"
+    );
+    let policy = v["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["record"]["action"] == "policy.set")
+        .expect("the policy change is recorded");
+    assert!(
+        policy["record"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("rules.scan_min_ports: (unset) -> 9")),
+        "{policy}"
+    );
+
+    // Export from b, trust the members a signs for, verify offline.
+    let dir = tempfile::tempdir().expect("dir");
+    let (status, members) = get(a.api_addr(), "/api/v1/members/export").await;
+    assert_eq!(status, 200, "{members}");
+    let members_file = dir.path().join("members.json");
+    std::fs::write(&members_file, members).expect("written");
+    let (status, export) = get(b.api_addr(), "/api/v1/audit/export").await;
+    assert_eq!(status, 200, "{export}");
+    let lines: Vec<String> = export.lines().map(str::to_owned).collect();
+    let entries = lines.len() - 1;
+    assert!(entries >= 4, "{export}");
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("written");
+        path
+    };
+    let (code, out) = verify(&write("trail.jsonl", &lines), &members_file);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("ok: {entries} entries")), "{out}");
+
+    // One byte flipped in entry 2: named as edited.
+    let mut flipped = lines.clone();
+    let at = flipped[1].find("\"action\":\"").expect("an action") + 10;
+    let mut bytes = flipped[1].clone().into_bytes();
+    bytes[at] ^= 0x01;
+    flipped[1] = String::from_utf8(bytes).expect("still text");
+    let (code, out) = verify(&write("flipped.jsonl", &flipped), &members_file);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 2: edited"), "{out}");
+
+    // Entry 2 removed: named as missing.
+    let mut removed = lines.clone();
+    removed.remove(1);
+    let (code, out) = verify(&write("removed.jsonl", &removed), &members_file);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 2: missing"), "{out}");
+
+    // Entries 2 and 3 swapped: entry 2 is named.
+    let mut swapped = lines.clone();
+    swapped.swap(1, 2);
+    let (code, out) = verify(&write("swapped.jsonl", &swapped), &members_file);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("entry 2: missing: entry 3 comes where 2 should"),
+        "{out}"
+    );
+
+    // The last entry cut off: the signed head names it.
+    let mut cut = lines.clone();
+    cut.remove(entries - 1);
+    let (code, out) = verify(&write("cut.jsonl", &cut), &members_file);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("entry {entries}: missing")), "{out}");
+
+    for n in [c, b, a] {
+        n.shutdown().await;
+    }
+}
