@@ -330,7 +330,14 @@ impl Node {
         let router = api::router(state, &limits);
         let api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            api::serve(listener, router, &limits, tls.map(|t| t.config), api_shutdown).await;
+            api::serve(
+                listener,
+                router,
+                &limits,
+                tls.map(|t| t.config),
+                api_shutdown,
+            )
+            .await;
         }));
         if let Some(mesh) = workspace_mesh {
             tasks.push(tokio::spawn(

@@ -11,8 +11,8 @@
 //! `GET /api/v1/node` and `amoskys status` for pinning.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

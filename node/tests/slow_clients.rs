@@ -144,6 +144,9 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
     let policy = "[rules]\nscan_min_ports = 25\n";
     let auth =
         common::admin_authorization(addr, "PUT", "/api/v1/policy", policy.as_bytes()).await;
+    // Signed before the attack: during it, 127.0.0.1 (the attacker's
+    // address, where the helper asks /healthz) has no connection left.
+    let read = common::admin_authorization(addr, "GET", "/api/v1/policy", b"").await;
     let attack = Instant::now();
     let mut slow = tokio::task::JoinSet::new();
     for _ in 0..ATTACKERS {
@@ -180,6 +183,7 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
     // Reads from the admin's address are served too (the attacker's is full).
     let v: serde_json::Value = admin
         .get(format!("http://{addr}/api/v1/policy"))
+        .header("authorization", read)
         .send()
         .await
         .expect("policy read")

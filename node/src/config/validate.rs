@@ -430,10 +430,7 @@ fn api_tls(api: &super::ApiSection) -> Vec<Problem> {
     if tls.names.len() > MAX_TLS_NAMES {
         out.push(Problem::new(
             "api.tls.names",
-            format!(
-                "has {} names; at most {MAX_TLS_NAMES}",
-                tls.names.len()
-            ),
+            format!("has {} names; at most {MAX_TLS_NAMES}", tls.names.len()),
         ));
     }
     for (i, name) in tls.names.iter().enumerate() {
@@ -459,7 +456,9 @@ pub(crate) fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
         && name.parse::<std::net::IpAddr>().is_err()
 }
