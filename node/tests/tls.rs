@@ -3,8 +3,10 @@
 //! loopback) answers `curl --cacert <data_dir>/api-cert.pem` (the real curl
 //! binary) and refuses plain HTTP and a wrong CA; `amoskys status` works
 //! with `--cacert` and `--pin` and prints the fingerprint `openssl x509
-//! -fingerprint -sha256` gives; a client that connects and never completes
-//! a handshake is dropped after the header timeout.
+//! -fingerprint -sha256` gives; a chain from `cert_file`/`key_file` signed
+//! by a CA is trusted through that CA, and a missing file is named; a client
+//! that connects and never completes a handshake is dropped after the header
+//! timeout.
 
 mod common;
 
@@ -375,5 +377,113 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     )
     .await;
     assert_eq!(code, 0, "{err}");
+    node.shutdown().await;
+}
+
+/// A CA and a leaf for 127.0.0.1 it signed: the chain's PEM (leaf first),
+/// the leaf key's PEM, the CA's PEM and the leaf's DER.
+fn ca_and_leaf() -> (String, String, String, Vec<u8>) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "amoskys test CA");
+    let ca = ca.self_signed(&ca_key).expect("CA certificate");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("leaf certificate");
+    (
+        format!("{}{}", leaf.pem(), ca.pem()),
+        leaf_key.serialize_pem(),
+        ca.pem(),
+        leaf.der().to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_a_chain_from_files_and_names_a_missing_one() {
+    let files = tempfile::tempdir().expect("dir");
+    let (chain, key, ca, leaf) = ca_and_leaf();
+    let chain_file = files.path().join("api.pem");
+    let key_file = files.path().join("api.key");
+    let ca_file = files.path().join("ca.pem");
+    std::fs::write(&chain_file, chain).expect("write");
+    std::fs::write(&key_file, key).expect("write");
+    std::fs::write(&ca_file, ca).expect("write");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = common::quiet_config(
+        dir.path(),
+        &[
+            "api.tls.enabled=true",
+            &format!("api.tls.cert_file={}", chain_file.display()),
+            "api.tls.key_file=/nonexistent/api.key",
+        ],
+    );
+    let text = match Node::start(missing).await {
+        Ok(_) => panic!("a node with a missing key file started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        text.contains("api.tls.key_file") && text.contains("/nonexistent/api.key"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = common::quiet_config(
+        dir.path(),
+        &[
+            "api.tls.enabled=true",
+            &format!("api.tls.cert_file={}", chain_file.display()),
+            &format!("api.tls.key_file={}", key_file.display()),
+        ],
+    );
+    let node = Node::start(config)
+        .await
+        .expect("node starts with the files");
+    let addr = node.api_addr();
+    assert!(
+        !dir.path().join(SELF_SIGNED_CERT_FILE).exists(),
+        "no self-signed certificate is written when files are given"
+    );
+    let ca_path = ca_file.display().to_string();
+    if have("curl", "curl against a CA-signed chain") {
+        let (code, _, err) = run_async(
+            "curl",
+            vec![
+                "-sS".into(),
+                "--fail".into(),
+                "--max-time".into(),
+                "10".into(),
+                "--cacert".into(),
+                ca_path.clone(),
+                format!("https://127.0.0.1:{}/healthz", addr.port()),
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "curl trusts the chain through its CA: {err}");
+    }
+    let (code, out, err) = run_async(
+        amoskys(),
+        vec![
+            "status".into(),
+            "--api".into(),
+            format!("https://{addr}"),
+            "--cacert".into(),
+            ca_path,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "status through the CA: {out}{err}");
+    assert!(
+        out.contains(&format!("tls       sha256 {}", fingerprint(&leaf))),
+        "the fingerprint is the leaf's: {out}"
+    );
     node.shutdown().await;
 }
