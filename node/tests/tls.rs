@@ -331,9 +331,38 @@ async fn status_shows_the_fingerprint_and_the_cli_trusts_cacert_or_pin() {
     )
     .await;
     assert_eq!(code, 0, "cluster status --cacert: {out}{err}");
-    // Without a CA the node's self-signed certificate is not trusted.
+    // Without a CA the node's self-signed certificate is not trusted, and
+    // the client says what to pass.
     let (code, _, err) = run_async(amoskys(), vec!["status".into(), "--api".into(), api]).await;
     assert_eq!(code, 3, "no CA: {err}");
+    assert!(err.contains("--cacert FILE"), "{err}");
+    // Plain HTTP: the node's refusal says to use https://.
+    let (code, _, err) = run_async(
+        amoskys(),
+        vec!["status".into(), "--api".into(), addr.to_string()],
+    )
+    .await;
+    assert_eq!(code, 1, "plain http: {err}");
+    assert!(
+        err.contains("(400): this node serves its API over TLS: use https://"),
+        "{err}"
+    );
+    // From the configuration alone: https:// and <data_dir>/api-cert.pem.
+    let (code, out, err) = run_async(
+        amoskys(),
+        vec![
+            "status".into(),
+            "--data-dir".into(),
+            dir.path().display().to_string(),
+            "--api-listen".into(),
+            addr.to_string(),
+            "--set".into(),
+            "api.tls.enabled=true".into(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "status from the configuration: {out}{err}");
+    assert!(out.contains(&expected), "{out}");
     node.shutdown().await;
 }
 

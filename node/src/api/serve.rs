@@ -166,8 +166,9 @@ struct Connection {
 /// The first byte of a TLS record carrying a handshake (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// The body of the answer to plain HTTP on the TLS port.
-const PLAIN_HTTP_ON_TLS: &str = "this node serves its API over TLS: use https://\n";
+/// The body of the answer to plain HTTP on the TLS port (the JSON error
+/// of every refusal).
+const PLAIN_HTTP_ON_TLS: &str = r#"{"error":"this node serves its API over TLS: use https://"}"#;
 
 impl Connection {
     async fn run(self, stream: TcpStream, shutdown: watch::Receiver<bool>) {
@@ -185,7 +186,7 @@ impl Connection {
             if first[0] != TLS_HANDSHAKE_RECORD {
                 // Plain HTTP (or anything else): say why, then close.
                 let answer = format!(
-                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
                      content-length: {}\r\nconnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
                     PLAIN_HTTP_ON_TLS.len()
                 );

@@ -295,13 +295,21 @@ impl Api {
 
     async fn find_signer(&self) -> Result<Signer, ClientError> {
         let url = format!("{}/healthz", self.base);
-        let health: serde_json::Value = self
+        let resp = self
             .http
             .get(&url)
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| self.unreachable(&e))?
+            .map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            // E.g. plain HTTP to a TLS port: the node says to use https://.
+            let text = resp.text().await.unwrap_or_default();
+            let reason = reason(status, &text);
+            return Err(ClientError::Refused { status, reason });
+        }
+        let health: serde_json::Value = resp
             .json()
             .await
             .map_err(|e| ClientError::Local(format!("unexpected answer from {url}: {e}")))?;
@@ -343,7 +351,7 @@ impl Api {
     pub(super) fn unreachable(&self, e: &reqwest::Error) -> ClientError {
         ClientError::Unreachable {
             api: self.addr.clone(),
-            cause: cause(e),
+            cause: super::tls::explain(cause(e)),
         }
     }
 }

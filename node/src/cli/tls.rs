@@ -122,6 +122,20 @@ pub(super) fn for_config(config: &amoskys_node::Config, given: TlsArgs) -> (Stri
     (format!("https://{addr}"), args)
 }
 
+/// A request error's cause, with what to do when it is the node's
+/// certificate that was not trusted.
+pub(super) fn explain(cause: String) -> String {
+    if cause.contains("invalid peer certificate") || cause.contains("not the pinned") {
+        format!(
+            "{cause}\n  the node's TLS certificate is not trusted: pass --cacert FILE (a \
+             self-signed node's <data_dir>/api-cert.pem) or --pin SHA256 (amoskys status on \
+             the node's host prints it)"
+        )
+    } else {
+        cause
+    }
+}
+
 /// A rustls client config over HTTP/1.1.
 fn finish(mut config: rustls::ClientConfig) -> rustls::ClientConfig {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
