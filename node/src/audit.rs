@@ -12,6 +12,8 @@
 //! The node signs each record with its own key; its node id is that key,
 //! so apply on every member can check the signature.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use amoskys_consensus::audit::{AuditRecord, MAX_SUMMARY};
 use amoskys_consensus::{ClusterError, Command, NodeId, Outcome, PolicyRecord};
 use ed25519_dalek::Signer;
@@ -137,16 +139,40 @@ pub fn note(
     });
 }
 
+/// Refusals being committed; past [`MAX_DENIED_IN_FLIGHT`] more are
+/// dropped (with a warning) rather than queue without bound.
+static DENIED_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+const MAX_DENIED_IN_FLIGHT: usize = 64;
+
 /// Records a request refused with 403 (best effort: without a quorum the
 /// record is lost and a warning logged). Returns at once.
 pub async fn record_denied(state: &ApiState, caller: &Caller, method: &str, path: &str) {
+    if DENIED_IN_FLIGHT.load(Ordering::Relaxed) >= MAX_DENIED_IN_FLIGHT {
+        tracing::warn!(operator = %caller.name, path, "audit record of a refusal dropped: too many in flight");
+        return;
+    }
     let target = format!("{method} {path}");
     let summary = format!(
         "{} ({}) may not {target}",
         caller.name,
         caller.role.as_str()
     );
-    note(state, Some(caller), "denied", &target, &summary, "denied");
+    if !state.cluster.status().initialized {
+        return;
+    }
+    let record = record(state, Some(caller), "denied", &target, &summary, "denied");
+    let cluster = state.cluster.clone();
+    DENIED_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let cmd = Command::Audited {
+            record,
+            command: None,
+        };
+        if let Err(e) = cluster.propose(cmd).await {
+            tracing::warn!(error = %e, "audit record of a refusal not committed");
+        }
+        DENIED_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// Before and after of a policy change: versions, hashes and the keys

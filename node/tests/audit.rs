@@ -36,6 +36,29 @@ async fn trail(addr: SocketAddr) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// A request signed by `key` (an operator other than the local admin).
+async fn send_as(
+    key: &ed25519_dalek::SigningKey,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let (node_id, _) = common::health(addr).await;
+    let auth = common::authorization(key, &node_id, method.as_str(), path, body.as_bytes());
+    let resp = reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("API answers");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
 /// Runs `amoskys audit verify FILE --members MEMBERS`: exit code and stdout.
 fn verify(file: &std::path::Path, members: &std::path::Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
@@ -94,6 +117,28 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
         .expect("three voters");
     }
 
+    // An admin on a adds an analyst; the analyst adds an indicator on b and
+    // is refused a policy change on c (403, recorded as denied).
+    let ana = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let add = format!(
+        r#"{{"name":"ana","key":"{}","role":"analyst"}}"#,
+        hex::encode(ana.verifying_key().to_bytes())
+    );
+    let (status, body) = send(a.api_addr(), Method::POST, "/api/v1/operators", Some(add)).await;
+    assert_eq!(status, 201, "{body}");
+    let ioc = r#"{"indicator":"198.51.100.9","reason":"ana's"}"#;
+    let added = eventually(Duration::from_secs(10), || async {
+        let (status, _) = send_as(&ana, b.api_addr(), Method::POST, "/api/v1/intel", ioc).await;
+        (status == 201).then_some(())
+    })
+    .await;
+    assert!(
+        added.is_some(),
+        "the analyst is known on b and may add intel"
+    );
+    let (status, body) = send_as(&ana, c.api_addr(), Method::PUT, "/api/v1/policy", "x = 1").await;
+    assert_eq!(status, 403, "{body}");
+
     // Actions on each node: a policy on c (with its record, one Raft
     // entry), an indicator added on b and removed on a (records after the
     // edit), an activation refused on a (recorded as refused).
@@ -133,7 +178,14 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
     assert_eq!(status, 409, "{body}");
 
     // Every node ends with the same entries in the same order.
-    let wanted = ["policy.set", "intel.add", "intel.remove", "models.activate"];
+    let wanted = [
+        "operators.add",
+        "policy.set",
+        "intel.add",
+        "intel.remove",
+        "models.activate",
+        "denied",
+    ];
     let same = eventually(Duration::from_secs(30), || async {
         let ta = trail(a.api_addr()).await;
         let has_all = wanted.iter().all(|w| ta.iter().any(|(_, act, _)| act == w));
@@ -168,6 +220,26 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
             .as_str()
             .is_some_and(|s| s.contains("rules.scan_min_ports: (unset) -> 9")),
         "{policy}"
+    );
+
+    let by_ana: Vec<&serde_json::Value> = v["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["record"]["operator"] == "ana")
+        .collect();
+    assert!(
+        by_ana
+            .iter()
+            .any(|e| e["record"]["action"] == "intel.add" && e["record"]["role"] == "analyst"),
+        "{by_ana:?}"
+    );
+    assert!(
+        by_ana
+            .iter()
+            .any(|e| e["record"]["action"] == "denied"
+                && e["record"]["target"] == "PUT /api/v1/policy"),
+        "{by_ana:?}"
     );
 
     // Export from b, trust the members a signs for, verify offline.

@@ -149,3 +149,16 @@ pub(super) fn note(
 ) {
     crate::audit::note(state, who(caller), action, target, summary, result);
 }
+
+/// [`commit`] for a handler that always has its caller (`Extension<Caller>`).
+pub(super) async fn commit_by(
+    state: &ApiState,
+    caller: &crate::auth::Caller,
+    action: &str,
+    target: &str,
+    summary: &str,
+    cmd: amoskys_consensus::Command,
+) -> Result<(u64, amoskys_consensus::Outcome), Response> {
+    let caller = Some(axum::Extension(caller.clone()));
+    commit(state, &caller, action, target, summary, cmd).await
+}

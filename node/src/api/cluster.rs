@@ -37,16 +37,6 @@ fn now_ns() -> u64 {
     amoskys_sensors::now_ns()
 }
 
-/// Commits `cmd` (through the leader) and returns its outcome, or the
-/// response that says why not.
-pub(super) async fn commit(state: &ApiState, cmd: Command) -> Result<(u64, Outcome), Response> {
-    match state.cluster.propose(cmd).await {
-        Ok((_, Outcome::Rejected(reason))) => Err(error(StatusCode::CONFLICT, reason)),
-        Ok((log, outcome)) => Ok((log.index, outcome)),
-        Err(e) => Err(cluster_error(e)),
-    }
-}
-
 /// The result an audit record gives for a cluster call.
 pub(super) fn result_of<T>(done: &Result<T, ClusterError>) -> String {
     match done {
@@ -137,10 +127,10 @@ pub(super) async fn init(
                 state.authority.local_admin_hex(),
             ));
             (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "cluster": state.cluster.status() })),
-        )
-            .into_response()
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "cluster": state.cluster.status() })),
+            )
+                .into_response()
         }
         Err(e) => cluster_error(e),
     }

@@ -100,6 +100,10 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
         Verdict::Forbidden { caller, reason } => {
             state.metrics.auth_failure("forbidden");
             tracing::info!(source = %source, operator = caller.as_ref().map(|c| c.name.as_str()), path = %parts.uri.path(), "api request forbidden: {reason}");
+            if let Some(c) = &caller {
+                let path = parts.uri.path();
+                crate::audit::record_denied(&state, c, parts.method.as_str(), path).await;
+            }
             return error(StatusCode::FORBIDDEN, reason);
         }
     };

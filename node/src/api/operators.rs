@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::cluster::commit;
+use super::audit;
 use super::{ApiState, error};
 use crate::auth::Caller;
 
@@ -95,14 +95,16 @@ pub(super) async fn add(
             ),
         );
     }
+    let summary = format!("add as {role}, key {}", short(&body.key));
     let cmd = Command::SetOperator {
         name: body.name.clone(),
         key: body.key,
         role,
-        by: caller.name,
+        by: caller.name.clone(),
         time_ns: amoskys_sensors::now_ns(),
     };
-    match commit(&state, cmd).await {
+    let action = "operators.add";
+    match audit::commit_by(&state, &caller, action, &body.name, &summary, cmd).await {
         Ok((index, _)) => (
             StatusCode::CREATED,
             Json(serde_json::json!({ "name": body.name, "role": role, "index": index })),
@@ -129,28 +131,29 @@ pub(super) async fn set_role(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let Some(key) = state
+    let Some((key, before)) = state
         .cluster
         .applied()
         .borrow()
         .state
         .operators
         .get(&name)
-        .map(|op| op.key.clone())
+        .map(|op| (op.key.clone(), op.role))
     else {
         return unknown(&name);
     };
+    let summary = format!("role {before} -> {role}");
     let cmd = Command::SetOperator {
         name: name.clone(),
         key,
         role,
-        by: caller.name,
+        by: caller.name.clone(),
         time_ns: amoskys_sensors::now_ns(),
     };
-    match commit(&state, cmd).await {
+    let action = "operators.role";
+    match audit::commit_by(&state, &caller, action, &name, &summary, cmd).await {
         Ok((index, _)) => {
-            Json(serde_json::json!({ "name": name, "role": role, "index": index }))
-                .into_response()
+            Json(serde_json::json!({ "name": name, "role": role, "index": index })).into_response()
         }
         Err(resp) => resp,
     }
@@ -162,22 +165,25 @@ pub(super) async fn remove(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    if !state
+    let Some(before) = state
         .cluster
         .applied()
         .borrow()
         .state
         .operators
-        .contains_key(&name)
-    {
+        .get(&name)
+        .map(|op| op.role)
+    else {
         return unknown(&name);
-    }
+    };
+    let summary = format!("remove (was {before})");
     let cmd = Command::RemoveOperator {
         name: name.clone(),
-        by: caller.name,
+        by: caller.name.clone(),
         time_ns: amoskys_sensors::now_ns(),
     };
-    match commit(&state, cmd).await {
+    let action = "operators.remove";
+    match audit::commit_by(&state, &caller, action, &name, &summary, cmd).await {
         Ok((index, _)) => {
             Json(serde_json::json!({ "removed": name, "index": index })).into_response()
         }
@@ -222,6 +228,7 @@ pub(super) async fn rotate(
             );
         }
     }
+    let summary = format!("key {} -> {}", short(&caller.key), short(&body.key));
     let cmd = Command::RotateOperator {
         name: name.clone(),
         key: body.key.clone(),
@@ -229,7 +236,8 @@ pub(super) async fn rotate(
         new_sig: body.new_sig,
         time_ns: amoskys_sensors::now_ns(),
     };
-    match commit(&state, cmd).await {
+    let action = "operators.rotate";
+    match audit::commit_by(&state, &caller, action, &name, &summary, cmd).await {
         Ok((index, _)) => {
             Json(serde_json::json!({ "name": name, "key": body.key, "index": index }))
                 .into_response()
@@ -244,4 +252,9 @@ fn unknown(name: &str) -> Response {
         StatusCode::NOT_FOUND,
         format!("no operator named {shown:?}"),
     )
+}
+
+/// The first 12 hex digits of a key, for a summary.
+fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
 }
