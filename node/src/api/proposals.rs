@@ -9,9 +9,12 @@
 //! unknown proposal, `409` for one expired or closed, or an approval from
 //! a node or operator that already gave one.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use amoskys_consensus::governance::{self, GovernancePolicy};
 use amoskys_consensus::{
-    Approval, ClusterError, ClusterState, Command, NewProposal, Outcome, Proposal, Role,
+    Applied, Approval, ClusterState, Command, NewProposal, Outcome, Proposal, Role,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -24,6 +27,9 @@ use super::cluster::{ReadParams, cluster_error, read};
 use super::{ApiState, error};
 use crate::auth::Caller;
 use crate::policy::Policy;
+
+/// How long a governed write waits for the leader's view of the policy.
+const READ_WAIT: Duration = Duration::from_secs(1);
 
 fn now_ns() -> u64 {
     amoskys_sensors::now_ns()
@@ -50,17 +56,18 @@ pub(super) fn check_approvals(state: &ApiState, approvals: u32) -> Result<(), St
     Ok(())
 }
 
-/// The approval `caller` gives through this node, or the refusal.
-fn approval(state: &ApiState, caller: Option<&Caller>) -> Result<Approval, Response> {
+/// The approval `caller` gives through this node, or the refusal's status
+/// and reason.
+fn approval(state: &ApiState, caller: Option<&Caller>) -> Result<Approval, (StatusCode, String)> {
     let Some(caller) = caller else {
-        return Err(error(
+        return Err((
             StatusCode::UNAUTHORIZED,
             "this change needs approvals, and an approval needs a signed request from an admin"
                 .into(),
         ));
     };
     if caller.role != Role::Admin {
-        return Err(error(
+        return Err((
             StatusCode::FORBIDDEN,
             format!(
                 "operator {} has the role {}; only admins propose and approve changes",
@@ -76,6 +83,24 @@ fn approval(state: &ApiState, caller: Option<&Caller>) -> Result<Approval, Respo
     })
 }
 
+/// The committed state to take `approvals` from: the leader's own, and
+/// on a follower a linearizable read, so a lagging follower cannot let a
+/// change through under an older `approvals`. When that read fails or
+/// takes over a second (no quorum), this node's view decides; the write
+/// that follows fails the same way and says why.
+async fn committed_view(state: &ApiState) -> Arc<Applied> {
+    let leader = state.cluster.raft().metrics().borrow().current_leader;
+    if leader != Some(state.cluster.id()) {
+        let read = tokio::time::timeout(READ_WAIT, state.cluster.read_linearizable()).await;
+        match read {
+            Ok(Ok(a)) => return a,
+            Ok(Err(e)) => tracing::debug!(error = %e, "governance reads the local state"),
+            Err(_) => tracing::debug!("governance reads the local state: no read index in time"),
+        }
+    }
+    state.cluster.applied().borrow().clone()
+}
+
 /// When the committed policy asks for more than one approval, makes `cmd`
 /// a proposal (the caller's approval its first) and returns the `202`
 /// answer, or the refusal; `None` when `cmd` is to be committed directly.
@@ -84,25 +109,14 @@ pub(super) async fn propose_if_governed(
     caller: &CallerExt,
     cmd: &Command,
 ) -> Option<Response> {
-    // The committed policy as the leader has it, so a lagging follower
-    // cannot let a change through with an older `approvals`.
-    let applied = match state.cluster.read_linearizable().await {
-        Ok(a) => a,
-        Err(ClusterError::QuorumLost { quorum, .. }) => {
-            return Some(cluster_error(ClusterError::QuorumLost {
-                quorum,
-                read: false,
-            }));
-        }
-        Err(e) => return Some(cluster_error(e)),
-    };
+    let applied = committed_view(state).await;
     let gov = in_force(state, &applied.state);
     if gov.approvals <= 1 {
         return None;
     }
     let by = match approval(state, who(caller)) {
         Ok(a) => a,
-        Err(r) => return Some(r),
+        Err((status, reason)) => return Some(error(status, reason)),
     };
     let expires_ns = by
         .time_ns
@@ -239,7 +253,7 @@ pub(super) async fn approve(
     };
     let a = match approval(&state, who(&caller)) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err((status, reason)) => return error(status, reason),
     };
     match state.cluster.read_linearizable().await {
         Ok(applied) if !applied.state.governance.proposals.contains_key(&id) => {
