@@ -42,6 +42,7 @@ pub struct Metrics {
     pub mesh_propagation_seconds: Histogram,
     sensor_lag: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     auth_failures: Family<Vec<(String, String)>, Counter>,
+    tls_refused: Family<Vec<(String, String)>, Counter>,
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
     workspace: Arc<OnceLock<Arc<Workspace>>>,
 }
@@ -95,6 +96,12 @@ impl Metrics {
             "API requests refused by authentication or authorisation, by reason",
             auth_failures.clone(),
         );
+        let tls_refused = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "amoskys_api_tls_refused",
+            "API connections closed before a TLS session, by reason",
+            tls_refused.clone(),
+        );
         let mesh = Arc::new(OnceLock::new());
         let workspace = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
@@ -114,6 +121,7 @@ impl Metrics {
             mesh_propagation_seconds,
             sensor_lag,
             auth_failures,
+            tls_refused,
             mesh,
             workspace,
         }
@@ -123,6 +131,14 @@ impl Metrics {
     /// `bad_signature`, `forbidden`, `rate_limited`, …).
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+
+    /// Counts one API connection closed before a TLS session for `reason`
+    /// (`timeout`, `plain_http`, `handshake`).
+    pub fn tls_refused(&self, reason: &str) {
+        self.tls_refused
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
             .inc();
     }

@@ -290,6 +290,10 @@ impl Node {
             source,
         })?;
         own_tx.send_modify(|o| o.ports.push(api_addr.port()));
+        let api_tls = tls.as_ref().map(|t| api::Tls {
+            config: t.config.clone(),
+            metrics: metrics.clone(),
+        });
         let state = ApiState {
             info: Arc::new(NodeInfo {
                 id: id.clone(),
@@ -330,14 +334,7 @@ impl Node {
         let router = api::router(state, &limits);
         let api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            api::serve(
-                listener,
-                router,
-                &limits,
-                tls.map(|t| t.config),
-                api_shutdown,
-            )
-            .await;
+            api::serve(listener, router, &limits, api_tls, api_shutdown).await;
         }));
         if let Some(mesh) = workspace_mesh {
             tasks.push(tokio::spawn(

@@ -6,7 +6,7 @@
 //! -fingerprint -sha256` gives; a chain from `cert_file`/`key_file` signed
 //! by a CA is trusted through that CA, and a missing file is named; a client
 //! that connects and never completes a handshake is dropped after the header
-//! timeout.
+//! timeout, and each refusal is counted in `/metrics`.
 
 mod common;
 
@@ -122,6 +122,26 @@ async fn a_node_refuses_to_start_on_a_non_loopback_address_without_tls() {
     );
 }
 
+/// GET `path` over TLS trusting `der`, signed as the node's local admin.
+async fn https_get(node: &Node, dir: &Path, der: &[u8], path: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_der(der).expect("DER")])
+        .build()
+        .expect("client");
+    let key = load_signing_key(&dir.join(ADMIN_KEY_FILE)).expect("admin key");
+    let id = node.identity().peer_id().to_string();
+    let auth = common::authorization(&key, &id, "GET", path, b"");
+    let resp = client
+        .get(format!("https://{}{path}", node.api_addr()))
+        .header("authorization", auth)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("answers over TLS");
+    let code = resp.status().as_u16();
+    (code, resp.text().await.expect("body"))
+}
+
 /// A TLS node on loopback, its certificate file, and the DER in it.
 async fn tls_node(dir: &Path) -> (Node, String, CertificateDer<'static>) {
     let config = common::quiet_config(
@@ -235,23 +255,9 @@ async fn status_shows_the_fingerprint_and_the_cli_trusts_cacert_or_pin() {
     let expected = fingerprint(&der);
 
     // The API, signed as the local admin, over TLS that trusts the file.
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_der(&der).expect("DER")])
-        .build()
-        .expect("client");
-    let key = load_signing_key(&dir.path().join(ADMIN_KEY_FILE)).expect("admin key");
-    let id = node.identity().peer_id().to_string();
-    let auth = common::authorization(&key, &id, "GET", "/api/v1/node", b"");
-    let status: serde_json::Value = client
-        .get(format!("https://{addr}/api/v1/node"))
-        .header("authorization", auth)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("answers over TLS")
-        .json()
-        .await
-        .expect("JSON");
+    let (code, body) = https_get(&node, dir.path(), &der, "/api/v1/node").await;
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(status["tls_fingerprint"].as_str(), Some(expected.as_str()));
 
     if have("openssl", "the fingerprint against openssl") {
@@ -369,7 +375,7 @@ async fn status_shows_the_fingerprint_and_the_cli_trusts_cacert_or_pin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     let dir = tempfile::tempdir().expect("dir");
-    let (node, _, _) = tls_node(dir.path()).await;
+    let (node, _, der) = tls_node(dir.path()).await;
     let addr = node.api_addr();
     // Connects and sends nothing; then one that sends the first byte of a
     // ClientHello and stalls.
@@ -392,6 +398,30 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
             after >= HEADER_TIMEOUT.mul_f32(0.9) && after < HEADER_TIMEOUT * 4,
             "closed after the header timeout ({first:?}): {after:?}"
         );
+    }
+    // Plain HTTP, raw: the JSON refusal, then the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("closed in time")
+        .expect("reads");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("use https://"), "{answer}");
+    // Each refusal is counted by reason.
+    let (code, metrics) = https_get(&node, dir.path(), &der, "/metrics").await;
+    assert_eq!(code, 200, "{metrics}");
+    for line in [
+        r#"amoskys_api_tls_refused_total{reason="timeout"} 2"#,
+        r#"amoskys_api_tls_refused_total{reason="plain_http"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
     }
     // The node still serves.
     let (code, _, err) = run_async(

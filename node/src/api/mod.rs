@@ -37,7 +37,7 @@ mod workspace;
 use crate::storage::{EventQuery, Store, StoredEvent};
 pub use admit::{Lane, MAX_BODY_BYTES};
 pub use alerts::ocsf;
-pub use serve::{Limits, MAX_OPEN_CONNECTIONS, serve};
+pub use serve::{Limits, MAX_OPEN_CONNECTIONS, Tls, serve};
 pub use status::{NodeStatus, SensorStatus};
 
 /// Largest `limit` accepted by `/api/v1/events`.

@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ApiSection;
+use crate::metrics::Metrics;
 
 /// Connections open at once over all sources; further ones wait in the
 /// listen backlog.
@@ -52,6 +53,14 @@ impl Limits {
             body_timeout: Duration::from_millis(api.body_timeout_ms),
         }
     }
+}
+
+/// TLS for [`serve`]: the rustls configuration, and the metrics that count
+/// connections closed before a TLS session (`amoskys_api_tls_refused_total`).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Open connections per source address.
@@ -99,7 +108,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &Limits,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Tls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let sources = Arc::new(Sources::default());
@@ -158,7 +167,7 @@ struct Connection {
     router: Router,
     peer: SocketAddr,
     header_timeout: Duration,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Tls>,
     _slot: SourceSlot,
     _permit: OwnedSemaphorePermit,
 }
@@ -170,9 +179,18 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// of every refusal).
 const PLAIN_HTTP_ON_TLS: &str = r#"{"error":"this node serves its API over TLS: use https://"}"#;
 
+/// How a TLS connection's start ended.
+enum Handshake {
+    Done(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// The client closed before sending anything.
+    Closed,
+    /// The client spoke something other than TLS; it got a 400.
+    PlainHttp,
+}
+
 impl Connection {
     async fn run(self, stream: TcpStream, shutdown: watch::Receiver<bool>) {
-        let Some(config) = self.tls.clone() else {
+        let Some(Tls { config, metrics }) = self.tls.clone() else {
             return self.http(stream, shutdown).await;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -181,7 +199,7 @@ impl Connection {
             let mut stream = stream;
             let mut first = [0u8; 1];
             if stream.peek(&mut first).await? == 0 {
-                return Ok(None);
+                return Ok(Handshake::Closed);
             }
             if first[0] != TLS_HANDSHAKE_RECORD {
                 // Plain HTTP (or anything else): say why, then close.
@@ -192,9 +210,12 @@ impl Connection {
                 );
                 let _ = stream.write_all(answer.as_bytes()).await;
                 let _ = stream.shutdown().await;
-                return Ok(None);
+                return Ok(Handshake::PlainHttp);
             }
-            acceptor.accept(stream).await.map(Some)
+            acceptor
+                .accept(stream)
+                .await
+                .map(|s| Handshake::Done(Box::new(s)))
         };
         let stopping = shutdown.clone();
         let result = tokio::select! {
@@ -202,14 +223,20 @@ impl Connection {
             _ = wait_stopped(stopping) => return,
         };
         match result {
-            Ok(Ok(Some(tls_stream))) => self.http(tls_stream, shutdown).await,
-            Ok(Ok(None)) => {
-                tracing::debug!(source = %peer, "api connection without a tls handshake (closed, or plain http answered 400)");
+            Ok(Ok(Handshake::Done(tls_stream))) => self.http(tls_stream, shutdown).await,
+            Ok(Ok(Handshake::Closed)) => {
+                tracing::debug!(source = %peer, "api connection closed before a tls handshake");
+            }
+            Ok(Ok(Handshake::PlainHttp)) => {
+                metrics.tls_refused("plain_http");
+                tracing::debug!(source = %peer, "plain http on the tls port answered 400");
             }
             Ok(Err(e)) => {
+                metrics.tls_refused("handshake");
                 tracing::debug!(source = %peer, error = %e, "api tls handshake failed");
             }
             Err(_) => {
+                metrics.tls_refused("timeout");
                 tracing::debug!(
                     source = %peer,
                     timeout_ms = self.header_timeout.as_millis() as u64,
