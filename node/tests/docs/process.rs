@@ -163,13 +163,37 @@ pub fn api_of(line: &str) -> String {
     "127.0.0.1:7300".to_owned()
 }
 
-/// A plain HTTP/1.0 GET on loopback: status and body, or `None` when the
-/// API does not answer within 2 s.
+/// A plain HTTP/1.0 GET on loopback, signed as the node's local admin
+/// (`/healthz` says who the node is and where its credential is): status
+/// and body, or `None` when the API does not answer within 2 s.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let auth = if path == "/healthz" {
+        String::new()
+    } else {
+        let (_, health) = raw_get(addr, "/healthz", "")?;
+        let v: serde_json::Value = serde_json::from_str(&health).ok()?;
+        let key = amoskys_node::auth::load_signing_key(v["admin_key"].as_str()?.as_ref()).ok()?;
+        let ts_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis() as u64;
+        let parts = amoskys_node::auth::RequestParts {
+            node_id: v["id"].as_str()?,
+            method: "GET",
+            path_and_query: path,
+            body: b"",
+        };
+        let header = amoskys_node::auth::sign_request(&key, &parts, ts_ms, &rand::random());
+        format!("Authorization: {header}\r\n")
+    };
+    raw_get(addr, path, &auth)
+}
+
+fn raw_get(addr: &str, path: &str, headers: &str) -> Option<(u16, String)> {
     let addr = addr.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
