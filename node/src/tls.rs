@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -101,6 +101,13 @@ pub fn server(
         return Ok(None);
     }
     let (chain, key, cert_file) = if tls.cert_file.is_empty() {
+        if listen.ip().is_unspecified() && tls.names.is_empty() {
+            tracing::warn!(
+                listen = %listen,
+                "the self-signed api certificate names only loopback and the node name: \
+                 list the addresses clients use in api.tls.names, or have them pin the fingerprint"
+            );
+        }
         let (der, pem) = self_signed(identity, &names(listen, node_name, &tls.names))?;
         let path = data_dir.join(SELF_SIGNED_CERT_FILE);
         write_public(&path, pem.as_bytes())?;
@@ -230,6 +237,15 @@ fn load_files(
             path: cert_path,
             reason: "holds no CERTIFICATE block".into(),
         });
+    }
+    if let Ok(meta) = std::fs::metadata(&key_path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        tracing::warn!(
+            path = %key_path.display(),
+            mode = format!("{:04o}", meta.permissions().mode() & 0o777),
+            "api.tls.key_file is readable by every local account (chmod o-r)"
+        );
     }
     let key_pem = std::fs::read(&key_path).map_err(|source| TlsError::Read {
         key: "api.tls.key_file",
