@@ -62,7 +62,11 @@ async fn list(api: &ApiArgs, open: bool, json: bool) -> Result<(), ClientError> 
             "EXPIRES",
         ],
         rows,
-        "no proposals",
+        if open {
+            "no open proposals"
+        } else {
+            "no proposals"
+        },
     );
     Ok(())
 }
