@@ -83,6 +83,10 @@ pub struct Hooks {
     pub tap: Option<tokio::sync::mpsc::UnboundedSender<amoskys_mesh::Tapped>>,
     /// How the node behaves as a site in federated rounds.
     pub site: crate::federation::SiteBehaviour,
+    /// Serves the API without authentication: only for the benchmark that
+    /// measures what authentication costs (`benches/auth.rs`). No
+    /// configuration or flag reaches it.
+    pub unauthenticated_api_for_benchmarks: bool,
 }
 
 /// A running node. Many can run in one process (simulations do), each with
@@ -331,7 +335,12 @@ impl Node {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
         }
         let limits = api::Limits::from_config(&config.api);
-        let router = api::router(state, &limits);
+        let router = if hooks.unauthenticated_api_for_benchmarks {
+            tracing::warn!("the API serves without authentication (benchmark hook)");
+            api::router_without_auth(state, &limits)
+        } else {
+            api::router(state, &limits)
+        };
         let api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             api::serve(listener, router, &limits, api_tls, api_shutdown).await;

@@ -96,6 +96,36 @@ pub struct NodeInfo {
 /// timeout ([`admit`]), the request is authenticated and authorised
 /// ([`guard`]), then it takes a slot ([`admit`]).
 pub fn router(state: ApiState, limits: &Limits) -> Router {
+    layered(routes(), state, limits, true)
+}
+
+/// [`router`] without [`guard`]: what the benchmark of authentication's
+/// cost compares with (`Hooks::unauthenticated_api_for_benchmarks`).
+pub fn router_without_auth(state: ApiState, limits: &Limits) -> Router {
+    layered(routes(), state, limits, false)
+}
+
+fn layered(routes: Router<ApiState>, state: ApiState, limits: &Limits, auth: bool) -> Router {
+    let mut r = routes.route_layer(axum::middleware::from_fn_with_state(
+        admit::Gate::new(limits.max_requests, limits.write_reserve),
+        admit::admit,
+    ));
+    if auth {
+        r = r.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ));
+    }
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_timeout,
+            admit::read_body,
+        ))
+        .with_state(state)
+}
+
+/// Every route (who may call each: `auth::ROUTES`).
+fn routes() -> Router<ApiState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -169,20 +199,6 @@ pub fn router(state: ApiState, limits: &Limits) -> Router {
             "/api/v1/operators/{name}/rotate",
             axum::routing::post(operators::rotate),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            admit::Gate::new(limits.max_requests, limits.write_reserve),
-            admit::admit,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::guard,
-        ))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            limits.body_timeout,
-            admit::read_body,
-        ))
-        .with_state(state)
 }
 
 /// `GET /healthz`: liveness, the node id a client signs requests for, and
