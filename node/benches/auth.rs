@@ -118,7 +118,10 @@ async fn start(dir: &std::path::Path, open: bool) -> Node {
 }
 
 async fn overhead(pairs: usize) {
-    let (da, db) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let (da, db) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
     let signed = start(da.path(), false).await;
     let open = start(db.path(), true).await;
     let key = load_signing_key(&da.path().join("admin.key")).expect("admin key");

@@ -366,12 +366,17 @@ pub async fn record_first_admin(cluster: Arc<Cluster>, key: String) {
         };
         match cluster.propose(cmd).await {
             Ok(_) => {
-                tracing::info!(operator = FIRST_ADMIN, "recorded the cluster's first admin (this node's local admin key)");
+                tracing::info!(
+                    operator = FIRST_ADMIN,
+                    "recorded the cluster's first admin (this node's local admin key)"
+                );
                 return;
             }
             Err(e) => tracing::debug!(error = %e, "first admin not recorded yet"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tracing::warn!("could not record the cluster's first admin within a minute; `amoskys operator add` it");
+    tracing::warn!(
+        "could not record the cluster's first admin within a minute; `amoskys operator add` it"
+    );
 }

@@ -163,8 +163,13 @@ async fn every_route_answers_each_credential_as_the_table_says() {
             "key": hex::encode(keys.of(role).verifying_key().to_bytes()),
             "role": role,
         });
-        let (code, v) =
-            common::send(addr, Method::POST, "/api/v1/operators", Some(body.to_string())).await;
+        let (code, v) = common::send(
+            addr,
+            Method::POST,
+            "/api/v1/operators",
+            Some(body.to_string()),
+        )
+        .await;
         assert_eq!(code, 201, "{v}");
     }
     let alert = common::test_alert(0, "port_scan");
@@ -178,7 +183,12 @@ async fn every_route_answers_each_credential_as_the_table_says() {
     let good = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut checked = 0;
     for (i, (method, route, access)) in ROUTES.iter().enumerate() {
-        let bad = IpAddr::V4(Ipv4Addr::new(127, 0, 1, u8::try_from(i + 1).expect("under 255 routes")));
+        let bad = IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            1,
+            u8::try_from(i + 1).expect("under 255 routes"),
+        ));
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let path = route
             .replace("{version}", "1")
@@ -187,7 +197,8 @@ async fn every_route_answers_each_credential_as_the_table_says() {
             .replace("{name}", "nobody");
         for cred in CREDS {
             let now = now_ms();
-            let sign = |key: &SigningKey, ts| header(key, &keys.node, method.as_str(), &path, b"", ts);
+            let sign =
+                |key: &SigningKey, ts| header(key, &keys.node, method.as_str(), &path, b"", ts);
             let got = match cred {
                 Cred::Nothing => status(addr, bad, &method, &path, None).await,
                 Cred::UnknownKey => {
@@ -227,7 +238,9 @@ async fn every_route_answers_each_credential_as_the_table_says() {
     let (_, metrics) = common::get(addr, "/metrics").await;
     for reason in ["missing", "unknown_key", "expired", "replayed", "forbidden"] {
         assert!(
-            metrics.contains(&format!("amoskys_api_auth_failures_total{{reason=\"{reason}\"}}")),
+            metrics.contains(&format!(
+                "amoskys_api_auth_failures_total{{reason=\"{reason}\"}}"
+            )),
             "no {reason} count in\n{metrics}"
         );
     }
@@ -252,17 +265,53 @@ async fn operators_are_managed_and_the_last_admin_stays() {
     let add = |name: &str, role: &str| {
         serde_json::json!({ "name": name, "key": key, "role": role }).to_string()
     };
-    let (code, v) = common::send(addr, Method::POST, "/api/v1/operators", Some(add("bob", "viewer"))).await;
+    let (code, v) = common::send(
+        addr,
+        Method::POST,
+        "/api/v1/operators",
+        Some(add("bob", "viewer")),
+    )
+    .await;
     assert_eq!(code, 201, "{v}");
     // The same name again, a bad role, a bad name: refused, naming why.
-    let (code, v) = common::send(addr, Method::POST, "/api/v1/operators", Some(add("bob", "viewer"))).await;
+    let (code, v) = common::send(
+        addr,
+        Method::POST,
+        "/api/v1/operators",
+        Some(add("bob", "viewer")),
+    )
+    .await;
     assert_eq!(code, 409, "{v}");
-    let (code, v) = common::send(addr, Method::POST, "/api/v1/operators", Some(add("carl", "root"))).await;
+    let (code, v) = common::send(
+        addr,
+        Method::POST,
+        "/api/v1/operators",
+        Some(add("carl", "root")),
+    )
+    .await;
     assert_eq!(code, 400, "{v}");
-    assert!(v["error"].as_str().unwrap_or_default().starts_with("role: "), "{v}");
-    let (code, v) = common::send(addr, Method::POST, "/api/v1/operators", Some(add("-x", "viewer"))).await;
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("role: "),
+        "{v}"
+    );
+    let (code, v) = common::send(
+        addr,
+        Method::POST,
+        "/api/v1/operators",
+        Some(add("-x", "viewer")),
+    )
+    .await;
     assert_eq!(code, 400, "{v}");
-    assert!(v["error"].as_str().unwrap_or_default().starts_with("name: "), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("name: "),
+        "{v}"
+    );
 
     let (code, v) = common::send(
         addr,
@@ -293,14 +342,27 @@ async fn operators_are_managed_and_the_last_admin_stays() {
     let olga = SigningKey::from_bytes(&[6; 32]);
     let olga_hex = hex::encode(olga.verifying_key().to_bytes());
     let body = serde_json::json!({ "name": "olga", "key": olga_hex, "role": "viewer" });
-    let (code, _) = common::send(addr, Method::POST, "/api/v1/operators", Some(body.to_string())).await;
+    let (code, _) = common::send(
+        addr,
+        Method::POST,
+        "/api/v1/operators",
+        Some(body.to_string()),
+    )
+    .await;
     assert_eq!(code, 201);
     let (node_id, _) = common::health(addr).await;
     let fresh = SigningKey::from_bytes(&[7; 32]);
     let fresh_hex = hex::encode(fresh.verifying_key().to_bytes());
     let statement = format!("AMOSKYS-OPERATOR-ROTATE-1\nolga\n{olga_hex}\n{fresh_hex}");
     let call = |key: &SigningKey, method: Method, path: &str, body: String| {
-        let auth = header(key, &node_id, method.as_str(), path, body.as_bytes(), now_ms());
+        let auth = header(
+            key,
+            &node_id,
+            method.as_str(),
+            path,
+            body.as_bytes(),
+            now_ms(),
+        );
         let req = reqwest::Client::new()
             .request(method, format!("http://{addr}{path}"))
             .header("authorization", auth)
@@ -315,7 +377,10 @@ async fn operators_are_managed_and_the_last_admin_stays() {
         "old_sig": hex::encode(fresh.sign(statement.as_bytes()).to_bytes()),
         "new_sig": hex::encode(fresh.sign(statement.as_bytes()).to_bytes()),
     });
-    assert_eq!(call(&olga, Method::POST, rotate, forged.to_string()).await, 409);
+    assert_eq!(
+        call(&olga, Method::POST, rotate, forged.to_string()).await,
+        409
+    );
     // Another operator cannot rotate olga's key.
     let good = serde_json::json!({
         "key": fresh_hex,
@@ -324,9 +389,18 @@ async fn operators_are_managed_and_the_last_admin_stays() {
     });
     let (code, _) = common::send(addr, Method::POST, rotate, Some(good.to_string())).await;
     assert_eq!(code, 403);
-    assert_eq!(call(&olga, Method::POST, rotate, good.to_string()).await, 200);
-    assert_eq!(call(&olga, Method::GET, "/api/v1/whoami", String::new()).await, 401);
-    assert_eq!(call(&fresh, Method::GET, "/api/v1/whoami", String::new()).await, 200);
+    assert_eq!(
+        call(&olga, Method::POST, rotate, good.to_string()).await,
+        200
+    );
+    assert_eq!(
+        call(&olga, Method::GET, "/api/v1/whoami", String::new()).await,
+        401
+    );
+    assert_eq!(
+        call(&fresh, Method::GET, "/api/v1/whoami", String::new()).await,
+        200
+    );
     let (_, ops) = common::get_json(addr, "/api/v1/operators").await;
     let rec = ops["operators"]
         .as_array()

@@ -257,7 +257,8 @@ async fn model_api_lists_models_and_queues_training() {
     let config = common::quiet_config(dir.path(), &["learning.enabled=false"]);
     let node = Node::start(config).await.expect("node starts");
     let addr = node.api_addr();
-    let (status, body) = common::send(addr, reqwest::Method::POST, "/api/v1/models/train", None).await;
+    let (status, body) =
+        common::send(addr, reqwest::Method::POST, "/api/v1/models/train", None).await;
     assert_eq!(status, 503);
     assert!(
         body["error"]

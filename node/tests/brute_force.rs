@@ -103,7 +103,10 @@ async fn bad_credentials_are_refused_counted_and_starve_nobody() {
         assert!(codes.iter().all(|c| *c == 401 || *c == 429), "{codes:?}");
     }
     let took = attack.elapsed();
-    assert!(took < Duration::from_secs(10), "1,000 attempts took {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "1,000 attempts took {took:?}"
+    );
 
     let (_, metrics) = common::get(addr, "/metrics").await;
     let (total, limited) = failures(&metrics, "rate_limited");

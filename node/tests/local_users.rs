@@ -33,7 +33,9 @@ fn as_nobody(args: &[&str]) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_local_account_gets_401_and_root_needs_no_setup() {
     if !common::is_root() {
-        eprintln!("SKIPPED local account test: needs root to run commands as another account (setpriv)");
+        eprintln!(
+            "SKIPPED local account test: needs root to run commands as another account (setpriv)"
+        );
         return;
     }
     if Command::new("curl").arg("--version").output().is_err() {
@@ -68,8 +70,19 @@ async fn another_local_account_gets_401_and_root_needs_no_setup() {
             .replace("{name}", "admin");
         let url = format!("http://{addr}{path}");
         let out = as_nobody(&[
-            "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "-H",
-            "content-type: application/json", "-d", "{}", &url,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            method,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{}",
+            &url,
         ])
         .output()
         .expect("curl runs");
@@ -84,13 +97,26 @@ async fn another_local_account_gets_401_and_root_needs_no_setup() {
     std::fs::write(policy.path(), "[rules]\nscan_min_ports = 30\n").expect("policy");
     std::fs::set_permissions(policy.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let api = addr.to_string();
-    let out = as_nobody(&[BIN, "policy", "set", policy.path().to_str().expect("utf-8"), "--api", &api])
-        .output()
-        .expect("the CLI runs");
+    let out = as_nobody(&[
+        BIN,
+        "policy",
+        "set",
+        policy.path().to_str().expect("utf-8"),
+        "--api",
+        &api,
+    ])
+    .output()
+    .expect("the CLI runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("(401)") && err.contains("no credential"), "{err}");
-    assert!(err.contains(ADMIN_KEY_FILE), "the message names the credential: {err}");
+    assert!(
+        err.contains("(401)") && err.contains("no credential"),
+        "{err}"
+    );
+    assert!(
+        err.contains(ADMIN_KEY_FILE),
+        "the message names the credential: {err}"
+    );
 
     // As root, the same command needs no set-up.
     let out = Command::new(BIN)
@@ -100,6 +126,10 @@ async fn another_local_account_gets_401_and_root_needs_no_setup() {
         .env_remove("AMOSKYS_OPERATOR_KEY")
         .output()
         .expect("the CLI runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     node.shutdown().await;
 }

@@ -44,9 +44,7 @@ impl Drop for Hosts {
 #[test]
 fn from_another_host_events_and_metrics_are_refused_even_to_an_admin() {
     if !common::is_root() {
-        eprintln!(
-            "SKIPPED remote API test: needs root for network namespaces (CI runs as root)"
-        );
+        eprintln!("SKIPPED remote API test: needs root for network namespaces (CI runs as root)");
         return;
     }
     if Command::new("curl").arg("--version").output().is_err() {
@@ -63,11 +61,21 @@ fn from_another_host_events_and_metrics_are_refused_even_to_an_admin() {
     for n in &hosts.names {
         ip(&["netns", "add", n]);
     }
-    ip(&["link", "add", &devs[0], "type", "veth", "peer", "name", &devs[1]]);
+    ip(&[
+        "link", "add", &devs[0], "type", "veth", "peer", "name", &devs[1],
+    ]);
     for i in 0..2 {
         let (ns, dev) = (&hosts.names[i], &devs[i]);
         ip(&["link", "set", dev, "netns", ns]);
-        ip(&["-n", ns, "addr", "add", &format!("{}/30", addrs[i]), "dev", dev]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/30", addrs[i]),
+            "dev",
+            dev,
+        ]);
         ip(&["-n", ns, "link", "set", dev, "up"]);
         ip(&["-n", ns, "link", "set", "lo", "up"]);
     }

@@ -142,8 +142,7 @@ async fn slow_uploads_do_not_keep_a_policy_change_out() {
     assert!(leader.is_some(), "a one-node cluster with a leader");
 
     let policy = "[rules]\nscan_min_ports = 25\n";
-    let auth =
-        common::admin_authorization(addr, "PUT", "/api/v1/policy", policy.as_bytes()).await;
+    let auth = common::admin_authorization(addr, "PUT", "/api/v1/policy", policy.as_bytes()).await;
     // Signed before the attack: during it, 127.0.0.1 (the attacker's
     // address, where the helper asks /healthz) has no connection left.
     let read = common::admin_authorization(addr, "GET", "/api/v1/policy", b"").await;

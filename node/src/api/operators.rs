@@ -57,9 +57,8 @@ pub(super) struct AddBody {
     role: String,
 }
 
-fn role_of(s: &str) -> Result<Role, Response> {
-    s.parse::<Role>()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("role: {e}")))
+fn role_of(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| format!("role: {e}"))
 }
 
 /// `POST /api/v1/operators`: a new operator; an existing name is refused
@@ -77,7 +76,7 @@ pub(super) async fn add(
     }
     let role = match role_of(&body.role) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if state
         .cluster
@@ -129,7 +128,7 @@ pub(super) async fn set_role(
 ) -> Response {
     let role = match role_of(&body.role) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let Some((key, before)) = state
         .cluster

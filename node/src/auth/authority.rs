@@ -71,7 +71,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Authority {
     /// `node_id` is the peer id requests must be signed for; operators are
     /// read from the replicated state in `applied`.
-    pub fn new(node_id: String, admin: &LocalAdmin, applied: watch::Receiver<Arc<Applied>>) -> Self {
+    pub fn new(
+        node_id: String,
+        admin: &LocalAdmin,
+        applied: watch::Receiver<Arc<Applied>>,
+    ) -> Self {
         Self {
             node_id,
             local_admin: admin.verifying_key(),
@@ -153,13 +157,9 @@ impl Authority {
         }
         let outcome = {
             let mut replay = lock(&self.replay);
-            verify_request(
-                req.authorization,
-                &req.parts,
-                now_ms,
-                &mut replay,
-                |key| self.operator(key),
-            )
+            verify_request(req.authorization, &req.parts, now_ms, &mut replay, |key| {
+                self.operator(key)
+            })
         };
         let caller = match outcome {
             Ok((_, caller)) => caller,

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use amoskys_consensus::operators::rotation_statement;
 use amoskys_node::auth::{keygen_operator, load_public_key, load_signing_key};
-use ed25519_dalek::Signer as _;
 use clap::{Args, Subcommand};
+use ed25519_dalek::Signer as _;
 use reqwest::Method;
 
 use super::client::{self, Body, ClientError, segment};
@@ -87,7 +87,8 @@ pub fn operator(cmd: OperatorCommand) -> ExitCode {
                 role,
                 api,
             } => {
-                let key = load_public_key(&public).map_err(|e| ClientError::Local(e.to_string()))?;
+                let key =
+                    load_public_key(&public).map_err(|e| ClientError::Local(e.to_string()))?;
                 let body = serde_json::json!({
                     "name": name,
                     "key": hex::encode(key.to_bytes()),
@@ -97,7 +98,11 @@ pub fn operator(cmd: OperatorCommand) -> ExitCode {
                     .client()
                     .post("/api/v1/operators", Some(Body::Json(body)))
                     .await?;
-                println!("added {} as {}", show::text(&v["name"]), show::text(&v["role"]));
+                println!(
+                    "added {} as {}",
+                    show::text(&v["name"]),
+                    show::text(&v["role"])
+                );
             }
             OperatorCommand::Remove { name, api } => {
                 api.client()

@@ -56,7 +56,11 @@ fn signed(key: &SigningKey, method: &str, path: &str, ts: u64, nonce: u8) -> Str
 }
 
 fn check(w: &World, access: Access, source: IpAddr, header: Option<&str>, path: &str) -> Verdict {
-    let method = if path == "/api/v1/policy" { "PUT" } else { "GET" };
+    let method = if path == "/api/v1/policy" {
+        "PUT"
+    } else {
+        "GET"
+    };
     w.authority.check(
         access,
         &Incoming {
@@ -72,7 +76,13 @@ fn check(w: &World, access: Access, source: IpAddr, header: Option<&str>, path: 
 fn operators_get_what_their_role_allows() {
     let w = world();
     let admin = signed(&w.admin, "PUT", "/api/v1/policy", NOW, 1);
-    match check(&w, Access::Role(Role::Admin), LOCAL, Some(&admin), "/api/v1/policy") {
+    match check(
+        &w,
+        Access::Role(Role::Admin),
+        LOCAL,
+        Some(&admin),
+        "/api/v1/policy",
+    ) {
         Verdict::Allowed(c) => {
             assert_eq!(c.name, LOCAL_ADMIN);
             assert_eq!(c.role, Role::Admin);
@@ -80,7 +90,13 @@ fn operators_get_what_their_role_allows() {
         other => panic!("{other:?}"),
     }
     let ana = signed(&w.analyst, "PUT", "/api/v1/policy", NOW, 2);
-    match check(&w, Access::Role(Role::Admin), LOCAL, Some(&ana), "/api/v1/policy") {
+    match check(
+        &w,
+        Access::Role(Role::Admin),
+        LOCAL,
+        Some(&ana),
+        "/api/v1/policy",
+    ) {
         Verdict::Forbidden { caller, reason } => {
             assert_eq!(caller.expect("known").name, "ana");
             assert!(reason.contains("needs an admin"), "{reason}");
@@ -89,7 +105,13 @@ fn operators_get_what_their_role_allows() {
     }
     let ana = signed(&w.analyst, "GET", "/api/v1/alerts", NOW, 3);
     assert!(matches!(
-        check(&w, Access::Role(Role::Viewer), REMOTE, Some(&ana), "/api/v1/alerts"),
+        check(
+            &w,
+            Access::Role(Role::Viewer),
+            REMOTE,
+            Some(&ana),
+            "/api/v1/alerts"
+        ),
         Verdict::Allowed(_)
     ));
 }
@@ -105,13 +127,19 @@ fn missing_stale_replayed_and_unknown_credentials_are_refused() {
     };
     assert_eq!(reason(check(&w, access, LOCAL, None, path)), "missing");
     let old = signed(&w.admin, "GET", path, NOW - 61_000, 1);
-    assert_eq!(reason(check(&w, access, LOCAL, Some(&old), path)), "expired");
+    assert_eq!(
+        reason(check(&w, access, LOCAL, Some(&old), path)),
+        "expired"
+    );
     let good = signed(&w.admin, "GET", path, NOW, 2);
     assert!(matches!(
         check(&w, access, LOCAL, Some(&good), path),
         Verdict::Allowed(_)
     ));
-    assert_eq!(reason(check(&w, access, LOCAL, Some(&good), path)), "replayed");
+    assert_eq!(
+        reason(check(&w, access, LOCAL, Some(&good), path)),
+        "replayed"
+    );
     let stranger = signed(&SigningKey::from_bytes(&[8; 32]), "GET", path, NOW, 3);
     assert_eq!(
         reason(check(&w, access, LOCAL, Some(&stranger), path)),
@@ -131,19 +159,37 @@ fn loopback_routes_refuse_remote_sources_whatever_the_role() {
     let path = "/api/v1/events";
     let admin = signed(&w.admin, "GET", path, NOW, 1);
     assert!(matches!(
-        check(&w, Access::LocalRole(Role::Viewer), REMOTE, Some(&admin), path),
+        check(
+            &w,
+            Access::LocalRole(Role::Viewer),
+            REMOTE,
+            Some(&admin),
+            path
+        ),
         Verdict::Forbidden { caller: None, .. }
     ));
     assert!(matches!(
-        check(&w, Access::LocalRole(Role::Viewer), LOCAL, Some(&admin), path),
+        check(
+            &w,
+            Access::LocalRole(Role::Viewer),
+            LOCAL,
+            Some(&admin),
+            path
+        ),
         Verdict::Allowed(_)
     ));
-    assert_eq!(check(&w, Access::Local, LOCAL, None, "/metrics"), Verdict::Open);
+    assert_eq!(
+        check(&w, Access::Local, LOCAL, None, "/metrics"),
+        Verdict::Open
+    );
     assert!(matches!(
         check(&w, Access::Local, REMOTE, None, "/metrics"),
         Verdict::Forbidden { .. }
     ));
-    assert_eq!(check(&w, Access::Public, REMOTE, None, "/healthz"), Verdict::Open);
+    assert_eq!(
+        check(&w, Access::Public, REMOTE, None, "/healthz"),
+        Verdict::Open
+    );
 }
 
 #[test]
@@ -158,7 +204,10 @@ fn a_source_over_its_failure_budget_is_refused_before_verification() {
         ));
     }
     let good = signed(&w.admin, "GET", path, NOW, 1);
-    assert_eq!(check(&w, access, REMOTE, Some(&good), path), Verdict::Limited);
+    assert_eq!(
+        check(&w, access, REMOTE, Some(&good), path),
+        Verdict::Limited
+    );
     // Another source is not affected.
     assert!(matches!(
         check(&w, access, LOCAL, Some(&good), path),
