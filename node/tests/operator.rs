@@ -278,18 +278,11 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .ok_or(())
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
 /// The node of the unit: an unprivileged user holding exactly the unit's
 /// ambient capabilities (what systemd gives `User=amoskys`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_units_capabilities_are_enough_for_every_sensor() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!(
             "SKIPPED unit capability test: needs root to start a node as another user with setpriv"
         );
