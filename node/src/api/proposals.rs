@@ -357,3 +357,63 @@ pub(super) async fn run_removal(
 pub(super) fn approved_removal(state: &ApiState, node: &amoskys_consensus::NodeId) -> Option<u64> {
     governance::approved_removal(&state.cluster.applied().borrow().state, node)
 }
+
+#[cfg(test)]
+mod tests {
+    use amoskys_consensus::{NodeId, ProposalStatus};
+
+    use super::*;
+
+    fn proposal(status: ProposalStatus) -> Proposal {
+        Proposal {
+            id: 4,
+            command: Command::SetPolicy {
+                document: "[rules]\n".into(),
+                author: NodeId::from(1),
+                time_ns: 1,
+            },
+            needed: 2,
+            created_ns: 1,
+            expires_ns: 100,
+            approvals: vec![Approval {
+                node: NodeId::from(1),
+                operator: "alice".into(),
+                key: "ab".repeat(32),
+                time_ns: 1,
+            }],
+            status,
+            closed_ns: None,
+        }
+    }
+
+    #[test]
+    fn a_listed_proposal_shows_its_change_and_is_expired_once_past_its_time() {
+        let open = proposal(ProposalStatus::Open);
+        let v = proposal_json(&open, 50);
+        assert_eq!(v["status"], "open");
+        assert_eq!(v["kind"], "policy");
+        assert_eq!(v["document"], "[rules]\n");
+        assert_eq!(v["approvals"][0]["operator"], "alice");
+        assert!(
+            v["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("policy sha256 ")),
+            "{v}"
+        );
+        assert_eq!(proposal_json(&open, 101)["status"], "expired");
+        let failed = proposal(ProposalStatus::Failed {
+            reason: "no model version 7".into(),
+        });
+        let v = proposal_json(&failed, 101);
+        assert_eq!(
+            (&v["status"], &v["reason"]),
+            (&"failed".into(), &"no model version 7".into())
+        );
+        let remove = Command::Remove {
+            node: NodeId::from(3),
+            by: NodeId::from(1),
+            time_ns: 1,
+        };
+        assert_eq!(target(&remove).0, "remove");
+    }
+}
