@@ -59,6 +59,21 @@ async fn send_as(
     (status, resp.text().await.unwrap_or_default())
 }
 
+/// Runs `amoskys ARGS… --api ADDR` (signed with the node's local admin
+/// key): exit code and stdout.
+fn cli(addr: SocketAddr, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(args)
+        .args(["--api", &addr.to_string()])
+        .env_remove("AMOSKYS_OPERATOR_KEY")
+        .output()
+        .expect("amoskys runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Runs `amoskys audit verify FILE --members MEMBERS`: exit code and stdout.
 fn verify(file: &std::path::Path, members: &std::path::Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
@@ -242,6 +257,14 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
         "{by_ana:?}"
     );
 
+    // The CLI shows the same trail.
+    let (code, out) = cli(c.api_addr(), &["audit", "tail", "-n", "3"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("SEQ") && out.lines().count() == 4, "{out}");
+    let (code, out) = cli(a.api_addr(), &["audit", "list", "--since", "1h", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), same.len(), "{out}");
+
     // Export from b, trust the members a signs for, verify offline.
     let dir = tempfile::tempdir().expect("dir");
     let (status, members) = get(a.api_addr(), "/api/v1/members/export").await;
@@ -259,6 +282,19 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
         path
     };
     let (code, out) = verify(&write("trail.jsonl", &lines), &members_file);
+    assert_eq!(code, 0, "{out}");
+    // `amoskys audit export` writes the same entries (its head is signed anew).
+    let (code, exported) = cli(b.api_addr(), &["audit", "export"]);
+    assert_eq!(code, 0, "{exported}");
+    let cli_lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(cli_lines[..entries], lines[..entries], "same entries");
+    let (code, out) = verify(
+        &write(
+            "cli.jsonl",
+            &cli_lines.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+        ),
+        &members_file,
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("ok: {entries} entries")), "{out}");
 
