@@ -30,12 +30,26 @@ pub fn record(
     summary: &str,
     result: &str,
 ) -> AuditRecord {
+    signed_record(&state.key, caller, action, target, summary, result)
+}
+
+/// [`record`] with the node key itself, for code outside the API (the
+/// first admin recorded when a node forms a cluster: `caller` `None`, the
+/// record then names the node as operator "system").
+pub fn signed_record(
+    key: &ed25519_dalek::SigningKey,
+    caller: Option<&Caller>,
+    action: &str,
+    target: &str,
+    summary: &str,
+    result: &str,
+) -> AuditRecord {
     let mut r = AuditRecord {
         time_ns: amoskys_sensors::now_ns(),
-        operator: caller.map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone()),
+        operator: caller.map_or_else(|| "system".to_owned(), |c| c.name.clone()),
         operator_key: caller.map_or_else(String::new, |c| c.key.clone()),
         role: caller.map(|c| c.role),
-        node: NodeId(state.key.verifying_key().to_bytes()),
+        node: NodeId(key.verifying_key().to_bytes()),
         action: action.to_owned(),
         target: target.to_owned(),
         summary: summary.to_owned(),
@@ -43,7 +57,7 @@ pub fn record(
         sig: String::new(),
     };
     r.clip_fields();
-    r.sig = hex::encode(state.key.sign(&r.signed_bytes()).to_bytes());
+    r.sig = hex::encode(key.sign(&r.signed_bytes()).to_bytes());
     r
 }
 
