@@ -18,6 +18,11 @@
 //! proposal turns [`ProposalStatus::Approved`] here, and the node that
 //! gave the last approval has the leader run it (`Command::Remove` then
 //! marks it applied).
+//!
+//! The leader refuses a governed change that another member forwards as a
+//! plain write while approvals are needed ([`refuse_direct`],
+//! [`refuse_removal`]); a member that is the leader is trusted, as Raft
+//! trusts it with every entry.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +92,33 @@ pub fn is_governed(cmd: &Command) -> bool {
         cmd,
         Command::SetPolicy { .. } | Command::Remove { .. } | Command::ActivateModel { .. }
     )
+}
+
+/// Why the leader refuses `cmd`, forwarded by another member as a plain
+/// write, while `approvals` is above 1: a governed change must come as a
+/// proposal. `None` when it may be committed.
+pub fn refuse_direct(approvals: u32, cmd: &Command) -> Option<String> {
+    let inner = match cmd {
+        Command::Audited {
+            command: Some(c), ..
+        } => c.as_ref(),
+        other => other,
+    };
+    (approvals > 1 && is_governed(inner)).then(|| {
+        format!(
+            "governance.approvals is {approvals}: this change needs the approval of admins on {approvals} nodes; propose it through a node's API"
+        )
+    })
+}
+
+/// Why the leader refuses a member's removal forwarded by another member
+/// while `approvals` is above 1: only one whose proposal passed runs.
+pub fn refuse_removal(approvals: u32, state: &ClusterState, node: &NodeId) -> Option<String> {
+    (approvals > 1 && approved_removal(state, node).is_none()).then(|| {
+        format!(
+            "governance.approvals is {approvals}: removing {node} needs an approved proposal; propose it through a node's API"
+        )
+    })
 }
 
 /// One approval: the node whose API took it and the operator who signed.

@@ -294,6 +294,7 @@ impl Follow {
         match Policy::parse(&record.document) {
             Ok(policy) => {
                 self.cluster.set_membership_policy(policy.membership());
+                self.cluster.set_approvals(policy.governance.approvals);
                 self.cluster
                     .set_allow_list(self.configured.iter().copied().chain(policy.auto_admit()));
                 if let Some(t) = &self.trainer

@@ -1,7 +1,8 @@
 //! Changes that need admins of several nodes, on three real nodes: with
 //! `[governance] approvals = 2`, one admin's policy change is a proposal
 //! and is in force nowhere; an admin on another node approves and it is in
-//! force on every node; approving twice from one node counts once; a
+//! force on every node; the leader refuses the change sent to Raft as a
+//! plain write; approving twice from one node counts once; a
 //! model activation and a member removal wait for approval too; an expired
 //! proposal never applies; a viewer or an analyst cannot approve.
 
@@ -151,6 +152,29 @@ async fn a_change_needs_admins_of_two_nodes_and_an_expired_one_never_applies() {
         assert_eq!(p["document"], doc2, "{v}");
         assert_eq!(committed(n).await.0, Some(1), "not in force anywhere");
     }
+    // A member sending the change to Raft as a plain write, past the API
+    // (as a compromised follower could), is refused by the leader.
+    let follower = all
+        .iter()
+        .find(|n| {
+            let c = n.cluster().expect("cluster");
+            c.raft().metrics().borrow().current_leader != Some(c.id())
+        })
+        .expect("a follower");
+    let cluster = follower.cluster().expect("cluster");
+    let plain = amoskys_consensus::Command::SetPolicy {
+        document: "[rules]\nscan_min_ports = 3\n".into(),
+        author: cluster.id(),
+        time_ns: 1,
+    };
+    match cluster.propose(plain).await {
+        Err(amoskys_consensus::ClusterError::Rejected(why)) => {
+            assert!(why.contains("needs the approval"), "{why}");
+        }
+        other => panic!("a plain governed write was not refused: {other:?}"),
+    }
+    assert_eq!(committed(&a).await.0, Some(1));
+
     // The proposer's node approving again counts once.
     let (status, body) = approve(&a, first).await;
     assert_eq!(status, 409, "{body}");

@@ -8,12 +8,16 @@
 //! Requests are checked against the Raft membership before Raft sees them:
 //! only voters may ask for votes, only members may replicate to us (unless
 //! we are still joining and know no members), propose or change membership.
+//! With `[governance] approvals` above 1, the leader also refuses a
+//! governed change another member forwards as a plain write
+//! ([`governance::refuse_direct`]).
 //!
 //! A write waits at most [`Cluster::write_budget`] (three election
 //! timeouts); a leader that has lost its quorum refuses it within one
 //! (see [`Quorum`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,7 +28,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::network::{Cut, RaftReply, RaftRequest, Transport};
+use crate::governance;
+use crate::network::{AdminOp, Cut, RaftReply, RaftRequest, Transport};
 use crate::store::{self, Applied, Database};
 use crate::{NodeId, Raft};
 
@@ -144,6 +149,9 @@ pub struct Cluster {
     applied: watch::Receiver<Arc<Applied>>,
     audit: store::AuditReader,
     policy: Arc<Mutex<MembershipPolicy>>,
+    /// `[governance] approvals` of the policy in force (see
+    /// [`Cluster::set_approvals`]).
+    approvals: Arc<AtomicU32>,
     allow: Arc<Mutex<HashSet<NodeId>>>,
     pending: Arc<Mutex<BTreeMap<NodeId, PendingJoin>>>,
     steward: JoinHandle<()>,
@@ -215,6 +223,7 @@ impl Cluster {
             applied,
             audit,
             policy,
+            approvals: Arc::new(AtomicU32::new(1)),
             allow: Arc::default(),
             pending: Arc::default(),
             steward,
@@ -247,6 +256,14 @@ impl Cluster {
     /// Keys admitted automatically when they ask to join.
     pub fn set_allow_list(&self, keys: impl IntoIterator<Item = NodeId>) {
         *lock(&self.allow) = keys.into_iter().collect();
+    }
+
+    /// `[governance] approvals` of the policy in force. Above 1, as leader
+    /// this node refuses a governed change (policy, removal, model
+    /// activation) that another member forwards as a plain write: it must
+    /// come as a proposal, and a removal only once its proposal passed.
+    pub fn set_approvals(&self, approvals: u32) {
+        self.approvals.store(approvals, Ordering::Relaxed);
     }
 
     pub fn set_membership_policy(&self, policy: MembershipPolicy) {
@@ -350,10 +367,26 @@ impl Cluster {
                 }
                 match other {
                     RaftRequest::Propose(cmd) => {
-                        RaftReply::Proposed(self.write_local(cmd, deadline).await)
+                        let approvals = self.approvals.load(Ordering::Relaxed);
+                        match governance::refuse_direct(approvals, &cmd) {
+                            Some(why) => RaftReply::Proposed(Err(WriteError::Refused(why))),
+                            None => RaftReply::Proposed(self.write_local(cmd, deadline).await),
+                        }
                     }
                     RaftRequest::Admin(op) => {
-                        RaftReply::Admin(self.admin_local(op, deadline).await)
+                        let approvals = self.approvals.load(Ordering::Relaxed);
+                        let refused = match &op {
+                            AdminOp::Remove { node, .. } => governance::refuse_removal(
+                                approvals,
+                                &self.applied.borrow().state,
+                                node,
+                            ),
+                            AdminOp::Admit { .. } => None,
+                        };
+                        match refused {
+                            Some(why) => RaftReply::Admin(Err(WriteError::Refused(why))),
+                            None => RaftReply::Admin(self.admin_local(op, deadline).await),
+                        }
                     }
                     RaftRequest::Quorum => RaftReply::Quorum(self.quorum_here()),
                     _ => RaftReply::ReadIndex(self.read_index(deadline).await),

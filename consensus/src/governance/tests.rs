@@ -288,3 +288,38 @@ fn the_policy_section_has_defaults_and_ranges() {
     assert!(p.contains("governance.proposal_ttl_secs"), "{p}");
     assert!(is_governed(&set_policy("x")));
 }
+
+#[test]
+fn the_leader_refuses_plain_governed_writes_while_approvals_are_needed() {
+    let policy = set_policy("x");
+    assert_eq!(refuse_direct(1, &policy), None);
+    let why = refuse_direct(2, &policy).expect("refused");
+    assert!(why.contains("governance.approvals is 2"), "{why}");
+    let op = Command::RemoveOperator {
+        name: "a".into(),
+        by: "b".into(),
+        time_ns: 0,
+    };
+    assert_eq!(refuse_direct(3, &op), None, "not a governed change");
+    let approval = Command::Approve {
+        id: 1,
+        approval: by(2, 1),
+    };
+    assert_eq!(refuse_direct(3, &approval), None, "approvals go through");
+
+    let mut s = ClusterState::default();
+    assert_eq!(refuse_removal(1, &s, &node(7)), None);
+    assert!(refuse_removal(2, &s, &node(7)).is_some());
+    let remove = Command::Remove {
+        node: node(7),
+        by: node(1),
+        time_ns: 10,
+    };
+    let id = propose(&mut s, remove, 2);
+    assert!(
+        refuse_removal(2, &s, &node(7)).is_some(),
+        "not yet approved"
+    );
+    approve(&mut s, id, by(2, 20));
+    assert_eq!(refuse_removal(2, &s, &node(7)), None, "approved: it runs");
+}
