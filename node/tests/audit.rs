@@ -257,6 +257,25 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
         "{by_ana:?}"
     );
 
+    // Paging after a sequence number; bad parameters are named.
+    let (_, page) = get_json(a.api_addr(), "/api/v1/audit?after=2&limit=2").await;
+    let seqs: Vec<u64> = page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, [3, 4], "{page}");
+    for (query, field) in [
+        ("after=x", "after"),
+        ("limit=0", "limit"),
+        ("since=soon", "since"),
+    ] {
+        let (status, body) = get(a.api_addr(), &format!("/api/v1/audit?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(&format!("{field}: ")), "{query}: {body}");
+    }
+
     // The CLI shows the same trail.
     let (code, out) = cli(c.api_addr(), &["audit", "tail", "-n", "3"]);
     assert_eq!(code, 0, "{out}");
