@@ -97,6 +97,7 @@ impl ClusterNode {
         settings.snapshot_every = c.snapshot_every;
         let db: Arc<dyn amoskys_consensus::Database> = store.clone();
         let cluster = Arc::new(Cluster::start(settings, db, mesh.clone()).await?);
+        let admin_signer = key.clone();
         let federation = Federation::new(crate::federation::Parts {
             me,
             store,
@@ -142,7 +143,11 @@ impl ClusterNode {
                 match cluster.initialize(&[]).await {
                     Ok(()) => {
                         tracing::info!("formed a one-node cluster; others join it");
-                        tasks.push(tokio::spawn(record_first_admin(cluster.clone(), admin)));
+                        tasks.push(tokio::spawn(record_first_admin(
+                            cluster.clone(),
+                            admin,
+                            admin_signer.clone(),
+                        )));
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot form a one-node cluster"),
                 }
@@ -350,20 +355,33 @@ impl Follow {
 pub const FIRST_ADMIN: &str = "admin";
 
 /// After this node formed a cluster: records its local admin key as the
-/// cluster's first admin, unless operators exist already. Retries while
-/// there is no leader yet, for at most a minute.
-pub async fn record_first_admin(cluster: Arc<Cluster>, key: String) {
+/// cluster's first admin, unless operators exist already, with its audit
+/// entry signed by `node_key`. Retries while there is no leader yet, for at
+/// most a minute.
+pub async fn record_first_admin(cluster: Arc<Cluster>, key: String, node_key: SigningKey) {
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
     while tokio::time::Instant::now() < end {
         if !cluster.applied().borrow().state.operators.is_empty() {
             return;
         }
-        let cmd = Command::SetOperator {
+        let set = Command::SetOperator {
             name: FIRST_ADMIN.to_owned(),
             key: key.clone(),
             role: Role::Admin,
             by: cluster.id().to_string(),
             time_ns: amoskys_sensors::now_ns(),
+        };
+        let summary = format!("first admin: this node's local admin key {key}, role admin");
+        let cmd = Command::Audited {
+            record: crate::audit::signed_record(
+                &node_key,
+                None,
+                "operators.add",
+                FIRST_ADMIN,
+                &summary,
+                "ok",
+            ),
+            command: Some(Box::new(set)),
         };
         match cluster.propose(cmd).await {
             Ok(_) => {

@@ -125,6 +125,7 @@ pub(super) async fn init(
             tokio::spawn(crate::cluster::record_first_admin(
                 state.cluster.clone(),
                 state.authority.local_admin_hex(),
+                (*state.key).clone(),
             ));
             (
                 StatusCode::CREATED,

@@ -210,7 +210,12 @@ async fn healthz(
 ) -> Json<serde_json::Value> {
     let mut body = serde_json::json!({ "status": "ok", "id": state.info.id });
     if peer.ip().to_canonical().is_loopback() {
-        body["admin_key"] = state.authority.admin_key_path().display().to_string().into();
+        body["admin_key"] = state
+            .authority
+            .admin_key_path()
+            .display()
+            .to_string()
+            .into();
     }
     Json(body)
 }

@@ -200,7 +200,10 @@ mod tests {
         // write needs more than a viewer.
         for (m, p, a) in ROUTES {
             assert!(*a != Public || *p == "/healthz", "{m} {p} is public");
-            assert!(*a != Local || *p == "/metrics", "{m} {p} is open on loopback");
+            assert!(
+                *a != Local || *p == "/metrics",
+                "{m} {p} is open on loopback"
+            );
             if *m != "GET" && !p.ends_with("/rotate") {
                 assert!(
                     matches!(a, R(Analyst | Admin) | LocalRole(Analyst | Admin)),
