@@ -384,7 +384,19 @@ fn authorization(key: &SigningKey, node_id: &str, req: &reqwest::Request) -> Str
 fn connect(addr: &str, tls: &super::tls::TlsArgs) -> (String, reqwest::Client, Option<String>) {
     match super::tls::client(addr, tls) {
         Ok((base, http)) => (base, http, None),
-        Err(e) => (format!("http://{addr}"), reqwest::Client::new(), Some(e)),
+        Err(e) => {
+            // The client is never used: `e` is reported before any request.
+            let http = super::tls::plain()
+                .ok()
+                .and_then(|c| {
+                    reqwest::Client::builder()
+                        .tls_backend_preconfigured(c)
+                        .build()
+                        .ok()
+                })
+                .unwrap_or_default();
+            (format!("http://{addr}"), http, Some(e))
+        }
     }
 }
 

@@ -71,7 +71,9 @@ pub(super) fn client(addr: &str, tls: &TlsArgs) -> Result<(String, reqwest::Clie
     let base = format!("{scheme}://{host}");
     let builder = reqwest::Client::builder();
     let builder = if scheme == "http" {
-        builder
+        // No TLS will be used: trust nothing, so a host without system CA
+        // certificates (a minimal container) still builds the client.
+        builder.tls_backend_preconfigured(plain()?)
     } else if let Some(pin) = &tls.pin {
         let fingerprint = parse_fingerprint(pin).ok_or_else(|| {
             format!(
@@ -140,6 +142,17 @@ pub(super) fn explain(cause: String) -> String {
 fn finish(mut config: rustls::ClientConfig) -> rustls::ClientConfig {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
+}
+
+/// A config that trusts no certificate, for a client that speaks plain
+/// HTTP only.
+pub(super) fn plain() -> Result<rustls::ClientConfig, String> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    Ok(finish(config))
 }
 
 /// Trusts only the certificates of a PEM file.
