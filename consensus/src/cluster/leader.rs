@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, LogId, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -33,6 +33,10 @@ pub enum WriteError {
     Timeout(u64),
     #[error("{0}")]
     Refused(String),
+    /// Another membership change is not committed yet; asked again until
+    /// the deadline (a join and a removal can race).
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 fn write_error<E: std::error::Error>(e: RaftError<NodeId, E>) -> WriteError {
@@ -47,6 +51,9 @@ fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>)
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             WriteError::NotLeader(f.leader_id)
         }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(e),
+        )) => WriteError::Busy(e.to_string()),
         other => write_error(other),
     }
 }
