@@ -2,7 +2,8 @@
 //! valid shapes with extreme values (0, 1, -1, 2^53, 2^63, 2^64-1, huge and
 //! odd strings, nested garbage) and plain garbage bytes. The node never
 //! answers 5xx, keeps answering `/healthz`, and a refused request leaves
-//! the policy, members, intel, cases, rounds and model registry unchanged.
+//! the policy, members, intel, cases, rounds, model registry, operators and
+//! proposals unchanged.
 //! Bounded: every extreme number in every numeric field first, then
 //! [`CASES`] generated requests from [`SEED`].
 
@@ -38,6 +39,8 @@ async fn state(c: &reqwest::Client, addr: SocketAddr) -> Value {
     let workspace = get("/api/v1/workspace").await;
     let rounds = get("/api/v1/learn/rounds").await;
     let models = get("/api/v1/models").await;
+    let operators = get("/api/v1/operators").await;
+    let proposals = get("/api/v1/proposals").await;
     let round_ids: Vec<Value> = rounds["rounds"]
         .as_array()
         .into_iter()
@@ -52,6 +55,8 @@ async fn state(c: &reqwest::Client, addr: SocketAddr) -> Value {
         "cases": workspace["workspace"]["cases"],
         "rounds": round_ids,
         "models": models["registry"],
+        "operators": operators["operators"],
+        "proposals": proposals["proposals"],
     })
 }
 

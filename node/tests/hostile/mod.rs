@@ -191,7 +191,7 @@ pub fn request(g: &mut Gen, alert: &str) -> (Method, String, Vec<u8>) {
     } else {
         encode(&g.string())
     };
-    let (method, path) = match g.below(12) {
+    let (method, path) = match g.below(17) {
         0 => return (Method::PUT, "/api/v1/policy".into(), policy(g)),
         1 => {
             let id = g.hex(64);
@@ -256,6 +256,51 @@ pub fn request(g: &mut Gen, alert: &str) -> (Method, String, Vec<u8>) {
             (
                 Method::POST,
                 format!("/api/v1/models/{}/activate", encode(&v)),
+            )
+        }
+        11 => {
+            let key = g.hex(64);
+            g.field(&mut m, "name", json!("fuzz-op"));
+            g.field(&mut m, "key", json!(key));
+            g.field(&mut m, "role", json!("viewer"));
+            (Method::POST, "/api/v1/operators".to_owned())
+        }
+        12 => {
+            g.field(&mut m, "role", json!("analyst"));
+            let name = if g.below(2) == 0 {
+                "admin".to_owned()
+            } else {
+                g.string()
+            };
+            (Method::PUT, format!("/api/v1/operators/{}", encode(&name)))
+        }
+        13 => {
+            let name = if g.below(2) == 0 {
+                "admin".to_owned()
+            } else {
+                g.string()
+            };
+            (
+                Method::DELETE,
+                format!("/api/v1/operators/{}", encode(&name)),
+            )
+        }
+        14 => {
+            let (key, old, new) = (g.hex(64), g.hex(128), g.hex(128));
+            g.field(&mut m, "key", json!(key));
+            g.field(&mut m, "old_sig", json!(old));
+            g.field(&mut m, "new_sig", json!(new));
+            (Method::POST, "/api/v1/operators/admin/rotate".to_owned())
+        }
+        15 => {
+            let id = match g.below(3) {
+                0 => g.number().to_string(),
+                1 => g.string(),
+                _ => "1".into(),
+            };
+            (
+                Method::POST,
+                format!("/api/v1/proposals/{}/approve", encode(&id)),
             )
         }
         _ => {
