@@ -9,14 +9,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use amoskys_node::Node;
 use common::{eventually, get, get_json, send};
 use reqwest::Method;
-
-async fn voters(addr: SocketAddr) -> usize {
-    let (_, v) = get_json(addr, "/api/v1/cluster").await;
-    v["cluster"]["voters"].as_array().map_or(0, Vec::len)
-}
 
 /// A node's trail: (seq, action, hash) of every entry.
 async fn trail(addr: SocketAddr) -> Vec<(u64, String, String)> {
@@ -96,41 +90,7 @@ async fn every_node_holds_the_same_trail_and_an_export_verifies() {
         .with_test_writer()
         .try_init();
     let (dirs, admitted) = common::keyed_dirs(3);
-    let mut cfg = vec![
-        admitted.as_str(),
-        "sensors.procfs.enabled=false",
-        "learning.enabled=false",
-        "cluster.heartbeat_ms=100",
-        "cluster.election_min_ms=400",
-        "cluster.election_max_ms=800",
-    ];
-    let a = Node::start(common::quiet_config(dirs[0].path(), &cfg))
-        .await
-        .expect("a starts");
-    eventually(Duration::from_secs(10), || async {
-        (voters(a.api_addr()).await == 1).then_some(())
-    })
-    .await
-    .expect("a is a cluster of one");
-    let bootstrap = format!(
-        "mesh.bootstrap=[\"127.0.0.1:{}\"]",
-        common::mesh_port(&a).await
-    );
-    cfg.push(&bootstrap);
-    let b = Node::start(common::quiet_config(dirs[1].path(), &cfg))
-        .await
-        .expect("b starts");
-    let c = Node::start(common::quiet_config(dirs[2].path(), &cfg))
-        .await
-        .expect("c starts");
-    let nodes = [a.api_addr(), b.api_addr(), c.api_addr()];
-    for n in nodes {
-        eventually(Duration::from_secs(30), || async {
-            (voters(n).await == 3).then_some(())
-        })
-        .await
-        .expect("three voters");
-    }
+    let [a, b, c] = common::three_voters(&dirs, &admitted).await;
 
     // An admin on a adds an analyst; the analyst adds an indicator on b and
     // is refused a policy change on c (403, recorded as denied).

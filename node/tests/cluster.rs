@@ -13,8 +13,7 @@ use common::{eventually, get_json, send};
 use reqwest::Method;
 
 async fn voters(n: &Node) -> usize {
-    let (_, v) = get_json(n.api_addr(), "/api/v1/cluster").await;
-    v["cluster"]["voters"].as_array().map_or(0, Vec::len)
+    common::voters(n.api_addr()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,48 +197,10 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
     }
 }
 
-/// Three allow-listed nodes with fast elections (400-800 ms): the first
-/// forms the cluster, the others join it and become voters.
-async fn three_voters(dirs: &[tempfile::TempDir], admitted: &str) -> Vec<Node> {
-    let settings = [
-        admitted,
-        "sensors.procfs.enabled=false",
-        "learning.enabled=false",
-        "cluster.heartbeat_ms=100",
-        "cluster.election_min_ms=400",
-        "cluster.election_max_ms=800",
-    ];
-    let a = Node::start(common::quiet_config(dirs[0].path(), &settings))
-        .await
-        .expect("a starts");
-    let bootstrap = format!(
-        "mesh.bootstrap=[\"127.0.0.1:{}\"]",
-        common::mesh_port(&a).await
-    );
-    let mut rest = settings.to_vec();
-    rest.push(&bootstrap);
-    let mut nodes = vec![a];
-    for d in &dirs[1..3] {
-        nodes.push(
-            Node::start(common::quiet_config(d.path(), &rest))
-                .await
-                .expect("node starts"),
-        );
-    }
-    for n in &nodes {
-        let three = eventually(Duration::from_secs(30), || async {
-            (voters(n).await == 3).then_some(())
-        })
-        .await;
-        assert!(three.is_some(), "three voters seen from {}", n.api_addr());
-    }
-    nodes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_writes_get_503_within_the_write_budget() {
     let (dirs, admitted) = common::keyed_dirs(3);
-    let mut nodes = three_voters(&dirs, &admitted).await;
+    let mut nodes = Vec::from(common::three_voters(&dirs, &admitted).await);
     // Three election timeouts of 800 ms; HTTP and a busy machine on top.
     let bound = Duration::from_millis(3 * 800 + 1_500);
     let doc = |v: u32| Some(format!("[rules]\nscan_min_ports = {v}\n"));

@@ -16,8 +16,7 @@ use common::{eventually, get_json, send};
 use reqwest::Method;
 
 async fn voters(n: &Node) -> usize {
-    let (_, v) = get_json(n.api_addr(), "/api/v1/cluster").await;
-    v["cluster"]["voters"].as_array().map_or(0, Vec::len)
+    common::voters(n.api_addr()).await
 }
 
 /// The committed policy version and document as `n` sees it.
@@ -91,36 +90,8 @@ async fn a_change_needs_admins_of_two_nodes_and_an_expired_one_never_applies() {
         .with_test_writer()
         .try_init();
     let (dirs, admitted) = common::keyed_dirs(3);
-    let mut settings = vec![
-        admitted.as_str(),
-        "sensors.procfs.enabled=false",
-        "learning.enabled=false",
-        "cluster.heartbeat_ms=100",
-        "cluster.election_min_ms=400",
-        "cluster.election_max_ms=800",
-    ];
-    let a = Node::start(common::quiet_config(dirs[0].path(), &settings))
-        .await
-        .expect("a starts");
-    let bootstrap = format!(
-        "mesh.bootstrap=[\"127.0.0.1:{}\"]",
-        common::mesh_port(&a).await
-    );
-    settings.push(&bootstrap);
-    let b = Node::start(common::quiet_config(dirs[1].path(), &settings))
-        .await
-        .expect("b starts");
-    let c = Node::start(common::quiet_config(dirs[2].path(), &settings))
-        .await
-        .expect("c starts");
+    let [a, b, c] = common::three_voters(&dirs, &admitted).await;
     let all = [&a, &b, &c];
-    for n in all {
-        let three = eventually(Duration::from_secs(30), || async {
-            (voters(n).await == 3).then_some(())
-        })
-        .await;
-        assert!(three.is_some(), "three voters seen from {}", n.api_addr());
-    }
     common::first_admin(a.api_addr()).await;
 
     // More approvals than voters could never pass: refused, naming the key.

@@ -155,6 +155,52 @@ pub async fn first_admin(addr: SocketAddr) {
     .expect("the first admin is recorded");
 }
 
+/// How many voters the node at `addr` sees.
+pub async fn voters(addr: SocketAddr) -> usize {
+    let (_, v) = get_json(addr, "/api/v1/cluster").await;
+    v["cluster"]["voters"].as_array().map_or(0, Vec::len)
+}
+
+/// Three allow-listed nodes with fast elections (400-800 ms): the first
+/// forms the cluster, the others join it, and each sees three voters.
+pub async fn three_voters(dirs: &[tempfile::TempDir], admitted: &str) -> [amoskys_node::Node; 3] {
+    let settings = [
+        admitted,
+        "sensors.procfs.enabled=false",
+        "learning.enabled=false",
+        "cluster.heartbeat_ms=100",
+        "cluster.election_min_ms=400",
+        "cluster.election_max_ms=800",
+    ];
+    let start = |dir: &Path, sets: Vec<&str>| {
+        let config = quiet_config(dir, &sets);
+        async move {
+            amoskys_node::Node::start(config)
+                .await
+                .expect("node starts")
+        }
+    };
+    let a = start(dirs[0].path(), settings.to_vec()).await;
+    eventually(Duration::from_secs(10), || async {
+        (voters(a.api_addr()).await == 1).then_some(())
+    })
+    .await
+    .expect("the first node is a cluster of one");
+    let bootstrap = format!("mesh.bootstrap=[\"127.0.0.1:{}\"]", mesh_port(&a).await);
+    let mut rest = settings.to_vec();
+    rest.push(&bootstrap);
+    let b = start(dirs[1].path(), rest.clone()).await;
+    let c = start(dirs[2].path(), rest).await;
+    for n in [&a, &b, &c] {
+        let three = eventually(Duration::from_secs(30), || async {
+            (voters(n.api_addr()).await == 3).then_some(())
+        })
+        .await;
+        assert!(three.is_some(), "three voters seen from {}", n.api_addr());
+    }
+    [a, b, c]
+}
+
 /// Polls `probe` until it returns `Some`, for at most `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
 where
