@@ -6,12 +6,9 @@
 //! ssh does, because anyone who reads it can sign alerts as this node.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use libp2p_identity::PeerId;
 
 /// File name of the node key inside the data directory.
@@ -42,6 +39,21 @@ pub enum IdentityError {
         "node key {path} has mode {mode:04o}; it must not be readable by group or others (chmod 600 {path})"
     )]
     Permissions { path: PathBuf, mode: u32 },
+}
+
+/// The key-file errors, as the node key's (the same files and checks as
+/// operator keys: [`crate::auth::load_signing_key`]).
+impl From<crate::auth::KeyError> for IdentityError {
+    fn from(e: crate::auth::KeyError) -> Self {
+        use crate::auth::KeyError as K;
+        match e {
+            K::Read { path, source } => IdentityError::Read { path, source },
+            K::Write { path, source } => IdentityError::Write { path, source },
+            K::Exists { path } => IdentityError::Exists { path },
+            K::Malformed { path, reason } => IdentityError::Malformed { path, reason },
+            K::Permissions { path, mode } => IdentityError::Permissions { path, mode },
+        }
+    }
 }
 
 /// The node's signing key and the PeerId derived from it.
@@ -96,67 +108,13 @@ impl Identity {
 
     /// Loads a key file, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let read_err = |source| IdentityError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let mode = std::fs::metadata(path)
-            .map_err(read_err)?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(IdentityError::Permissions {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        let pem = std::fs::read_to_string(path).map_err(read_err)?;
-        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| IdentityError::Malformed {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Ok(Self::from_signing_key(key))
+        Ok(Self::from_signing_key(crate::auth::load_signing_key(path)?))
     }
 
     /// Writes the key atomically with mode 0600. Without `force` an existing
     /// file is never replaced.
     pub fn write(&self, path: &Path, force: bool) -> Result<(), IdentityError> {
-        let write_err = |source| IdentityError::Write {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let pem = self
-            .key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(pem.as_bytes())?;
-            file.sync_all()?;
-            if force {
-                std::fs::rename(&tmp, path)
-            } else {
-                // A hard link fails if the target exists: no overwrite race.
-                std::fs::hard_link(&tmp, path)
-            }
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(IdentityError::Exists {
-                path: path.to_owned(),
-            }),
-            Err(e) => Err(write_err(e)),
-        }
+        Ok(crate::auth::write_private_key(path, &self.key, force)?)
     }
 
     /// The libp2p PeerId, which is also the node id everywhere in AMOSKYS.

@@ -157,20 +157,34 @@ pub fn load_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| malformed("not a point of the curve"))
 }
 
-fn write_private(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
+/// Writes a private key file (PKCS#8 PEM, mode 0600); an existing file is
+/// replaced only with `replace` (the node key's `keygen --force`).
+pub(crate) fn write_private_key(
+    path: &Path,
+    key: &SigningKey,
+    replace: bool,
+) -> Result<(), KeyError> {
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Write {
             path: path.to_owned(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    write_new(path, pem.as_bytes(), 0o600)
+    write_file(path, pem.as_bytes(), 0o600, replace)
 }
 
-/// Writes a file atomically with `mode`, never replacing one that exists:
-/// a temporary file, synced, then hard-linked into place (a link fails if
-/// the target exists, so there is no overwrite race).
+fn write_private(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
+    write_private_key(path, key, false)
+}
+
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    write_file(path, bytes, mode, false)
+}
+
+/// Writes a file atomically with `mode`: a temporary file, synced, then
+/// hard-linked into place, which fails if the target exists (no overwrite
+/// race), or renamed over it with `replace`.
+fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(), KeyError> {
     let write_err = |source| KeyError::Write {
         path: path.to_owned(),
         source,
@@ -191,7 +205,11 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::hard_link(&tmp, path)
+        if replace {
+            std::fs::rename(&tmp, path)
+        } else {
+            std::fs::hard_link(&tmp, path)
+        }
     })();
     let _ = std::fs::remove_file(&tmp);
     match result {

@@ -20,6 +20,7 @@ mod routes;
 mod sign;
 
 pub use authority::{Authority, Incoming, Verdict};
+pub(crate) use keys::write_private_key;
 pub use keys::{
     ADMIN_KEY_FILE, KeyError, LocalAdmin, ensure_local_admin, keygen_operator, load_public_key,
     load_signing_key,
