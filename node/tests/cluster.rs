@@ -59,15 +59,7 @@ async fn a_policy_set_on_any_node_is_in_force_on_every_node() {
         .expect("c starts");
     // Allow-listed nodes are admitted when they ask and become voters.
     for n in [&a, &b, &c] {
-        assert!(
-            eventually(Duration::from_secs(30), || async {
-                (voters(n).await == 3).then_some(())
-            })
-            .await
-            .is_some(),
-            "three voters seen from {}",
-            n.api_addr()
-        );
+        common::wait_voters(n.api_addr(), 3).await;
     }
 
     // An invalid policy is refused with every problem named; nothing changes.

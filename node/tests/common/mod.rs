@@ -161,6 +161,20 @@ pub async fn voters(addr: SocketAddr) -> usize {
     v["cluster"]["voters"].as_array().map_or(0, Vec::len)
 }
 
+/// Waits up to 30 s until the node at `addr` sees `n` voters; fails with
+/// what it sees then (voters, learners, leader, pending joins).
+pub async fn wait_voters(addr: SocketAddr, n: usize) {
+    let seen = eventually(Duration::from_secs(30), || async {
+        (voters(addr).await == n).then_some(())
+    })
+    .await;
+    if seen.is_none() {
+        let (_, cluster) = get_json(addr, "/api/v1/cluster").await;
+        let (_, members) = get_json(addr, "/api/v1/members").await;
+        panic!("{n} voters not seen from {addr} in 30 s:\ncluster {cluster}\nmembers {members}");
+    }
+}
+
 /// Three allow-listed nodes with fast elections (400-800 ms): the first
 /// forms the cluster, the others join it, and each sees three voters.
 pub async fn three_voters(dirs: &[tempfile::TempDir], admitted: &str) -> [amoskys_node::Node; 3] {
@@ -192,11 +206,7 @@ pub async fn three_voters(dirs: &[tempfile::TempDir], admitted: &str) -> [amosky
     let b = start(dirs[1].path(), rest.clone()).await;
     let c = start(dirs[2].path(), rest).await;
     for n in [&a, &b, &c] {
-        let three = eventually(Duration::from_secs(30), || async {
-            (voters(n.api_addr()).await == 3).then_some(())
-        })
-        .await;
-        assert!(three.is_some(), "three voters seen from {}", n.api_addr());
+        wait_voters(n.api_addr(), 3).await;
     }
     [a, b, c]
 }
