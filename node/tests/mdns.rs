@@ -2,32 +2,18 @@
 //! bootstrap peers: they find each other by mDNS and connect. Needs root
 //! (CI runs as root); elsewhere it says why it was skipped.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amoskys_node::identity::{Identity, KEY_FILE};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces and node processes, removed when dropped.
+/// Node processes, stopped before their namespaces are removed.
 struct Lan {
-    names: [String; 2],
     children: Vec<Child>,
+    net: common::VethPair,
 }
 
 impl Drop for Lan {
@@ -36,48 +22,22 @@ impl Drop for Lan {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
     }
 }
 
 #[test]
 fn nodes_on_one_lan_find_each_other_by_mdns() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!(
             "SKIPPED nodes_on_one_lan_find_each_other_by_mdns: needs root for network namespaces (CI runs as root)"
         );
         return;
     }
-    let id = std::process::id();
-    let mut lan = Lan {
-        names: [format!("amk-m1-{id}"), format!("amk-m2-{id}")],
-        children: Vec::new(),
-    };
     let addrs = ["10.254.78.1", "10.254.78.2"];
-    let devs = [format!("amkm1{id}"), format!("amkm2{id}")];
-    for n in &lan.names {
-        ip(&["netns", "add", n]);
-    }
-    ip(&[
-        "link", "add", &devs[0], "type", "veth", "peer", "name", &devs[1],
-    ]);
-    for i in 0..2 {
-        let (ns, dev) = (&lan.names[i], &devs[i]);
-        ip(&["link", "set", dev, "netns", ns]);
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{}/30", addrs[i]),
-            "dev",
-            dev,
-        ]);
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
+    let mut lan = Lan {
+        children: Vec::new(),
+        net: common::VethPair::new("m", addrs),
+    };
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
     let keys: Vec<String> = dirs
         .iter()
@@ -93,7 +53,7 @@ fn nodes_on_one_lan_find_each_other_by_mdns() {
             .args([
                 "netns",
                 "exec",
-                &lan.names[i],
+                &lan.net.names[i],
                 env!("CARGO_BIN_EXE_amoskys"),
                 "run",
             ])
@@ -124,7 +84,7 @@ fn nodes_on_one_lan_find_each_other_by_mdns() {
     loop {
         // The CLI signs as the node's local admin (same host, same account).
         let out = Command::new("ip")
-            .args(["netns", "exec", &lan.names[0]])
+            .args(["netns", "exec", &lan.net.names[0]])
             .arg(env!("CARGO_BIN_EXE_amoskys"))
             .args(["status", "--api", "127.0.0.1:7300", "--json"])
             .output()

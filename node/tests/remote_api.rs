@@ -14,19 +14,10 @@ use std::time::Duration;
 use amoskys_node::auth::{ADMIN_KEY_FILE, load_signing_key};
 use amoskys_node::identity::{Identity, KEY_FILE};
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespaces and the node process, removed when dropped.
+/// The node process, stopped before its namespaces are removed.
 struct Hosts {
-    names: [String; 2],
     node: Option<Child>,
+    net: common::VethPair,
 }
 
 impl Drop for Hosts {
@@ -34,9 +25,6 @@ impl Drop for Hosts {
         if let Some(c) = &mut self.node {
             let _ = c.kill();
             let _ = c.wait();
-        }
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
     }
 }
@@ -51,35 +39,11 @@ fn from_another_host_events_and_metrics_are_refused_even_to_an_admin() {
         eprintln!("SKIPPED remote API test: curl is not installed (.ci/deps test installs it)");
         return;
     }
-    let pid = std::process::id();
-    let mut hosts = Hosts {
-        names: [format!("amk-ra-{pid}"), format!("amk-rb-{pid}")],
-        node: None,
-    };
     let addrs = ["10.254.79.1", "10.254.79.2"];
-    let devs = [format!("amkra{pid}"), format!("amkrb{pid}")];
-    for n in &hosts.names {
-        ip(&["netns", "add", n]);
-    }
-    ip(&[
-        "link", "add", &devs[0], "type", "veth", "peer", "name", &devs[1],
-    ]);
-    for i in 0..2 {
-        let (ns, dev) = (&hosts.names[i], &devs[i]);
-        ip(&["link", "set", dev, "netns", ns]);
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{}/30", addrs[i]),
-            "dev",
-            dev,
-        ]);
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-
+    let mut hosts = Hosts {
+        node: None,
+        net: common::VethPair::new("r", addrs),
+    };
     let dir = tempfile::tempdir().expect("dir");
     let identity = Identity::generate();
     identity
@@ -87,7 +51,7 @@ fn from_another_host_events_and_metrics_are_refused_even_to_an_admin() {
         .expect("node key");
     let api = format!("{}:7300", addrs[0]);
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &hosts.names[0]])
+        .args(["netns", "exec", &hosts.net.names[0]])
         .arg(env!("CARGO_BIN_EXE_amoskys"))
         .args(["run", "--log-format", "json", "--api-listen", &api])
         .arg("--data-dir")
@@ -121,9 +85,17 @@ fn from_another_host_events_and_metrics_are_refused_even_to_an_admin() {
     // curl from the other host; returns the HTTP status.
     let curl = |path: &str, signed: bool| -> String {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &hosts.names[1], "curl", "-s", "-m", "5"])
-            .args(["-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(&cert);
+        cmd.args([
+            "netns",
+            "exec",
+            &hosts.net.names[1],
+            "curl",
+            "-s",
+            "-m",
+            "5",
+        ])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&cert);
         if signed {
             let auth = common::authorization(&admin, &node_id, "GET", path, b"");
             cmd.args(["-H", &format!("authorization: {auth}")]);

@@ -141,6 +141,68 @@ pub fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
+/// Two network namespaces joined by a veth pair, `addrs[i]`/30 on the
+/// namespace `names[i]`, loopback up in both; removed when dropped. Needs
+/// root.
+pub struct VethPair {
+    pub names: [String; 2],
+}
+
+impl VethPair {
+    /// `tag` (a few letters) keeps the names of concurrent tests apart.
+    pub fn new(tag: &str, addrs: [&str; 2]) -> Self {
+        let pid = std::process::id();
+        let pair = VethPair {
+            names: [format!("amk-{tag}1-{pid}"), format!("amk-{tag}2-{pid}")],
+        };
+        let devs = [format!("amk{tag}1{pid}"), format!("amk{tag}2{pid}")];
+        for n in &pair.names {
+            ip(&["netns", "add", n]);
+        }
+        ip(&[
+            "link", "add", &devs[0], "type", "veth", "peer", "name", &devs[1],
+        ]);
+        for i in 0..2 {
+            let (ns, dev) = (&pair.names[i], &devs[i]);
+            ip(&["link", "set", dev, "netns", ns]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/30", addrs[i]),
+                "dev",
+                dev,
+            ]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Waits until the one-node cluster of a fresh node has recorded its first
 /// admin (the node's local admin key).
 pub async fn first_admin(addr: SocketAddr) {
