@@ -242,6 +242,7 @@ pub fn describe(outcome: &Outcome) -> String {
         Outcome::OperatorSet { name } => format!("ok: operator {name} set"),
         Outcome::OperatorRemoved { name } => format!("ok: operator {name} removed"),
         Outcome::Recorded { seq } => format!("ok: entry {seq}"),
+        Outcome::Rotated { old, new } => format!("ok: node key {old} handed over to {new}"),
         Outcome::Proposal {
             id,
             approvals,

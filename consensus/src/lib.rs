@@ -8,6 +8,8 @@
 //!   and the rules their commands obey;
 //! - [`governance`]: proposals of changes that need admins of several
 //!   nodes to approve them (`[governance] approvals`);
+//! - [`rotation`]: a member's hand-over to a new node key, signed by both
+//!   keys; the old key's alerts verify up to its last sequence number;
 //! - [`audit`]: the audit trail, signed records committed with the
 //!   commands they record, a hash chain, and its offline check;
 //! - [`store`]: openraft's log storage and state machine (storage v2) in the
@@ -32,6 +34,7 @@ pub mod id;
 pub mod lab;
 pub mod network;
 pub mod operators;
+pub mod rotation;
 pub mod state;
 mod steward;
 pub mod store;
@@ -46,6 +49,7 @@ pub use cluster::{
 pub use governance::{Approval, GovernancePolicy, NewProposal, Proposal, ProposalStatus};
 pub use id::NodeId;
 pub use operators::{OperatorRecord, Role};
+pub use rotation::{NodeRotation, Retired};
 pub use state::{
     ClusterState, Command, ModelVersion, NewModel, NewRound, Outcome, PolicyRecord, RoundRecord,
     RoundStatus,

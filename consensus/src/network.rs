@@ -55,6 +55,11 @@ pub enum AdminOp {
         node: NodeId,
         by: NodeId,
     },
+    /// A member's hand-over to a new key, then its successor as a learner.
+    Rotate {
+        handover: Box<crate::rotation::Handover>,
+        addr: String,
+    },
 }
 
 /// The answer to a [`RaftRequest`] of the same kind.

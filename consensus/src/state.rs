@@ -1,6 +1,6 @@
-//! The replicated state: policy versions, member records, the model
-//! registry, the operators and the proposals awaiting approval, and the
-//! commands that change them.
+//! The replicated state: policy versions, member records, retired node
+//! keys, the model registry, the operators and the proposals awaiting
+//! approval, and the commands that change them.
 //!
 //! [`ClusterState::apply`] is a pure, deterministic function of the state
 //! and a committed command; every node applies the same commands in the
@@ -18,6 +18,7 @@ use crate::NodeId;
 use crate::audit::{self, AuditEntry, AuditHead, AuditRecord};
 use crate::governance::{self, Approval, Governance, NewProposal};
 use crate::operators::{self, Operators, Role};
+use crate::rotation::{self, NodeRotation, Retired};
 
 /// Largest policy document.
 pub const MAX_POLICY_BYTES: usize = 64 * 1024;
@@ -98,6 +99,9 @@ pub enum Command {
     Propose(Box<NewProposal>),
     /// An approval of an open proposal; the last one needed applies it.
     Approve { id: u64, approval: Approval },
+    /// A member hands its identity over to a new node key
+    /// ([`rotation`](crate::rotation)).
+    RotateNode(Box<NodeRotation>),
     /// An audit record, alone or with the command it records: both are
     /// committed in this one entry ([`audit`](crate::audit)).
     Audited {
@@ -186,6 +190,11 @@ pub enum Outcome {
         id: u64,
         node: NodeId,
     },
+    /// A node key handed over to its successor.
+    Rotated {
+        old: NodeId,
+        new: NodeId,
+    },
     /// An audit record that stands alone, as entry `seq`.
     Recorded {
         seq: u64,
@@ -260,6 +269,9 @@ pub struct ClusterState {
     /// state, see [`store`](crate::store)).
     #[serde(default)]
     pub audit: AuditHead,
+    /// Node keys handed over to a successor (absent from older states).
+    #[serde(default)]
+    pub retired: BTreeMap<NodeId, Retired>,
 }
 
 impl ClusterState {
@@ -420,6 +432,7 @@ impl ClusterState {
             } => operators::rotate(&mut self.operators, name, key, old_sig, new_sig),
             Command::Propose(p) => governance::propose(self, p),
             Command::Approve { id, approval } => governance::approve(self, *id, approval),
+            Command::RotateNode(r) => rotation::apply(self, r),
             Command::Audited { .. } => {
                 Outcome::Rejected("an audited command cannot carry another".into())
             }

@@ -1,6 +1,8 @@
 //! The steward: on the leader, keeps the voter set at the policy's size
-//! from caught-up learners, and replaces a voter that has been silent too
-//! long (it stays a member, as a learner).
+//! from caught-up learners, replaces a voter that has been silent too
+//! long (it stays a member, as a learner), and finishes key hand-overs: a
+//! retired key's successor takes its place among the voters once caught
+//! up, and the retired key leaves the membership.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -8,8 +10,11 @@ use std::time::Duration;
 
 use openraft::{ChangeMembers, ServerState};
 
+use tokio::sync::watch;
+
 use crate::cluster::{MembershipPolicy, lock};
 use crate::network::Transport;
+use crate::store::Applied;
 use crate::{NodeId, Raft};
 
 /// How often the steward looks at the voter set.
@@ -26,6 +31,7 @@ pub(crate) async fn run(
     me: NodeId,
     transport: Transport,
     policy: Arc<Mutex<MembershipPolicy>>,
+    applied: watch::Receiver<Arc<Applied>>,
 ) {
     let mut tick = tokio::time::interval(EVERY);
     // When this node became leader; silence is measured from then at most.
@@ -65,7 +71,24 @@ pub(crate) async fn run(
             })
             .copied()
             .collect();
-        let change = if voters.len() < policy.voters && !learners.is_empty() {
+        let retired = applied.borrow().state.retired.clone();
+        let handover = retired.iter().find_map(|(old, r)| {
+            let member = m.membership_config.nodes().any(|(id, _)| id == old);
+            if voters.contains(old) {
+                // The successor takes the old key's seat once caught up.
+                learners.contains(&r.successor).then(|| {
+                    let mut next = voters.clone();
+                    next.remove(old);
+                    next.insert(r.successor);
+                    ChangeMembers::ReplaceAllVoters(next)
+                })
+            } else {
+                member.then(|| ChangeMembers::RemoveNodes(BTreeSet::from([*old])))
+            }
+        });
+        let change = if handover.is_some() {
+            handover
+        } else if voters.len() < policy.voters && !learners.is_empty() {
             let add: BTreeSet<NodeId> = learners
                 .iter()
                 .take(policy.voters - voters.len())

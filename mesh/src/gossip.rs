@@ -19,6 +19,8 @@ pub enum Reject {
     Decode,
     /// Signed by a key that is not an admitted member.
     NotAdmitted,
+    /// Signed by a retired node key after its hand-over to a successor.
+    Retired,
     /// Fields or signature do not verify.
     Signature,
     /// Outside the allowed time window (a replay of an old alert, or a clock
@@ -47,11 +49,12 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 15] = [
+    pub const ALL: [Reject; 16] = [
         Reject::RateLimited,
         Reject::Oversized,
         Reject::Decode,
         Reject::NotAdmitted,
+        Reject::Retired,
         Reject::Signature,
         Reject::Stale,
         Reject::Duplicate,
@@ -72,6 +75,7 @@ impl Reject {
             Reject::Oversized => "oversized",
             Reject::Decode => "decode",
             Reject::NotAdmitted => "not_admitted",
+            Reject::Retired => "retired_key",
             Reject::Signature => "signature",
             Reject::Stale => "stale",
             Reject::Duplicate => "duplicate",
@@ -95,6 +99,7 @@ impl Reject {
             Reject::Oversized
                 | Reject::Decode
                 | Reject::NotAdmitted
+                | Reject::Retired
                 | Reject::Signature
                 | Reject::Stale
         )
@@ -142,6 +147,9 @@ struct Bucket {
 pub struct Validator {
     cfg: ValidatorConfig,
     admitted: HashSet<[u8; 32]>,
+    /// Retired node keys and the last sequence number each signed before
+    /// its hand-over.
+    retired: HashMap<[u8; 32], u64>,
     seen: HashSet<String>,
     order: VecDeque<String>,
     buckets: HashMap<String, Bucket>,
@@ -154,6 +162,7 @@ impl Validator {
     pub fn new(cfg: ValidatorConfig) -> Self {
         Self {
             admitted: cfg.admitted.iter().copied().collect(),
+            retired: HashMap::new(),
             cfg,
             seen: HashSet::new(),
             order: VecDeque::new(),
@@ -165,6 +174,13 @@ impl Validator {
     /// the replicated membership).
     pub fn set_admitted(&mut self, keys: impl IntoIterator<Item = [u8; 32]>) {
         self.admitted = keys.into_iter().collect();
+    }
+
+    /// Replaces the retired keys: alerts they signed up to their last
+    /// sequence number are accepted (relayed or fetched late), later ones
+    /// refused as [`Reject::Retired`].
+    pub fn set_retired(&mut self, keys: impl IntoIterator<Item = ([u8; 32], u64)>) {
+        self.retired = keys.into_iter().collect();
     }
 
     /// Whether an alert of `time_ns` is well inside the gossip window (its
@@ -228,8 +244,18 @@ impl Validator {
         let key: Option<[u8; 32]> = hex::decode(&alert.origin_key)
             .ok()
             .and_then(|k| k.try_into().ok());
-        if !key.is_some_and(|k| self.admitted.contains(&k)) {
+        let Some(key) = key else {
             return Err(Reject::NotAdmitted);
+        };
+        if !self.admitted.contains(&key) {
+            return Err(match self.retired.get(&key) {
+                Some(last) if alert.body.seq <= *last => {
+                    alert.verify().map_err(|_| Reject::Signature)?;
+                    return Ok(alert);
+                }
+                Some(_) => Reject::Retired,
+                None => Reject::NotAdmitted,
+            });
         }
         alert.verify().map_err(|_| Reject::Signature)?;
         Ok(alert)
@@ -341,6 +367,22 @@ mod tests {
         let valid = alert(&member, 2, NOW);
         assert!(v.check(&valid.encode(), "p", NOW).is_ok());
         assert!(Reject::Signature.penalises() && !Reject::Duplicate.penalises());
+    }
+
+    #[test]
+    fn a_retired_key_is_accepted_up_to_its_last_sequence_number_only() {
+        let old = SigningKey::from_bytes(&[1; 32]);
+        let new = SigningKey::from_bytes(&[2; 32]);
+        let mut v = validator(&[&new]);
+        v.set_retired([(old.verifying_key().to_bytes(), 7)]);
+        let before = alert(&old, 7, NOW);
+        assert_eq!(v.check(&before.encode(), "p", NOW), Ok(before));
+        let after = alert(&old, 8, NOW);
+        assert_eq!(v.check(&after.encode(), "p", NOW), Err(Reject::Retired));
+        let mut forged = alert(&old, 6, NOW);
+        forged.signature = alert(&new, 6, NOW).signature;
+        assert_eq!(v.check(&forged.encode(), "p", NOW), Err(Reject::Signature));
+        assert!(v.check(&alert(&new, 8, NOW).encode(), "p", NOW).is_ok());
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct JoinRequest {
     /// The node's name; absent from nodes of older versions.
     #[serde(default)]
     pub name: String,
+    /// A member's hand-over to this node's key ([`crate::rotation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<crate::rotation::Handover>,
 }
 
 /// The answer to a join request.
@@ -80,6 +83,21 @@ impl Cluster {
         let reply = if self.is_member(&node) {
             lock(&self.pending).remove(&node);
             self.admitted_reply()
+        } else if let Some(h) = req.handover {
+            if let Err(why) = h.check(&node) {
+                JoinReply::Refused(format!("hand-over refused: {why}"))
+            } else {
+                match self.rotate(h, clean(&req.addr, MAX_ADDR)).await {
+                    Ok(()) => self.admitted_reply(),
+                    Err(ClusterError::Rejected(why)) => {
+                        JoinReply::Refused(format!("hand-over refused: {why}"))
+                    }
+                    Err(e) => {
+                        tracing::info!(%node, error = %e, "cannot commit a hand-over yet");
+                        JoinReply::Pending
+                    }
+                }
+            }
         } else if self.applied.borrow().state.removed.contains_key(&node) {
             JoinReply::Refused("removed by an operator; it must be admitted again".into())
         } else if lock(&self.allow).contains(&node) {
@@ -120,6 +138,12 @@ impl Cluster {
         }
     }
 
+    /// A hand-over from this node's previous key, sent with every join
+    /// request until it is committed.
+    pub fn set_handover(&self, handover: Option<crate::rotation::Handover>) {
+        *lock(&self.handover) = handover;
+    }
+
     /// Asks `peer` to let this node join.
     pub async fn request_join(&self, peer: PeerId) -> Result<JoinReply, ClusterError> {
         let mesh = self
@@ -129,6 +153,7 @@ impl Cluster {
         let body = serde_json::to_vec(&JoinRequest {
             addr: self.settings.addr.clone(),
             name: self.settings.name.clone(),
+            handover: lock(&self.handover).clone(),
         })
         .map_err(|e| ClusterError::Invalid(e.to_string()))?;
         let answer = mesh

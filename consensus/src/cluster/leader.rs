@@ -196,6 +196,41 @@ impl Cluster {
                 })
                 .await?;
             }
+            AdminOp::Rotate { handover, addr } => {
+                let r = &handover.rotation;
+                let done = self.applied.borrow().state.retired.get(&r.old).cloned();
+                match done {
+                    Some(d) if d.successor == r.new => {}
+                    Some(d) => {
+                        return Err(WriteError::Refused(format!(
+                            "{} handed over to {} already",
+                            r.old, d.successor
+                        )));
+                    }
+                    None => {
+                        if !membership.nodes().any(|(id, _)| *id == r.old) {
+                            return Err(WriteError::Refused(format!(
+                                "{} is not a member; only a member can hand over its key",
+                                r.old
+                            )));
+                        }
+                        let outcome = raft
+                            .client_write(handover.command())
+                            .await
+                            .map(|w| w.data)
+                            .map_err(client_write_error)?;
+                        if let Outcome::Rejected(why) = outcome {
+                            return Err(WriteError::Refused(why));
+                        }
+                    }
+                }
+                // The steward swaps it in for the old key once caught up.
+                if !membership.nodes().any(|(id, _)| *id == r.new) {
+                    raft.add_learner(r.new, BasicNode::new(addr), false)
+                        .await
+                        .map_err(client_write_error)?;
+                }
+            }
         }
         Ok(())
     }

@@ -154,6 +154,8 @@ pub struct Cluster {
     approvals: Arc<AtomicU32>,
     allow: Arc<Mutex<HashSet<NodeId>>>,
     pending: Arc<Mutex<BTreeMap<NodeId, PendingJoin>>>,
+    /// This node's hand-over from its previous key, until committed.
+    handover: Mutex<Option<crate::rotation::Handover>>,
     steward: JoinHandle<()>,
 }
 
@@ -215,6 +217,7 @@ impl Cluster {
             settings.id,
             transport.clone(),
             policy.clone(),
+            applied.clone(),
         ));
         Ok(Cluster {
             raft,
@@ -226,6 +229,7 @@ impl Cluster {
             approvals: Arc::new(AtomicU32::new(1)),
             allow: Arc::default(),
             pending: Arc::default(),
+            handover: Mutex::new(None),
             steward,
         })
     }
@@ -381,7 +385,7 @@ impl Cluster {
                                 &self.applied.borrow().state,
                                 node,
                             ),
-                            AdminOp::Admit { .. } => None,
+                            AdminOp::Admit { .. } | AdminOp::Rotate { .. } => None,
                         };
                         match refused {
                             Some(why) => RaftReply::Admin(Err(WriteError::Refused(why))),

@@ -65,6 +65,20 @@ impl Cluster {
         self.admin(AdminOp::Remove { node, by }).await
     }
 
+    /// Commits a member's hand-over to a new key and adds the successor
+    /// as a learner (the steward makes it a voter in the old key's place).
+    pub async fn rotate(
+        &self,
+        handover: crate::rotation::Handover,
+        addr: String,
+    ) -> Result<(), ClusterError> {
+        self.admin(AdminOp::Rotate {
+            handover: Box::new(handover),
+            addr,
+        })
+        .await
+    }
+
     async fn admin(&self, op: AdminOp) -> Result<(), ClusterError> {
         let op = &op;
         self.on_leader(|leader, deadline| async move {

@@ -170,6 +170,7 @@ pub(super) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Remember(String),
     SetAdmitted(Vec<[u8; 32]>),
+    SetRetired(Vec<([u8; 32], u64)>),
     Block(Vec<PeerId>, bool),
     Dial(PeerId, Multiaddr),
     Impair(std::time::Duration),
@@ -236,6 +237,12 @@ impl MeshHandle {
     /// membership).
     pub async fn set_admitted(&self, keys: Vec<[u8; 32]>) -> Result<(), MeshError> {
         self.send(Command::SetAdmitted(keys)).await
+    }
+
+    /// Replaces the retired node keys and the last alert sequence number
+    /// each signed (see [`crate::gossip::Validator::set_retired`]).
+    pub async fn set_retired(&self, keys: Vec<([u8; 32], u64)>) -> Result<(), MeshError> {
+        self.send(Command::SetRetired(keys)).await
     }
 
     /// Closes every connection with `peers` and refuses new ones

@@ -323,6 +323,7 @@ impl Actor {
             }
             Command::Remember(id) => self.validator.remember(&id),
             Command::SetAdmitted(keys) => self.set_admitted(keys),
+            Command::SetRetired(keys) => self.validator.set_retired(keys),
             Command::Impair(delay) => self.delay = delay,
             Command::Dial(peer, addr) => {
                 if !self.peers.contains_key(&peer) {
