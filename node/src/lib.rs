@@ -25,6 +25,7 @@ pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod eval;
 pub mod eval_federated;

@@ -329,6 +329,7 @@ impl Node {
                 &admin,
                 cluster.cluster.applied(),
             )),
+            console: Arc::new(crate::console::Console::new(tls.is_some())),
         };
         let mut tasks = Vec::new();
         if let Some(p) = &peering {

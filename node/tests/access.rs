@@ -6,9 +6,13 @@
 //!
 //! The table is the node's own (`auth::ROUTES`), and a unit test fails when
 //! the router has a route the table lacks; so a new route is covered here
-//! the day it is added.
+//! the day it is added. Web console routes take a session, not a
+//! signature: without one a page redirects to `/login` and a write gets
+//! 401; with one, a role below the route's gets 403.
 
 mod common;
+#[path = "console_client/mod.rs"]
+mod console_client;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,6 +104,7 @@ async fn status(
 ) -> u16 {
     let client = reqwest::Client::builder()
         .local_address(source)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
     let mut req = client
@@ -114,10 +119,12 @@ async fn status(
 /// The status a request must get; `None` when any status but 401, 403 and
 /// 5xx is right (the operator may call the route; what it answers is the
 /// route's business).
-fn expected(access: Access, cred: Cred) -> Option<u16> {
+fn expected(access: Access, cred: Cred, get: bool) -> Option<u16> {
     let needed = match access {
         Access::Public | Access::Local => return Some(200),
         Access::Role(r) | Access::LocalRole(r) => r,
+        // A signature is no console session, whoever signed.
+        Access::Session(_) => return Some(if get { 303 } else { 401 }),
     };
     match cred {
         Cred::As(role) if role >= needed => None,
@@ -181,6 +188,7 @@ async fn every_route_answers_each_credential_as_the_table_says() {
     // credentials of each route come from a loopback address of their own,
     // the good ones from 127.0.0.1.
     let good = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let asset = asset_path(addr).await;
     let mut checked = 0;
     for (i, (method, route, access)) in ROUTES.iter().enumerate() {
         let bad = IpAddr::V4(Ipv4Addr::new(
@@ -194,7 +202,8 @@ async fn every_route_answers_each_credential_as_the_table_says() {
             .replace("{version}", "1")
             .replace("{id}", &"ab".repeat(32))
             .replace("{alert}", &alert.id)
-            .replace("{name}", "nobody");
+            .replace("{name}", "nobody")
+            .replace("/assets/{file}", &asset);
         for cred in CREDS {
             let now = now_ms();
             let sign =
@@ -221,7 +230,7 @@ async fn every_route_answers_each_credential_as_the_table_says() {
                     status(addr, good, &method, &path, Some(&h)).await
                 }
             };
-            match expected(*access, cred) {
+            match expected(*access, cred, method == Method::GET) {
                 Some(want) => assert_eq!(got, want, "{method} {path} with {cred:?}"),
                 None => assert!(
                     got != 401 && got != 403 && got < 500,
@@ -244,6 +253,75 @@ async fn every_route_answers_each_credential_as_the_table_says() {
             "no {reason} count in\n{metrics}"
         );
     }
+    node.shutdown().await;
+}
+
+/// The stylesheet's path, as the sign-in page links it.
+async fn asset_path(addr: SocketAddr) -> String {
+    let page = console_client::Browser::new(addr).get("/login").await;
+    let end = page.body.find(".css\"").expect("a stylesheet") + ".css".len();
+    let start = page.body[..end].rfind('"').expect("a quote") + 1;
+    page.body[start..end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_routes_answer_each_session_as_the_table_says() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(common::quiet_config(dir.path(), &[]))
+        .await
+        .expect("node starts");
+    let addr = node.api_addr();
+    common::first_admin(addr).await;
+    let id = node.identity().peer_id().to_string();
+    let keys = [Role::Viewer, Role::Analyst, Role::Admin].map(|role| {
+        let key = SigningKey::from_bytes(&rand::random());
+        (role, key)
+    });
+    for (role, key) in &keys {
+        let body = serde_json::json!({
+            "name": format!("{role}-op"),
+            "key": hex::encode(key.verifying_key().to_bytes()),
+            "role": role,
+        });
+        let path = "/api/v1/operators";
+        let (code, v) = common::send(addr, Method::POST, path, Some(body.to_string())).await;
+        assert_eq!(code, 201, "{v}");
+    }
+    let alert = common::test_alert(0, "port_scan");
+    node.store()
+        .put_alerts(std::slice::from_ref(&alert))
+        .expect("stored");
+    let mut checked = 0;
+    for (method, route, access) in ROUTES {
+        let Access::Session(needed) = access else {
+            continue;
+        };
+        let path = route
+            .replace("/alerts/{id}", &format!("/alerts/{}", alert.id))
+            .replace("{id}", &"ab".repeat(32))
+            .replace("{version}", "1");
+        for (role, key) in &keys {
+            // A fresh session each time: one case may end it (/logout).
+            let mut b = console_client::Browser::signed_in(addr, &id, key).await;
+            let got = if *method == "GET" {
+                b.open(&path).await
+            } else {
+                let csrf = b.csrf().await;
+                b.post(&path, &[], Some(&csrf)).await.status
+            };
+            if role >= needed {
+                assert!(
+                    got != 401 && got != 403 && got < 500,
+                    "{method} {path} as {role}: {got}"
+                );
+            } else {
+                assert_eq!(got, 403, "{method} {path} as {role}");
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} console route × session cases checked");
+    assert!(checked >= 60, "{checked}");
     node.shutdown().await;
 }
 

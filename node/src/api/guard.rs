@@ -39,6 +39,9 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
             "this route has no access rule".into(),
         );
     };
+    if let Access::Session(role) = access {
+        return crate::console::gate(state, role, req, next).await;
+    }
     let source = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

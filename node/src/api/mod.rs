@@ -76,6 +76,8 @@ pub struct ApiState {
     pub key: Arc<ed25519_dalek::SigningKey>,
     /// Who may call what ([`crate::auth`]).
     pub authority: Arc<crate::auth::Authority>,
+    /// The web console's sign-in links and sessions ([`crate::console`]).
+    pub console: Arc<crate::console::Console>,
 }
 
 /// Facts about the node fixed at start.
@@ -124,9 +126,17 @@ fn layered(routes: Router<ApiState>, state: ApiState, limits: &Limits, auth: boo
         .with_state(state)
 }
 
-/// Every route (who may call each: `auth::ROUTES`).
+/// The routes without any layer, for the console's in-process calls of
+/// the API's handlers (`console::call`; the console checks access first).
+pub(crate) fn in_process(state: ApiState) -> Router {
+    routes().with_state(state)
+}
+
+/// Every route (who may call each: `auth::ROUTES`); the console's are in
+/// `console::routes`.
 fn routes() -> Router<ApiState> {
     Router::new()
+        .merge(crate::console::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/node", get(status::node))

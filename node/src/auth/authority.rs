@@ -104,6 +104,15 @@ impl Authority {
         &self.admin_key_path
     }
 
+    /// The operator holding `key` (64 hex digits) now, with its role as
+    /// the replicated operators say: what the console asks on every request.
+    pub fn operator_by_key(&self, hex_key: &str) -> Option<Caller> {
+        let key = hex::decode(hex_key).ok()?;
+        VerifyingKey::from_bytes(&key.try_into().ok()?)
+            .ok()
+            .and_then(|k| self.operator(&k))
+    }
+
     /// The operator holding `key`: a named operator of the cluster, or else
     /// the node's local admin.
     fn operator(&self, key: &VerifyingKey) -> Option<Caller> {
@@ -145,6 +154,13 @@ impl Authority {
             }
             Access::Role(r) => (r, false),
             Access::LocalRole(r) => (r, true),
+            // The console's own layer checks sessions; a signature is not one.
+            Access::Session(_) => {
+                return Verdict::Forbidden {
+                    caller: None,
+                    reason: "console pages take a console session, not a signed request".into(),
+                };
+            }
         };
         if local_only && !req.source.is_loopback() {
             return Verdict::Forbidden {

@@ -19,9 +19,13 @@ pub enum Access {
     /// An operator with at least this role, on the node's own host only
     /// (loopback or a Unix socket), whatever the role.
     LocalRole(Role),
+    /// A web console page: an operator signed in to the console (a session
+    /// cookie, not a signature) with at least this role; a write also needs
+    /// the session's CSRF token (`console::gate`).
+    Session(Role),
 }
 
-use Access::{Local, LocalRole, Public, Role as R};
+use Access::{Local, LocalRole, Public, Role as R, Session as S};
 use Role::{Admin, Analyst, Viewer};
 
 /// Every route of the API: method, route pattern (as the router writes it)
@@ -76,6 +80,33 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("DELETE", "/api/v1/operators/{name}", R(Admin)),
     // Any operator, for its own key only (the handler checks the name).
     ("POST", "/api/v1/operators/{name}/rotate", R(Viewer)),
+    // The web console (node/src/console/mod.rs). Any operator may ask for
+    // a one-time sign-in link for itself; the link, the sign-in page and
+    // the hashed assets hold no data.
+    ("POST", "/api/v1/console/login", R(Viewer)),
+    ("GET", "/login", Public),
+    ("GET", "/assets/{file}", Public),
+    ("POST", "/logout", S(Viewer)),
+    ("GET", "/", S(Viewer)),
+    ("GET", "/alerts", S(Viewer)),
+    ("GET", "/alerts/stream", S(Viewer)),
+    ("GET", "/alerts/{id}", S(Viewer)),
+    ("POST", "/alerts/{id}/ack", S(Analyst)),
+    ("POST", "/alerts/{id}/status", S(Analyst)),
+    ("POST", "/alerts/{id}/notes", S(Analyst)),
+    ("GET", "/mesh", S(Viewer)),
+    ("GET", "/cluster", S(Viewer)),
+    ("POST", "/cluster/policy", S(Admin)),
+    ("POST", "/cluster/members", S(Admin)),
+    ("POST", "/cluster/members/{id}/remove", S(Admin)),
+    ("POST", "/cluster/proposals/{id}/approve", S(Admin)),
+    ("GET", "/models", S(Viewer)),
+    ("POST", "/models/{version}/activate", S(Admin)),
+    ("POST", "/models/rounds", S(Admin)),
+    ("GET", "/intel", S(Viewer)),
+    ("POST", "/intel", S(Analyst)),
+    ("POST", "/intel/remove", S(Analyst)),
+    ("GET", "/audit", S(Viewer)),
 ];
 
 /// The access a route needs: `route` is the matched pattern
@@ -100,6 +131,7 @@ mod tests {
     use super::*;
 
     const ROUTER: &str = include_str!("../api/mod.rs");
+    const CONSOLE: &str = include_str!("../console/mod.rs");
 
     /// Every (method, route) the router source declares: each `.route("…",`
     /// call and the `get(`, `post(`, `put(`, `delete(`, `patch(` handlers
@@ -164,8 +196,11 @@ mod tests {
 
     #[test]
     fn every_route_of_the_router_has_exactly_one_access_entry() {
-        let routes = declared(ROUTER);
+        let mut routes = declared(ROUTER);
         assert!(routes.len() >= 30, "the parser found only {routes:?}");
+        let console = declared(CONSOLE);
+        assert!(console.len() >= 20, "the parser found only {console:?}");
+        routes.extend(console);
         let table: BTreeSet<_> = ROUTES
             .iter()
             .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
@@ -196,17 +231,25 @@ mod tests {
         );
         assert_eq!(access(&Method::PATCH, "/api/v1/policy"), None);
         assert_eq!(get("/api/v1/nope"), None);
-        // Only /healthz is public, only /metrics open on loopback, and every
-        // write needs more than a viewer.
+        assert_eq!(get("/alerts"), Some(S(Viewer)));
+        assert_eq!(access(&Method::POST, "/cluster/policy"), Some(S(Admin)));
+        // Only /healthz and the console's sign-in page and assets are
+        // public, only /metrics open on loopback, and every write needs more
+        // than a viewer (but signing in and out, and rotating one's own key).
+        let public = ["/healthz", "/login", "/assets/{file}"];
+        let own = ["/api/v1/console/login", "/logout"];
         for (m, p, a) in ROUTES {
-            assert!(*a != Public || *p == "/healthz", "{m} {p} is public");
+            assert!(*a != Public || public.contains(p), "{m} {p} is public");
             assert!(
                 *a != Local || *p == "/metrics",
                 "{m} {p} is open on loopback"
             );
-            if *m != "GET" && !p.ends_with("/rotate") {
+            if *m != "GET" && !p.ends_with("/rotate") && !own.contains(p) {
                 assert!(
-                    matches!(a, R(Analyst | Admin) | LocalRole(Analyst | Admin)),
+                    matches!(
+                        a,
+                        R(Analyst | Admin) | LocalRole(Analyst | Admin) | S(Analyst | Admin)
+                    ),
                     "{m} {p} is a write open to viewers"
                 );
             }

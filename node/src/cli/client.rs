@@ -160,6 +160,11 @@ impl Api {
         &self.addr
     }
 
+    /// The base URL requests go to (`http://host:port` or `https://…`).
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(super) async fn get(
         &self,
         path: &str,

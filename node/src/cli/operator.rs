@@ -72,6 +72,12 @@ pub enum OperatorCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Print a one-time link that signs a browser in to the node's web
+    /// console as the key's operator (valid 60 s, once).
+    Login {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 pub fn operator(cmd: OperatorCommand) -> ExitCode {
@@ -171,6 +177,17 @@ pub fn operator(cmd: OperatorCommand) -> ExitCode {
                     )
                     .await?;
                 println!("{name} now signs with {new_hex}; the old key is refused on every node");
+            }
+            OperatorCommand::Login { api } => {
+                let client = api.client();
+                let v = client.post("/api/v1/console/login", None).await?;
+                println!("{}{}", client.base(), show::text(&v["path"]));
+                eprintln!(
+                    "open it within {} s to sign in as {} ({}); it works once",
+                    show::text(&v["expires_secs"]),
+                    show::text(&v["operator"]),
+                    show::text(&v["role"])
+                );
             }
             OperatorCommand::Whoami { api } => {
                 let v = api.client().get("/api/v1/whoami", &[]).await?;

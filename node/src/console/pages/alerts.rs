@@ -1,0 +1,319 @@
+//! `GET /alerts`: alerts newest first with severity, rule, ATT&CK
+//! technique, origin, subject, time, signature and case status; filters in
+//! the URL's query; and `GET /alerts/stream`, the rows of new alerts that
+//! match the same filters as Server-Sent Events (the page's script adds
+//! them; without it the page is complete, just not live).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+
+use amoskys_mesh::Alert;
+use axum::extract::{Extension, Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+
+use crate::api::ApiState;
+use crate::console::Viewer;
+use crate::console::call;
+use crate::console::render::{self, esc, short_id, url, when_ns};
+
+/// Most rows the page shows (and keeps as new ones arrive).
+pub const MAX_ROWS: usize = 200;
+/// Alerts read to fill the page before filtering.
+const READ: usize = 1_000;
+
+/// The filters, as the query string carries them; all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Filters {
+    #[serde(default)]
+    pub severity: String,
+    #[serde(default)]
+    pub rule: String,
+    /// A node id (or its start), `local` or `peer`.
+    #[serde(default)]
+    pub origin: String,
+    /// `since=`: a duration ago (`1h`) or a time, as the API takes it.
+    #[serde(default)]
+    pub since: String,
+    /// Case status: new, acknowledged, false_positive, resolved.
+    #[serde(default)]
+    pub status: String,
+}
+
+impl Filters {
+    /// Whether an alert (from `own` node or a peer) in case status `case`
+    /// passes.
+    pub fn pass(&self, a: &Alert, own: &str, case: &str) -> bool {
+        let origin = self.origin.trim();
+        let origin_ok = origin.is_empty()
+            || a.origin.starts_with(origin)
+            || (origin == "local" && a.origin == own)
+            || (origin == "peer" && a.origin != own);
+        (self.severity.is_empty() || a.body.severity == self.severity)
+            && (self.rule.trim().is_empty() || a.body.rule.contains(self.rule.trim()))
+            && origin_ok
+            && (self.status.is_empty() || case == self.status)
+    }
+
+    /// The filters as a query string (without `?`).
+    pub fn query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [
+            ("severity", &self.severity),
+            ("rule", &self.rule),
+            ("origin", &self.origin),
+            ("since", &self.since),
+            ("status", &self.status),
+        ] {
+            if !v.is_empty() {
+                let _ = write!(q, "{}{k}={}", if q.is_empty() { "" } else { "&" }, url(v));
+            }
+        }
+        q
+    }
+}
+
+/// An ATT&CK technique id as a link to its page (`T1046`, `T1059.004`).
+pub fn technique(id: &str) -> String {
+    let valid = id.starts_with('T')
+        && id.len() <= 12
+        && id[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
+    if !valid {
+        return esc(id);
+    }
+    let path = id.replace('.', "/");
+    format!("<a href=\"https://attack.mitre.org/techniques/{path}/\">{id}</a>")
+}
+
+/// One alert's table row.
+pub fn row(a: &Alert, own: &str, signature: &str, case: &str) -> String {
+    let sig_class = if signature == "valid" {
+        "sig-valid"
+    } else {
+        "sig-invalid"
+    };
+    let origin = if a.origin == own {
+        "this node".to_owned()
+    } else {
+        short_id(&a.origin)
+    };
+    format!(
+        "<tr><td><time>{time}</time></td><td class=\"sev-{sev}\">{sev}</td>\
+         <td><a href=\"/alerts/{id}\">{rule}</a></td><td>{tech}</td><td>{origin}</td>\
+         <td>{subject}</td><td class=\"{sig_class}\">{sig}</td><td>{case}</td></tr>",
+        time = esc(&when_ns(a.body.time_ns)),
+        sev = esc(&a.body.severity),
+        id = url(&a.id),
+        rule = esc(&a.body.rule),
+        tech = technique(&a.body.technique),
+        subject = esc(&a.body.subject),
+        sig = esc(signature),
+        case = esc(case),
+    )
+}
+
+fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> String {
+    let mut out =
+        format!("<label for=\"f-{name}\">{label}<select id=\"f-{name}\" name=\"{name}\">");
+    for (value, text) in options {
+        let sel = if *value == current { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{value}\"{sel}>{text}</option>");
+    }
+    out.push_str("</select></label>");
+    out
+}
+
+fn filter_form(f: &Filters) -> String {
+    let mut out = String::from("<form method=\"get\" action=\"/alerts\" class=\"filters\">");
+    out.push_str(&select(
+        "severity",
+        "Severity",
+        &f.severity,
+        &[
+            ("", "any"),
+            ("low", "low"),
+            ("medium", "medium"),
+            ("high", "high"),
+            ("critical", "critical"),
+        ],
+    ));
+    let _ = write!(
+        out,
+        "<label for=\"f-rule\">Rule<input id=\"f-rule\" name=\"rule\" value=\"{}\"></label>\
+         <label for=\"f-origin\">Origin (node id, local or peer)<input id=\"f-origin\" name=\"origin\" value=\"{}\"></label>\
+         <label for=\"f-since\">Since (15m, 24h, a time)<input id=\"f-since\" name=\"since\" value=\"{}\"></label>",
+        esc(&f.rule),
+        esc(&f.origin),
+        esc(&f.since)
+    );
+    out.push_str(&select(
+        "status",
+        "Case status",
+        &f.status,
+        &[
+            ("", "any"),
+            ("new", "new"),
+            ("acknowledged", "acknowledged"),
+            ("false_positive", "false positive"),
+            ("resolved", "resolved"),
+        ],
+    ));
+    out.push_str("<button type=\"submit\">Filter</button> <a href=\"/alerts\">Clear</a></form>");
+    out
+}
+
+/// Case status by alert id, from `GET /api/v1/cases`.
+pub fn case_statuses(cases: &serde_json::Value) -> HashMap<String, String> {
+    cases["cases"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    Some((
+                        c["alert"].as_str()?.to_owned(),
+                        c["status"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn page(
+    State(state): State<ApiState>,
+    Extension(v): Extension<Viewer>,
+    Query(f): Query<Filters>,
+) -> Response {
+    let mut q = format!("limit={READ}");
+    if !f.since.is_empty() {
+        let _ = write!(q, "&since={}", url(&f.since));
+    }
+    let mut body = filter_form(&f);
+    let listed = match call::get(&state, &v, "/api/v1/alerts", &q).await {
+        Ok(l) => l,
+        Err(r) => {
+            let _ = write!(
+                body,
+                "<p class=\"error\" role=\"alert\">{}</p>",
+                esc(&r.message)
+            );
+            serde_json::Value::Null
+        }
+    };
+    let cases = call::get(&state, &v, "/api/v1/cases", "")
+        .await
+        .map(|c| case_statuses(&c))
+        .unwrap_or_default();
+    let signatures: HashMap<&str, &str> = listed["status"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| Some((x["id"].as_str()?, x["signature"].as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let own = state.info.id.as_str();
+    let mut rows = String::new();
+    let mut shown = 0;
+    let empty = Vec::new();
+    for value in listed["alerts"].as_array().unwrap_or(&empty).iter().rev() {
+        let Ok(a) = serde_json::from_value::<Alert>(value.clone()) else {
+            continue;
+        };
+        let case = cases.get(&a.id).map_or("new", String::as_str);
+        if !f.pass(&a, own, case) {
+            continue;
+        }
+        let sig = signatures
+            .get(a.id.as_str())
+            .copied()
+            .unwrap_or("unchecked");
+        rows.push_str(&row(&a, own, sig, case));
+        shown += 1;
+        if shown >= MAX_ROWS {
+            break;
+        }
+    }
+    let _ = write!(
+        body,
+        "<p id=\"live-state\" class=\"live\" role=\"status\">{shown} alerts shown (at most {MAX_ROWS}, newest first). Reload for new ones.</p>"
+    );
+    let hidden = if shown == 0 { "" } else { " hidden" };
+    let _ = write!(
+        body,
+        "<p id=\"alerts-empty\" class=\"empty\"{hidden}>No alerts match.</p>\
+         <table id=\"alerts-live\" data-stream=\"/alerts/stream?{stream}\" data-max=\"{MAX_ROWS}\">\
+         <caption>Alerts, newest first</caption><thead><tr>\
+         <th scope=\"col\">Time (UTC)</th><th scope=\"col\">Severity</th><th scope=\"col\">Rule</th>\
+         <th scope=\"col\">ATT&amp;CK</th><th scope=\"col\">Origin</th><th scope=\"col\">Subject</th>\
+         <th scope=\"col\">Signature</th><th scope=\"col\">Case</th></tr></thead><tbody>{rows}</tbody></table>",
+        stream = esc(&f.query()),
+    );
+    render::page(&v, "/alerts", "Alerts", &body)
+}
+
+/// `GET /alerts/stream`: each new alert that passes the filters, as an SSE
+/// `row` event carrying its rendered row.
+pub async fn stream(
+    State(state): State<ApiState>,
+    Extension(_v): Extension<Viewer>,
+    Query(f): Query<Filters>,
+) -> impl IntoResponse {
+    let own = state.info.id.clone();
+    let rows = BroadcastStream::new(state.alerts.subscribe()).filter_map(move |item| {
+        let a = item.ok()?;
+        // A new alert's case is new: no one has worked on it yet.
+        if !f.pass(&a, &own, "new") {
+            return None;
+        }
+        let sig = match a.verify() {
+            Ok(_) => "valid".to_owned(),
+            Err(e) => format!("invalid: {e}"),
+        };
+        let html = row(&a, &own, &sig, "new");
+        Some(Ok::<_, Infallible>(
+            SseEvent::default().event("row").id(a.id.clone()).data(html),
+        ))
+    });
+    // The stream ends when the node shuts down, so no browser can hold it.
+    let stop = WatchStream::new(state.shutdown.clone())
+        .filter(|stop| *stop)
+        .map(|_| None);
+    let events = rows
+        .map(Some)
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|item| item);
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn techniques_link_to_attack_and_nothing_else_does() {
+        assert_eq!(
+            technique("T1046"),
+            "<a href=\"https://attack.mitre.org/techniques/T1046/\">T1046</a>"
+        );
+        assert!(technique("T1059.004").contains("techniques/T1059/004/"));
+        assert_eq!(technique("\"><script>"), "&quot;&gt;&lt;script&gt;");
+        assert_eq!(technique("none"), "none");
+    }
+
+    #[test]
+    fn filters_round_trip_through_the_query() {
+        let f = Filters {
+            severity: "high".into(),
+            rule: "port scan&x".into(),
+            ..Filters::default()
+        };
+        assert_eq!(f.query(), "severity=high&rule=port+scan%26x");
+        assert_eq!(Filters::default().query(), "");
+    }
+}
