@@ -1,7 +1,8 @@
 //! The door of every route: the layer that asks [`Authority`] about each
 //! request and answers 401, 403 or 429 itself, or passes the request on
 //! with the [`Caller`] as an extension and its [`Lane`] (an admin's writes
-//! may take the reserved slots).
+//! may take the reserved slots); an authenticated write also carries its
+//! [`SignedRequest`], the proof workspace edits keep.
 //!
 //! It runs after routing (the access table is keyed by route pattern) and
 //! after the body is read (the signature covers the body's hash).
@@ -12,12 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use amoskys_consensus::Role;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::{ApiState, Lane, error};
-use crate::auth::{self, Access, Incoming, RequestParts, Verdict};
+use crate::auth::{self, Access, Incoming, RequestParts, SignedRequest, Verdict};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -58,23 +59,32 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let request = RequestParts {
+        node_id: state.authority.node_id(),
+        method: parts.method.as_str(),
+        path_and_query,
+        body: &bytes,
+    };
     let verdict = state.authority.check(
         access,
         &Incoming {
             source,
             authorization,
-            parts: RequestParts {
-                node_id: state.authority.node_id(),
-                method: parts.method.as_str(),
-                path_and_query,
-                body: &bytes,
-            },
+            parts: request,
         },
         now_ms(),
     );
+    // An authenticated write keeps its signed form for handlers that store
+    // it as the operator's proof (the workspace's edits).
+    let mut signed = None;
     let caller = match verdict {
         Verdict::Open => None,
-        Verdict::Allowed(caller) => Some(caller),
+        Verdict::Allowed(caller) => {
+            if !matches!(parts.method, Method::GET | Method::HEAD) {
+                signed = authorization.and_then(|h| SignedRequest::new(h, &request).ok());
+            }
+            Some(caller)
+        }
         Verdict::Limited => {
             state.metrics.auth_failure("rate_limited");
             let mut resp = error(
@@ -120,6 +130,9 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
     req.extensions_mut().insert(lane);
     if let Some(c) = caller {
         req.extensions_mut().insert(c);
+    }
+    if let Some(s) = signed {
+        req.extensions_mut().insert(s);
     }
     next.run(req).await
 }

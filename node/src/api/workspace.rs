@@ -1,5 +1,7 @@
 //! The shared workspace: threat intel (`/api/v1/intel`) and case notes
-//! (`/api/v1/cases`), editable on any node, also during a partition.
+//! (`/api/v1/cases`), editable on any node, also during a partition. Every
+//! edit keeps its operator and their signed request in the entries it
+//! writes (docs/WORKSPACE.md, "Operators").
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -7,9 +9,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::audit::CallerExt;
+use super::audit::{CallerExt, who};
 use super::{ApiState, error};
-use crate::workspace::{EditError, Status};
+use crate::auth::SignedRequest;
+use crate::workspace::{EditError, Operator, ProofError, Status};
+
+/// The signed form of the request, as the authentication layer kept it.
+type SignedExt = Option<axum::Extension<SignedRequest>>;
+
+/// The operator of an edit with their signed request as proof; `None`
+/// without a caller or a signed request (not the case behind the layer).
+/// A body too large to keep, or not text, is an error (400).
+fn operator(caller: &CallerExt, signed: &SignedExt) -> Result<Option<Operator>, ProofError> {
+    let (Some(caller), Some(signed)) = (who(caller), signed) else {
+        return Ok(None);
+    };
+    Operator::from_request(&caller.name, caller.role, &signed.0).map(Some)
+}
 
 fn refused(e: EditError) -> Response {
     match e {
@@ -77,8 +93,13 @@ pub(super) async fn list(State(state): State<ApiState>) -> Response {
 pub(super) async fn add(
     State(state): State<ApiState>,
     caller: CallerExt,
+    signed: SignedExt,
     Json(body): Json<AddBody>,
 ) -> Response {
+    let op = match operator(&caller, &signed) {
+        Ok(op) => op,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let expires = match body.expires_secs {
         Some(s) if (1..=MAX_EXPIRES_SECS).contains(&s) => {
             Some(amoskys_sensors::now_ns() / 1_000_000 + s * 1_000)
@@ -101,7 +122,7 @@ pub(super) async fn add(
             .map_or("never".to_owned(), |s| format!("{s} s"))
     );
     match blocking(&state, move |w| {
-        w.intel_add(&body.indicator, &body.reason, expires)
+        w.intel_add_by(&body.indicator, &body.reason, expires, op.as_ref())
     })
     .await
     {
@@ -123,10 +144,19 @@ pub(super) struct RemoveParams {
 pub(super) async fn remove(
     State(state): State<ApiState>,
     caller: CallerExt,
+    signed: SignedExt,
     Query(p): Query<RemoveParams>,
 ) -> Response {
+    let op = match operator(&caller, &signed) {
+        Ok(op) => op,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let indicator = p.indicator.clone();
-    match blocking(&state, move |w| w.intel_remove(&p.indicator)).await {
+    match blocking(&state, move |w| {
+        w.intel_remove_by(&p.indicator, op.as_ref())
+    })
+    .await
+    {
         Ok(Ok(Some(ioc))) => {
             let summary = "remove indicator";
             super::audit::note(&state, &caller, "intel.remove", &indicator, summary, "ok");
@@ -168,16 +198,25 @@ pub(super) struct AckBody {
 pub(super) async fn ack(
     State(state): State<ApiState>,
     caller: CallerExt,
+    signed: SignedExt,
     Path(alert): Path<String>,
     body: Option<Json<AckBody>>,
 ) -> Response {
+    let op = match operator(&caller, &signed) {
+        Ok(op) => op,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let assignee = body.and_then(|b| b.0.assignee);
     if let Err(r) = known_alert(&state, &alert).await {
         return r;
     }
     let target = format!("case {alert}");
     let summary = format!("acknowledge, assignee {assignee:?}");
-    match blocking(&state, move |w| w.case_ack(&alert, assignee.as_deref())).await {
+    match blocking(&state, move |w| {
+        w.case_ack_by(&alert, assignee.as_deref(), op.as_ref())
+    })
+    .await
+    {
         Ok(Ok(case)) => {
             super::audit::note(&state, &caller, "case.ack", &target, &summary, "ok");
             Json(serde_json::json!({ "case": case })).into_response()
@@ -198,9 +237,14 @@ pub(super) struct StatusBody {
 pub(super) async fn status(
     State(state): State<ApiState>,
     caller: CallerExt,
+    signed: SignedExt,
     Path(alert): Path<String>,
     Json(body): Json<StatusBody>,
 ) -> Response {
+    let op = match operator(&caller, &signed) {
+        Ok(op) => op,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let status: Status = match body.status.parse() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("status: {e}")),
@@ -210,7 +254,11 @@ pub(super) async fn status(
     }
     let target = format!("case {alert}");
     let summary = format!("status -> {}", body.status);
-    match blocking(&state, move |w| w.case_status(&alert, status)).await {
+    match blocking(&state, move |w| {
+        w.case_status_by(&alert, status, op.as_ref())
+    })
+    .await
+    {
         Ok(Ok(case)) => {
             super::audit::note(&state, &caller, "case.status", &target, &summary, "ok");
             Json(serde_json::json!({ "case": case })).into_response()
@@ -230,15 +278,24 @@ pub(super) struct NoteBody {
 pub(super) async fn note(
     State(state): State<ApiState>,
     caller: CallerExt,
+    signed: SignedExt,
     Path(alert): Path<String>,
     Json(body): Json<NoteBody>,
 ) -> Response {
+    let op = match operator(&caller, &signed) {
+        Ok(op) => op,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     if let Err(r) = known_alert(&state, &alert).await {
         return r;
     }
     let target = format!("case {alert}");
     let summary = format!("note of {} bytes", body.text.len());
-    match blocking(&state, move |w| w.case_note(&alert, &body.text)).await {
+    match blocking(&state, move |w| {
+        w.case_note_by(&alert, &body.text, op.as_ref())
+    })
+    .await
+    {
         Ok(Ok(note)) => {
             super::audit::note(&state, &caller, "case.note", &target, &summary, "ok");
             (

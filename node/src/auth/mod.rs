@@ -29,7 +29,8 @@ pub use limit::FailureLimiter;
 pub use replay::{REPLAY_CAPACITY, REPLAY_WINDOW_MS, ReplayCache};
 pub use routes::{Access, ROUTES, access};
 pub use sign::{
-    MAX_SKEW_MS, RequestParts, SCHEME, ct_eq, sign_request, signed_bytes, verify_request,
+    MAX_SKEW_MS, RequestParts, SCHEME, SignedRequest, ct_eq, sign_request, signed_bytes,
+    verify_request,
 };
 
 /// Who made a request, as the API's authentication layer found it; a

@@ -123,6 +123,40 @@ pub fn verify_request<T>(
     Ok((key, found))
 }
 
+/// A request as its operator signed it: what a handler keeps as the
+/// operator's proof (the workspace's edits). Built by the API's layer from
+/// a request it has verified; the API's layer inserts it as a request
+/// extension of every authenticated write.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub node_id: String,
+    pub method: String,
+    pub path_and_query: String,
+    pub body: Vec<u8>,
+    pub key: [u8; 32],
+    pub ts_ms: u64,
+    pub nonce: [u8; 16],
+    pub sig: [u8; 64],
+}
+
+impl SignedRequest {
+    /// The request of `parts` signed as `header` says (the header is parsed,
+    /// not verified: call it for a request [`verify_request`] accepted).
+    pub fn new(header: &str, parts: &RequestParts<'_>) -> Result<SignedRequest, AuthError> {
+        let cred = Credential::parse(header)?;
+        Ok(SignedRequest {
+            node_id: parts.node_id.to_owned(),
+            method: parts.method.to_owned(),
+            path_and_query: parts.path_and_query.to_owned(),
+            body: parts.body.to_vec(),
+            key: cred.key,
+            ts_ms: cred.ts_ms,
+            nonce: cred.nonce,
+            sig: cred.sig.to_bytes(),
+        })
+    }
+}
+
 /// Compares two secrets (tokens) in time that does not depend on where
 /// they differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {

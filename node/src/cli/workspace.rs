@@ -93,20 +93,44 @@ fn ioc_row(i: &serde_json::Value) -> Vec<String> {
 
 const IOC_HEADER: [&str; 5] = ["KIND", "INDICATOR", "ADDED BY", "EXPIRES", "REASON"];
 
+/// Who wrote a case value or note: the operator (name, role, whether their
+/// signed request verifies) on the node that recorded it, or the node alone
+/// for an edit that names no operator.
+fn written_by(v: &serde_json::Value, node: &serde_json::Value) -> String {
+    let op = &v["operator"];
+    match op["name"].as_str() {
+        Some(name) => format!(
+            "{name} ({}, {}) on {}",
+            show::text(&op["role"]),
+            if v["operator_verified"] == true {
+                "verified"
+            } else {
+                "NOT VERIFIED"
+            },
+            show::peer(node)
+        ),
+        None => match show::peer(node) {
+            p if p == "-" => p,
+            p => format!("node {p}"),
+        },
+    }
+}
+
 fn print_case(c: &serde_json::Value) {
+    let status = &c["status_set"];
     println!(
         "alert {}\n  status   {} (by {} at {})\n  assignee {}",
         show::text(&c["alert"]),
         show::text(&c["status"]),
-        show::peer(&c["status_set"]["by"]),
-        show::when_ms(&c["status_set"]["at_ms"]),
+        written_by(status, &status["by"]),
+        show::when_ms(&status["at_ms"]),
         show::text(&c["assignee"]),
     );
     for n in c["notes"].as_array().into_iter().flatten() {
         println!(
-            "  note {} {}: {}",
+            "  note {} by {}: {}",
             show::when_ms(&n["at_ms"]),
-            show::peer(&n["author"]),
+            written_by(n, &n["author"]),
             n["text"].as_str().unwrap_or("")
         );
     }

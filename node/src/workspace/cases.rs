@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::doc::{DocKind, Document, Entry, WsError, author_hex};
 use super::epoch::CompactReport;
+use super::operator::{self, Author, OperatorView};
 
 /// Longest note text, in bytes.
 pub const MAX_NOTE_BYTES: usize = 4096;
@@ -86,17 +87,26 @@ pub enum CaseError {
 /// Who set a value, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stamp {
-    /// Hex public key.
+    /// Hex public key of the node that wrote it.
     pub by: String,
     pub at_ms: u64,
+    /// The operator whose request it was, if the entry names one.
+    pub operator: Option<OperatorView>,
+    /// Whether the operator's signed request verifies for this value.
+    pub operator_verified: bool,
 }
 
 /// One note on a case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Note {
     pub text: String,
+    /// Hex public key of the node that wrote it.
     pub author: String,
     pub at_ms: u64,
+    /// The operator who wrote it, if the entry names one.
+    pub operator: Option<OperatorView>,
+    /// Whether the operator's signed request verifies for this note.
+    pub operator_verified: bool,
 }
 
 /// Everything known about one alert.
@@ -157,8 +167,9 @@ fn alert_of(key: &str) -> Option<&str> {
         .map(|(alert, _)| alert)
 }
 
-/// Builds cases from their entries (keys under `case/`).
-fn cases_of(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, Case> {
+/// Builds cases from their entries (keys under `case/`); operator proofs
+/// are checked only when `verify` (compaction needs no operators).
+fn cases_of(entries: &BTreeMap<String, Entry>, verify: bool) -> BTreeMap<String, Case> {
     let mut cases: BTreeMap<String, Case> = BTreeMap::new();
     for (key, entry) in entries {
         let Some(alert) = alert_of(key) else { continue };
@@ -167,9 +178,16 @@ fn cases_of(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, Case> {
             ..Case::default()
         });
         case.last_ms = case.last_ms.max(entry.at_ms);
+        let (operator, operator_verified) = if verify {
+            operator::check(DocKind::Cases, key, entry)
+        } else {
+            (None, false)
+        };
         let stamp = Some(Stamp {
             by: entry.author.clone(),
             at_ms: entry.at_ms,
+            operator: operator.clone(),
+            operator_verified,
         });
         let rest = &key[prefix(alert).len()..];
         if rest == "status" {
@@ -188,6 +206,8 @@ fn cases_of(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, Case> {
                 text: body.text,
                 author: entry.author.clone(),
                 at_ms: entry.at_ms,
+                operator,
+                operator_verified,
             });
         }
     }
@@ -205,7 +225,7 @@ pub fn retired_keys(
     now_ms: u64,
     retention_ms: u64,
 ) -> BTreeSet<String> {
-    let retired: BTreeSet<String> = cases_of(entries)
+    let retired: BTreeSet<String> = cases_of(entries, false)
         .into_values()
         .filter(|c| c.status.is_closed() && c.last_ms.saturating_add(retention_ms) <= now_ms)
         .map(|c| c.alert)
@@ -250,26 +270,29 @@ impl CaseNotes {
         &mut self.doc
     }
 
-    /// Acknowledges the alert and, if given, assigns it.
-    pub fn ack(
+    /// Acknowledges the alert and, if given, assigns it. `by` is the
+    /// node's key, or the key and the operator whose request this is; so
+    /// for every edit below.
+    pub fn ack<'a>(
         &mut self,
         alert: &str,
         assignee: Option<&str>,
         now_ms: u64,
-        signer: &SigningKey,
+        by: impl Into<Author<'a>>,
     ) -> Result<Case, CaseError> {
+        let by = by.into();
         if let Some(who) = assignee {
-            self.assign(alert, Some(who), now_ms, signer)?;
+            self.assign(alert, Some(who), now_ms, by)?;
         }
-        self.set_status(alert, Status::Acknowledged, now_ms, signer)
+        self.set_status(alert, Status::Acknowledged, now_ms, by)
     }
 
-    pub fn set_status(
+    pub fn set_status<'a>(
         &mut self,
         alert: &str,
         status: Status,
         now_ms: u64,
-        signer: &SigningKey,
+        by: impl Into<Author<'a>>,
     ) -> Result<Case, CaseError> {
         check_alert(alert)?;
         self.put_field(
@@ -277,17 +300,17 @@ impl CaseNotes {
             "status",
             to_body(&StatusBody { status })?,
             now_ms,
-            signer,
+            by.into(),
         )
     }
 
     /// Sets or clears the assignee.
-    pub fn assign(
+    pub fn assign<'a>(
         &mut self,
         alert: &str,
         assignee: Option<&str>,
         now_ms: u64,
-        signer: &SigningKey,
+        by: impl Into<Author<'a>>,
     ) -> Result<Case, CaseError> {
         check_alert(alert)?;
         if let Some(who) = assignee
@@ -298,7 +321,7 @@ impl CaseNotes {
         let body = to_body(&AssigneeBody {
             assignee: assignee.map(str::to_owned),
         })?;
-        self.put_field(alert, "assignee", body, now_ms, signer)
+        self.put_field(alert, "assignee", body, now_ms, by.into())
     }
 
     /// Writes one last-writer-wins field of a case; returns the case.
@@ -308,24 +331,25 @@ impl CaseNotes {
         field: &str,
         body: serde_json::Value,
         now_ms: u64,
-        signer: &SigningKey,
+        by: Author<'_>,
     ) -> Result<Case, CaseError> {
         self.doc.put(
             &format!("{}{field}", prefix(alert)),
-            Entry::new(body, now_ms, signer),
-            signer,
+            by.stamp(Entry::new(body, now_ms, by.key)),
+            by.key,
         )?;
         Ok(self.show(alert))
     }
 
     /// Adds a note; each note is its own key, so none is lost in a merge.
-    pub fn note(
+    pub fn note<'a>(
         &mut self,
         alert: &str,
         text: &str,
         now_ms: u64,
-        signer: &SigningKey,
+        by: impl Into<Author<'a>>,
     ) -> Result<Note, CaseError> {
+        let by = by.into();
         check_alert(alert)?;
         if text.trim().is_empty() {
             return Err(CaseError::NoteEmpty);
@@ -333,7 +357,7 @@ impl CaseNotes {
         if text.len() > MAX_NOTE_BYTES {
             return Err(CaseError::NoteTooLong { len: text.len() });
         }
-        let author = author_hex(signer);
+        let author = author_hex(by.key);
         // Zero-padded time keeps a case's note keys in time order.
         let stem = format!("{}note/{now_ms:013}-{}", prefix(alert), &author[..16]);
         let mut n = 0u32;
@@ -343,21 +367,23 @@ impl CaseNotes {
         let body = to_body(&NoteBody {
             text: text.to_owned(),
         })?;
-        let stored = self.doc.put(
-            &format!("{stem}-{n}"),
-            Entry::new(body, now_ms, signer),
-            signer,
-        )?;
+        let key = format!("{stem}-{n}");
+        let stored = self
+            .doc
+            .put(&key, by.stamp(Entry::new(body, now_ms, by.key)), by.key)?;
+        let (operator, operator_verified) = operator::check(DocKind::Cases, &key, &stored);
         Ok(Note {
             text: text.to_owned(),
             author,
             at_ms: stored.at_ms,
+            operator,
+            operator_verified,
         })
     }
 
     /// The case of `alert`; a case nobody touched yet is `New` and empty.
     pub fn show(&self, alert: &str) -> Case {
-        cases_of(&self.doc.entries_with_prefix(&prefix(alert)))
+        cases_of(&self.doc.entries_with_prefix(&prefix(alert)), true)
             .remove(alert)
             .unwrap_or_else(|| Case {
                 alert: alert.to_owned(),
@@ -367,7 +393,7 @@ impl CaseNotes {
 
     /// Every case, by alert id.
     pub fn list(&self) -> Vec<Case> {
-        cases_of(&self.doc.entries_with_prefix("case/"))
+        cases_of(&self.doc.entries_with_prefix("case/"), true)
             .into_values()
             .collect()
     }

@@ -119,6 +119,11 @@ pub struct Entry {
     /// Kind-specific content.
     #[serde(default)]
     pub body: serde_json::Value,
+    /// The operator whose signed request made this edit (`operator.rs`);
+    /// absent on edits made without one and on older entries. Kept as
+    /// plain JSON so a malformed one from a peer reads as unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<serde_json::Value>,
 }
 
 impl Entry {
@@ -129,6 +134,16 @@ impl Entry {
             author: author_hex(key),
             removed: false,
             body,
+            operator: None,
+        }
+    }
+
+    /// This entry carrying `operator`.
+    pub fn with_operator(self, operator: Option<&super::operator::Operator>) -> Entry {
+        Entry {
+            // Serializing plain data with string keys cannot fail.
+            operator: operator.and_then(|o| serde_json::to_value(o).ok()),
+            ..self
         }
     }
 

@@ -14,6 +14,7 @@ use super::doc::{DocKind, Document, Entry, WsError};
 use super::epoch::CompactReport;
 pub use super::indicator::{IocError, IocKind, parse_indicator};
 use super::matcher::IocMatcher;
+use super::operator::{self, Author, OperatorView};
 
 /// Longest reason text, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
@@ -30,6 +31,12 @@ pub struct Ioc {
     /// After this time (ms since the Unix epoch) it no longer matches.
     pub expires_ms: Option<u64>,
     pub at_ms: u64,
+    /// The operator who added (or removed) it, if the entry names one.
+    pub operator: Option<OperatorView>,
+    /// Whether the operator's signed request verifies for this entry;
+    /// checked for the API's lists, not for the matcher's (always false
+    /// there).
+    pub operator_verified: bool,
 }
 
 impl Ioc {
@@ -53,8 +60,14 @@ fn key(kind: IocKind, value: &str) -> String {
     format!("{}:{value}", kind.label())
 }
 
-fn ioc_of(entry: &Entry) -> Option<Ioc> {
+/// The IOC of `entry`; with `verified` the key of the entry, whose
+/// operator proof is then checked.
+fn ioc_of(entry: &Entry, verified: Option<&str>) -> Option<Ioc> {
     let body: IocBody = serde_json::from_value(entry.body.clone()).ok()?;
+    let (operator, operator_verified) = match verified {
+        Some(key) => operator::check(DocKind::Intel, key, entry),
+        None => (None, false),
+    };
     Some(Ioc {
         kind: body.kind,
         value: body.value,
@@ -62,6 +75,8 @@ fn ioc_of(entry: &Entry) -> Option<Ioc> {
         added_by: entry.author.clone(),
         expires_ms: body.expires_ms,
         at_ms: entry.at_ms,
+        operator,
+        operator_verified,
     })
 }
 
@@ -69,7 +84,7 @@ fn ioc_of(entry: &Entry) -> Option<Ioc> {
 pub fn retired_keys(entries: &BTreeMap<String, Entry>, now_ms: u64) -> BTreeSet<String> {
     entries
         .iter()
-        .filter(|(_, e)| ioc_of(e).is_some_and(|ioc| !ioc.is_live(now_ms)))
+        .filter(|(_, e)| ioc_of(e, None).is_some_and(|ioc| !ioc.is_live(now_ms)))
         .map(|(k, _)| k.clone())
         .collect()
 }
@@ -108,13 +123,15 @@ impl ThreatIntel {
     }
 
     /// Adds (or updates) the IOC `indicator` (see [`parse_indicator`]).
-    pub fn add(
+    /// `by` is the node's key, or the key and the operator whose request
+    /// this is.
+    pub fn add<'a>(
         &mut self,
         indicator: &str,
         reason: &str,
         expires_ms: Option<u64>,
         now_ms: u64,
-        signer: &SigningKey,
+        by: impl Into<Author<'a>>,
     ) -> Result<Ioc, IocError> {
         if reason.len() > MAX_REASON_BYTES {
             return Err(IocError::ReasonTooLong(reason.len()));
@@ -126,16 +143,16 @@ impl ThreatIntel {
             reason: reason.to_owned(),
             expires_ms,
         };
-        self.write(body, false, now_ms, signer)
+        self.write(body, false, now_ms, by.into())
     }
 
     /// Removes `indicator` with a tombstone; `Ok(None)` if it is absent or
     /// already removed.
-    pub fn remove(
+    pub fn remove<'a>(
         &mut self,
         indicator: &str,
         now_ms: u64,
-        signer: &SigningKey,
+        by: impl Into<Author<'a>>,
     ) -> Result<Option<Ioc>, IocError> {
         let (kind, value) = parse_indicator(indicator)?;
         match self.doc.get(&key(kind, &value)) {
@@ -146,7 +163,7 @@ impl ThreatIntel {
                     reason: String::new(),
                     expires_ms: None,
                 };
-                self.write(body, true, now_ms, signer).map(Some)
+                self.write(body, true, now_ms, by.into()).map(Some)
             }
             _ => Ok(None),
         }
@@ -157,44 +174,50 @@ impl ThreatIntel {
         body: IocBody,
         removed: bool,
         now_ms: u64,
-        signer: &SigningKey,
+        by: Author<'_>,
     ) -> Result<Ioc, IocError> {
         let key = key(body.kind, &body.value);
         let json = serde_json::to_value(&body).map_err(|e| WsError::Corrupt(e.to_string()))?;
         let entry = if removed {
-            Entry::tombstone(json, now_ms, signer)
+            Entry::tombstone(json, now_ms, by.key)
         } else {
-            Entry::new(json, now_ms, signer)
+            Entry::new(json, now_ms, by.key)
         };
-        let stored = self.doc.put(&key, entry, signer)?;
-        ioc_of(&stored)
+        let stored = self.doc.put(&key, by.stamp(entry), by.key)?;
+        ioc_of(&stored, Some(key.as_str()))
             .ok_or_else(|| IocError::Store(WsError::Corrupt(format!("entry {key} is not an IOC"))))
     }
 
     /// The IOC for `indicator` unless removed (expired ones included).
     pub fn get(&self, indicator: &str) -> Option<Ioc> {
         let (kind, value) = parse_indicator(indicator).ok()?;
+        let key = key(kind, &value);
         self.doc
-            .get(&key(kind, &value))
+            .get(&key)
             .filter(|e| !e.removed)
-            .as_ref()
-            .and_then(ioc_of)
+            .and_then(|e| ioc_of(&e, Some(key.as_str())))
     }
 
-    /// Live, unexpired IOCs, ordered by kind label, then value.
+    /// Live, unexpired IOCs, ordered by kind label, then value, with their
+    /// operators checked.
     pub fn list(&self, now_ms: u64) -> Vec<Ioc> {
+        self.live(now_ms, true)
+    }
+
+    fn live(&self, now_ms: u64, verify: bool) -> Vec<Ioc> {
         self.doc
             .entries()
-            .values()
-            .filter(|e| !e.removed)
-            .filter_map(ioc_of)
+            .iter()
+            .filter(|(_, e)| !e.removed)
+            .filter_map(|(k, e)| ioc_of(e, verify.then_some(k.as_str())))
             .filter(|ioc| ioc.is_live(now_ms))
             .collect()
     }
 
-    /// A matcher over the IOCs live at `now_ms`.
+    /// A matcher over the IOCs live at `now_ms` (operators not checked:
+    /// detection does not need them).
     pub fn matcher(&self, now_ms: u64) -> IocMatcher {
-        IocMatcher::new(self.list(now_ms))
+        IocMatcher::new(self.live(now_ms, false))
     }
 
     /// Compacts, retiring expired IOCs and tombstones older than `retention_ms`.

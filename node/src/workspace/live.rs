@@ -14,13 +14,15 @@ use libp2p_identity::PeerId;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-use super::cases::{Case, CaseError, CaseNotes, Note, Status};
+use super::cases::{Case, CaseError, CaseNotes};
 use super::doc::{DocKind, Document, WsError};
 use super::envelope::peek_kind;
-use super::intel::{Ioc, IocError, ThreatIntel};
+use super::intel::{IocError, ThreatIntel};
 use super::matcher::IocMatcher;
 use super::sync::PeerSync;
 use crate::storage::{StorageError, Store};
+
+mod edits;
 
 /// Messages one exchange with a peer may take before it waits for the
 /// next tick (each carries at most 4 MiB).
@@ -230,61 +232,6 @@ impl Workspace {
         }
         self.changed.notify_one();
         Ok(())
-    }
-
-    pub fn intel_add(
-        &self,
-        indicator: &str,
-        reason: &str,
-        expires_ms: Option<u64>,
-    ) -> Result<Ioc, EditError> {
-        let mut docs = lock(&self.docs);
-        let ioc = docs
-            .intel
-            .add(indicator, reason, expires_ms, now_ms(), &self.key)?;
-        self.changed(&mut docs, DocKind::Intel)?;
-        Ok(ioc)
-    }
-
-    /// Removes an indicator; `None` when it was not listed.
-    pub fn intel_remove(&self, indicator: &str) -> Result<Option<Ioc>, EditError> {
-        let mut docs = lock(&self.docs);
-        let removed = docs.intel.remove(indicator, now_ms(), &self.key)?;
-        if removed.is_some() {
-            self.changed(&mut docs, DocKind::Intel)?;
-        }
-        Ok(removed)
-    }
-
-    /// Live indicators (not removed, not expired).
-    pub fn intel_list(&self) -> Vec<Ioc> {
-        lock(&self.docs).intel.list(now_ms())
-    }
-
-    pub fn case_ack(&self, alert: &str, assignee: Option<&str>) -> Result<Case, EditError> {
-        self.case_edit(|c, now, key| c.ack(alert, assignee, now, key))
-    }
-
-    pub fn case_status(&self, alert: &str, status: Status) -> Result<Case, EditError> {
-        self.case_edit(|c, now, key| c.set_status(alert, status, now, key))
-    }
-
-    pub fn case_assign(&self, alert: &str, assignee: Option<&str>) -> Result<Case, EditError> {
-        self.case_edit(|c, now, key| c.assign(alert, assignee, now, key))
-    }
-
-    pub fn case_note(&self, alert: &str, text: &str) -> Result<Note, EditError> {
-        self.case_edit(|c, now, key| c.note(alert, text, now, key))
-    }
-
-    fn case_edit<T>(
-        &self,
-        edit: impl FnOnce(&mut CaseNotes, u64, &SigningKey) -> Result<T, CaseError>,
-    ) -> Result<T, EditError> {
-        let mut docs = lock(&self.docs);
-        let out = edit(&mut docs.cases, now_ms(), &self.key)?;
-        self.changed(&mut docs, DocKind::Cases)?;
-        Ok(out)
     }
 
     pub fn case_show(&self, alert: &str) -> Case {

@@ -12,9 +12,11 @@
 //! On top: [`intel`] (IOC lists, with [`matcher::IocMatcher`] for live
 //! detection) and [`cases`] (status, assignee and notes per alert);
 //! [`live`] runs both on a node (storage, API edits, sync over the mesh,
-//! compaction).
+//! compaction). An edit made through the API carries its [`operator`]: the
+//! operator's signed request, checked by anyone who reads the entry.
 
 pub mod cases;
+mod claims;
 pub mod doc;
 mod envelope;
 pub mod epoch;
@@ -23,6 +25,7 @@ mod indicator;
 pub mod intel;
 pub mod live;
 pub mod matcher;
+pub mod operator;
 pub mod sync;
 mod wire;
 
@@ -32,6 +35,7 @@ pub use epoch::{CompactReport, EpochId};
 pub use intel::{Ioc, IocError, IocKind, ThreatIntel, parse_indicator};
 pub use live::{EditError, Settings, Workspace, WorkspaceStatus};
 pub use matcher::IocMatcher;
+pub use operator::{Operator, OperatorView, ProofError};
 pub use sync::{MAX_SYNC_BYTES, PeerEpoch, PeerSync, Rejected, SyncOutcome};
 
 /// The document a sync envelope is for, from its header alone; `None` when

@@ -15,6 +15,8 @@ fn ioc(kind: IocKind, value: &str) -> Ioc {
         added_by: String::new(),
         expires_ms: None,
         at_ms: 0,
+        operator: None,
+        operator_verified: false,
     }
 }
 

@@ -6,6 +6,7 @@ mod doc_tests;
 mod epoch_tests;
 mod fuzz_tests;
 mod intel_tests;
+mod operator_tests;
 mod reject_tests;
 mod sync_tests;
 
@@ -13,7 +14,7 @@ use ed25519_dalek::SigningKey;
 
 // The modules under test, so test files name them as `super::doc` both here
 // and once this crate is a module of the node.
-use super::{cases, doc, envelope, epoch, intel, matcher, sync};
+use super::{cases, doc, envelope, epoch, intel, matcher, operator, sync};
 
 use doc::Document;
 use sync::PeerSync;
