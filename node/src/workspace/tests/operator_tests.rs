@@ -1,6 +1,7 @@
 //! Operator proofs: a genuine signed request verifies for the entry it
 //! wrote; an altered body, another key, another node, another entry, a
-//! stale time or a malformed proof gives "not verified", never a panic.
+//! stale time, any changed signed field or a malformed proof gives "not
+//! verified", never a panic, also when a peer's entries arrive by sync.
 
 use ed25519_dalek::SigningKey;
 use serde_json::json;
@@ -281,5 +282,95 @@ fn a_body_too_large_or_not_text_is_not_kept() {
     assert_eq!(
         Operator::from_request("ana", role, &signed(vec![0xff, 0xfe])),
         Err(ProofError::BodyNotText)
+    );
+}
+
+#[test]
+fn any_change_to_a_signed_field_fails_and_never_panics() {
+    let (node, analyst) = (key(1), key(50));
+    let good = ana(
+        &analyst,
+        &node,
+        "POST",
+        "/api/v1/cases/a1/notes",
+        r#"{"text":"host isolated"}"#,
+        T,
+    );
+    let mut cases = CaseNotes::new();
+    let (k, entry) = note_of(&mut cases, &node, "host isolated", &good);
+    assert!(operator::verify(DocKind::Cases, &k, &entry).is_ok());
+    let base = serde_json::to_value(&good).unwrap();
+    let fields = [
+        "/key",
+        "/request/node",
+        "/request/method",
+        "/request/path",
+        "/request/body",
+        "/request/nonce",
+        "/request/sig",
+    ];
+    let mut rng = super::Rng::new(19);
+    for round in 0..2_000 {
+        let mut value = base.clone();
+        if round % 10 == 0 {
+            *value.pointer_mut("/request/ts_ms").unwrap() = json!(T + 1 + rng.next() % 1000);
+        } else {
+            let slot = value.pointer_mut(fields[rng.below(fields.len())]).unwrap();
+            let mut bytes = slot.as_str().unwrap().as_bytes().to_vec();
+            let at = rng.below(bytes.len());
+            let old = bytes[at];
+            while bytes[at] == old {
+                bytes[at] = b' ' + (rng.next() % 95) as u8;
+            }
+            *slot = json!(String::from_utf8(bytes).unwrap());
+        }
+        let mut forged = entry.clone();
+        forged.operator = Some(value.clone());
+        assert!(
+            operator::verify(DocKind::Cases, &k, &forged).is_err(),
+            "round {round}: {value}"
+        );
+    }
+}
+
+#[test]
+fn a_peers_forged_operators_arrive_by_sync_and_read_as_unverified() {
+    let (analyst, mallory) = (key(50), key(51));
+    let mut a = super::Node::new(super::doc::Document::new(DocKind::Cases), 1);
+    let mut m = super::Node::new(super::doc::Document::new(DocKind::Cases), 2);
+    let body = r#"{"text":"host isolated"}"#;
+    let path = "/api/v1/cases/a1/notes";
+    let genuine = ana(&analyst, &a.key, "POST", path, body, T);
+    // The peer claims ana's key over a request it signed itself, replays
+    // the request ana sent to a, and writes garbage as an operator.
+    let mut claimed = ana(&mallory, &m.key, "POST", path, r#"{"text":"all clear"}"#, T);
+    claimed.key = genuine.key.clone();
+    let write = |n: &mut super::Node, k: &str, text: &str, op: serde_json::Value| {
+        let mut e = Entry::new(json!({ "text": text }), T, &n.key);
+        e.operator = Some(op);
+        n.doc.put(k, e, &n.key).unwrap();
+    };
+    let to_json = |op: &Operator| serde_json::to_value(op).unwrap();
+    write(&mut a, "case/a1/note/1", "host isolated", to_json(&genuine));
+    write(&mut m, "case/a1/note/2", "all clear", to_json(&claimed));
+    write(&mut m, "case/a1/note/3", "host isolated", to_json(&genuine));
+    write(&mut m, "case/a1/note/4", "x", json!({"request": [1, 2, 3]}));
+    let mut nodes = [a, m];
+    super::sync_nodes(&mut nodes, 0, 1);
+    let [a, _] = nodes;
+    let cases = CaseNotes::from_document(a.doc).unwrap();
+    let notes = cases.show("a1").notes;
+    assert_eq!(notes.len(), 4, "every entry is applied");
+    let verified: Vec<&str> = notes
+        .iter()
+        .filter(|n| n.operator_verified)
+        .map(|n| n.text.as_str())
+        .collect();
+    assert_eq!(verified, ["host isolated"], "only a's own note verifies");
+    assert!(
+        notes
+            .iter()
+            .filter(|n| n.author == hex::encode(key(2).verifying_key().to_bytes()))
+            .all(|n| !n.operator_verified)
     );
 }
