@@ -226,6 +226,19 @@ async fn sign_in_pages_roles_and_forgeries() {
         filtered.body.contains("<option value=\"low\" selected>"),
         "the filter stays"
     );
+    // The test alert is from 2027; a range ending in 2026 leaves it out.
+    let until = b.get("/alerts?until=2026-01-01T00:00:00Z").await;
+    assert!(
+        !until.body.contains(&format!("/alerts/{}", alert.id)),
+        "until"
+    );
+    let bad = b.get("/alerts?until=yesterday").await;
+    assert!(
+        bad.body
+            .contains("until: &quot;yesterday&quot; is not a time"),
+        "{}",
+        bad.body
+    );
 
     // A viewer is offered no edit form, and a forged one is refused.
     let mut vera = Browser::signed_in(addr, &id, &viewer).await;

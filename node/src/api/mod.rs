@@ -311,7 +311,8 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, String> {
     }
 }
 
-fn time_of(s: &str, now_ns: u64) -> Option<u64> {
+/// A time as `since=` takes it: Unix nanoseconds, a duration ago, RFC 3339.
+pub(crate) fn time_of(s: &str, now_ns: u64) -> Option<u64> {
     if let Ok(ns) = s.parse::<u64>() {
         return Some(ns);
     }

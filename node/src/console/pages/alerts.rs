@@ -39,6 +39,9 @@ pub struct Filters {
     /// `since=`: a duration ago (`1h`) or a time, as the API takes it.
     #[serde(default)]
     pub since: String,
+    /// `until=`: the end of the time range, in the same forms.
+    #[serde(default)]
+    pub until: String,
     /// Case status: new, acknowledged, false_positive, resolved.
     #[serde(default)]
     pub status: String,
@@ -47,6 +50,23 @@ pub struct Filters {
 impl Filters {
     /// Whether an alert (from `own` node or a peer) in case status `case`
     /// passes.
+    /// The end of the time range in nanoseconds, or why `until` is not a time.
+    pub fn until_ns(&self, now_ns: u64) -> Result<Option<u64>, String> {
+        let u = self.until.trim();
+        if u.is_empty() {
+            return Ok(None);
+        }
+        crate::api::time_of(u, now_ns).map(Some).ok_or_else(|| {
+            format!("until: {u:?} is not a time (expected RFC 3339, a duration ago such as 15m, or Unix nanoseconds)")
+        })
+    }
+
+    /// Whether an alert (from `own` node or a peer) in case status `case`
+    /// passes, `until` being [`Filters::until_ns`].
+    pub fn pass_until(&self, a: &Alert, own: &str, case: &str, until: Option<u64>) -> bool {
+        until.is_none_or(|u| a.body.time_ns <= u) && self.pass(a, own, case)
+    }
+
     pub fn pass(&self, a: &Alert, own: &str, case: &str) -> bool {
         let origin = self.origin.trim();
         let origin_ok = origin.is_empty()
@@ -67,6 +87,7 @@ impl Filters {
             ("rule", &self.rule),
             ("origin", &self.origin),
             ("since", &self.since),
+            ("until", &self.until),
             ("status", &self.status),
         ] {
             if !v.is_empty() {
@@ -145,10 +166,12 @@ fn filter_form(f: &Filters) -> String {
         out,
         "<label for=\"f-rule\">Rule<input id=\"f-rule\" name=\"rule\" value=\"{}\"></label>\
          <label for=\"f-origin\">Origin (node id, local or peer)<input id=\"f-origin\" name=\"origin\" value=\"{}\"></label>\
-         <label for=\"f-since\">Since (15m, 24h, a time)<input id=\"f-since\" name=\"since\" value=\"{}\"></label>",
+         <label for=\"f-since\">Since (15m, 24h, a time)<input id=\"f-since\" name=\"since\" value=\"{}\"></label>\
+         <label for=\"f-until\">Until (5m, a time)<input id=\"f-until\" name=\"until\" value=\"{}\"></label>",
         esc(&f.rule),
         esc(&f.origin),
-        esc(&f.since)
+        esc(&f.since),
+        esc(&f.until)
     );
     out.push_str(&select(
         "status",
@@ -193,6 +216,10 @@ pub async fn page(
         let _ = write!(q, "&since={}", url(&f.since));
     }
     let mut body = filter_form(&f);
+    let until = f.until_ns(amoskys_sensors::now_ns()).unwrap_or_else(|e| {
+        let _ = write!(body, "<p class=\"error\" role=\"alert\">{}</p>", esc(&e));
+        None
+    });
     let listed = match call::get(&state, &v, "/api/v1/alerts", &q).await {
         Ok(l) => l,
         Err(r) => {
@@ -225,7 +252,7 @@ pub async fn page(
             continue;
         };
         let case = cases.get(&a.id).map_or("new", String::as_str);
-        if !f.pass(&a, own, case) {
+        if !f.pass_until(&a, own, case, until) {
             continue;
         }
         let sig = signatures
@@ -264,10 +291,11 @@ pub async fn stream(
     Query(f): Query<Filters>,
 ) -> impl IntoResponse {
     let own = state.info.id.clone();
+    let until = f.until_ns(amoskys_sensors::now_ns()).ok().flatten();
     let rows = BroadcastStream::new(state.alerts.subscribe()).filter_map(move |item| {
         let a = item.ok()?;
         // A new alert's case is new: no one has worked on it yet.
-        if !f.pass(&a, &own, "new") {
+        if !f.pass_until(&a, &own, "new", until) {
             return None;
         }
         let sig = match a.verify() {
