@@ -16,9 +16,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use amoskys_node::Node;
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
-use console_client::{Browser, Page};
+use console_client::{Browser, Page, flow_to};
 use ed25519_dalek::SigningKey;
 use reqwest::Method;
 
@@ -80,35 +78,6 @@ async fn add_operator(addr: std::net::SocketAddr, name: &str, key: &SigningKey, 
     )
     .await;
     assert_eq!(code, 201, "{v}");
-}
-
-fn flow_to(dst: Ipv4Addr) -> Event {
-    let now = amoskys_sensors::now_ns();
-    Event::new(
-        now,
-        "test",
-        "flows",
-        EventBody::NetworkActivity(FlowRecord {
-            interface: "eth0".into(),
-            transport: Transport::Tcp,
-            src: Ipv4Addr::new(10, 0, 0, 5).into(),
-            src_port: 43_210,
-            dst: dst.into(),
-            dst_port: 443,
-            first_ns: now,
-            last_ns: now,
-            forward: FlowCounters {
-                packets: 3,
-                bytes: 300,
-            },
-            reverse: FlowCounters {
-                packets: 2,
-                bytes: 200,
-            },
-            tcp_flags: TcpFlagCounts::default(),
-            end: FlowEnd::End,
-        }),
-    )
 }
 
 async fn policy_version(addr: std::net::SocketAddr) -> Option<u64> {
@@ -455,6 +424,54 @@ async fn intel_added_in_the_console_raises_an_alert_the_page_streams() {
             .await
             .body
             .contains("<code>203.0.113.0/24</code>")
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_session_cookie_is_secure() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = common::quiet_config(dir.path(), &["api.tls.enabled=true"]);
+    let node = Node::start(config).await.expect("node starts with TLS");
+    let pem = dir.path().join(amoskys_node::tls::SELF_SIGNED_CERT_FILE);
+    let der = CertificateDer::from_pem_file(&pem).expect("the node wrote its certificate");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_der(&der).expect("DER")])
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let key =
+        amoskys_node::auth::load_signing_key(&dir.path().join(amoskys_node::auth::ADMIN_KEY_FILE))
+            .expect("admin key");
+    let id = node.identity().peer_id().to_string();
+    let base = format!("https://localhost:{}", node.api_addr().port());
+    let path = "/api/v1/console/login";
+    let link: serde_json::Value = http
+        .post(format!("{base}{path}"))
+        .header(
+            "authorization",
+            console_client::signed(&key, &id, "POST", path, b""),
+        )
+        .send()
+        .await
+        .expect("answers over TLS")
+        .json()
+        .await
+        .expect("JSON");
+    let resp = http
+        .get(format!("{base}{}", link["path"].as_str().expect("a path")))
+        .send()
+        .await
+        .expect("answers over TLS");
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().expect("text");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
     );
     node.shutdown().await;
 }
