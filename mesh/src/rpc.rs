@@ -62,7 +62,7 @@ impl Service {
             Service::Raft => 4 << 20,
             Service::Model => 16 << 20,
             Service::Blob => 1 << 10,
-            Service::Join => 1 << 10,
+            Service::Join => 4 << 10,
             // Above the workspace's own 4 MiB bound, so an oversized
             // message reaches it and is counted.
             Service::Workspace => 5 << 20,

@@ -66,6 +66,9 @@ pub struct Parts {
     /// The node's local admin key (hex): the first admin of a cluster this
     /// node forms.
     pub admin: String,
+    /// A hand-over from this node's previous key not yet committed, and
+    /// the data directory that keeps it ([`crate::rotation`]).
+    pub handover: Option<(amoskys_consensus::rotation::Handover, std::path::PathBuf)>,
 }
 
 impl ClusterNode {
@@ -85,6 +88,7 @@ impl ClusterNode {
             site,
             workspace,
             admin,
+            handover,
         } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, listen_address(config, mesh.as_ref()).await);
@@ -151,9 +155,20 @@ impl ClusterNode {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot form a one-node cluster"),
                 }
-            } else if let Some(mesh) = mesh {
+            } else if let Some(mesh) = mesh.clone() {
                 tasks.push(tokio::spawn(join(cluster.clone(), mesh, introduced_tx)));
             }
+        } else if let (Some((h, dir)), Some(mesh)) = (handover, mesh) {
+            // The successor of a member: its log is the cluster's, but the
+            // cluster has to commit the hand-over and take it in.
+            tracing::info!(old = %h.rotation.old, "asking the cluster to commit this key's hand-over");
+            cluster.set_handover(Some(h));
+            let c = cluster.clone();
+            tasks.push(tokio::spawn(async move {
+                join(c.clone(), mesh, introduced_tx).await;
+                c.set_handover(None);
+                crate::rotation::committed(&dir);
+            }));
         }
         Ok(ClusterNode {
             cluster,
@@ -234,9 +249,11 @@ async fn listen_address(config: &Config, mesh: Option<&MeshHandle>) -> String {
 async fn join(cluster: Arc<Cluster>, mesh: MeshHandle, introduced: watch::Sender<Vec<NodeId>>) {
     let mut tick = tokio::time::interval(JOIN_EVERY);
     let mut told = false;
+    let me = cluster.id();
     loop {
         tick.tick().await;
-        if cluster.status().initialized {
+        let (voters, learners) = cluster.members();
+        if voters.contains(&me) || learners.contains(&me) {
             return;
         }
         let Ok(peers) = mesh.peers().await else {
@@ -335,12 +352,24 @@ impl Follow {
         keys.insert(self.me);
         keys.extend(self.configured.iter().copied());
         keys.extend(self.introduced.borrow().iter().copied());
-        for removed in now.state.removed.keys() {
-            keys.remove(removed);
+        for gone in now.state.removed.keys().chain(now.state.retired.keys()) {
+            keys.remove(gone);
         }
         keys.insert(self.me);
-        self.workspace.set_admitted(keys.iter().map(|k| k.0));
+        // Workspace entries a retired key signed before its hand-over stay
+        // valid; entries carry no sequence number to bound them by.
+        self.workspace
+            .set_admitted(keys.iter().chain(now.state.retired.keys()).map(|k| k.0));
         let Some(mesh) = &self.mesh else { return };
+        let retired = now
+            .state
+            .retired
+            .iter()
+            .filter_map(|(k, r)| r.last_seq.map(|s| (k.0, s)))
+            .collect();
+        if let Err(e) = mesh.set_retired(retired).await {
+            tracing::warn!(error = %e, "cannot update the mesh's retired keys");
+        }
         if let Err(e) = mesh
             .set_admitted(keys.into_iter().map(|k| k.0).collect())
             .await

@@ -39,6 +39,7 @@ mod node;
 pub mod peering;
 pub mod policy;
 pub mod privacy;
+pub mod rotation;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

@@ -105,6 +105,7 @@ pub struct Node {
     cluster: Option<ClusterNode>,
     workspace: Arc<Workspace>,
     shutdown_tx: watch::Sender<bool>,
+    restart: Arc<tokio::sync::Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -129,13 +130,15 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
+        let store = Arc::new(Store::open(&data_dir.join("db"))?);
+        // A staged successor key takes over before anything signs.
+        let handover = crate::rotation::complete(&data_dir, store.last_alert_seq()?)?;
         let (identity, created) = Identity::load_or_create(&data_dir)?;
         let id = identity.peer_id().to_string();
         if created {
             tracing::info!(node = %id, path = %data_dir.join(crate::identity::KEY_FILE).display(), "created node key");
         }
         let admin = crate::auth::ensure_local_admin(&data_dir)?;
-        let store = Arc::new(Store::open(&data_dir.join("db"))?);
         let workspace = Workspace::open(
             store.clone(),
             identity.signing_key().clone(),
@@ -268,6 +271,7 @@ impl Node {
                 site: hooks.site,
                 workspace: workspace.clone(),
                 admin: admin.public_key_hex(),
+                handover: handover.map(|h| (h, data_dir.clone())),
             },
         )
         .await?;
@@ -289,6 +293,7 @@ impl Node {
             tracing::info!(fingerprint = %t.fingerprint, cert = ?t.cert_file, "api serves tls");
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let restart = Arc::new(tokio::sync::Notify::new());
         let api_addr = listener.local_addr().map_err(|source| NodeError::ApiBind {
             addr: api_listen,
             source,
@@ -330,6 +335,7 @@ impl Node {
                 cluster.cluster.applied(),
             )),
             console: Arc::new(crate::console::Console::new(tls.is_some())),
+            restart: restart.clone(),
         };
         let mut tasks = Vec::new();
         if let Some(p) = &peering {
@@ -372,6 +378,7 @@ impl Node {
             cluster: Some(cluster),
             workspace,
             shutdown_tx,
+            restart,
             tasks,
         })
     }
@@ -433,6 +440,30 @@ impl Node {
         wait_for_signal().await;
         tracing::info!("shutdown signal received");
         self.shutdown().await;
+    }
+
+    /// Resolves when the node asks to be restarted: a successor key was
+    /// staged (`POST /api/v1/node/key/rotate`) and takes over at the next
+    /// start. `amoskys run` then shuts the node down and starts it again.
+    pub async fn restart_requested(&self) {
+        self.restart.notified().await;
+    }
+
+    /// Runs until SIGINT or SIGTERM (then shuts down and answers `false`)
+    /// or until a restart is requested (shuts down, answers `true`).
+    pub async fn run_until_signal_or_restart(self) -> bool {
+        let restart = tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("shutdown signal received");
+                false
+            }
+            () = self.restart_requested() => {
+                tracing::info!("restarting");
+                true
+            }
+        };
+        self.shutdown().await;
+        restart
     }
 
     /// Stops the API and the sensors, writes every queued event, and closes

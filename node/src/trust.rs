@@ -4,6 +4,11 @@
 //!
 //! The export's signature is strict ed25519 over its canonical bytes (see
 //! [`MembersExport::canonical_bytes`] and docs/ALERTS.md), never over JSON.
+//!
+//! An export also lists retired node keys with their hand-over (signed by
+//! the old and the new key, checked here too): an alert a retired key
+//! signed verifies up to the last sequence number the hand-over names, and
+//! is refused after it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +38,9 @@ pub struct MembersExport {
     /// In key order as exported; the signature covers the order.
     pub members: Vec<ExportedMember>,
     pub removed: Vec<RemovedMember>,
+    /// Node keys handed over to a successor (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredKey>,
     /// Peer id of the node that signed; a voter of `members`.
     pub exported_by: String,
     /// RFC 3339 UTC, nine fraction digits.
@@ -85,6 +93,24 @@ pub struct RemovedMember {
     pub key: String,
     /// RFC 3339 UTC, nine fraction digits.
     pub removed_at: String,
+}
+
+/// A node key handed over to a successor: the hand-over as committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredKey {
+    pub id: String,
+    pub key: String,
+    /// Peer id of the successor key.
+    pub successor: String,
+    /// The last alert sequence number the key signed (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// The hand-over's time and the old and the new key's signatures of it
+    /// (`amoskys_consensus::rotation::statement`).
+    pub time_ns: u64,
+    pub old_sig: String,
+    pub new_sig: String,
 }
 
 /// Why an export or a trust set was refused or could not be made.
@@ -165,6 +191,20 @@ impl MembersExport {
                 removed_at: rfc3339(*t),
             })
             .collect();
+        let retired = applied
+            .state
+            .retired
+            .iter()
+            .map(|(id, r)| RetiredKey {
+                id: id.to_string(),
+                key: id.to_hex(),
+                successor: r.successor.to_string(),
+                last_seq: r.last_seq,
+                time_ns: r.time_ns,
+                old_sig: r.old_sig.clone(),
+                new_sig: r.new_sig.clone(),
+            })
+            .collect();
         let mut export = MembersExport {
             version: EXPORT_VERSION,
             membership_log: LogPosition {
@@ -173,6 +213,7 @@ impl MembersExport {
             },
             members,
             removed,
+            retired,
             exported_by: me.to_string(),
             exported_at: rfc3339(now_ns),
             signature: String::new(),
@@ -195,7 +236,9 @@ impl MembersExport {
     /// string as the u32 count of its UTF-8 bytes, then those bytes:
     /// `EXPORT_DOMAIN, version u16, term u64, index u64, member count u32,
     /// then id, key, role, name of each member, removed count u32, then id,
-    /// key, removed_at of each, exported_by, exported_at`.
+    /// key, removed_at of each, then only when there are retired keys:
+    /// their count u32, then id, key, successor, last_seq (`-` for none),
+    /// time_ns u64, old_sig, new_sig of each; exported_by, exported_at`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + 160 * self.members.len());
         out.extend_from_slice(EXPORT_DOMAIN);
@@ -219,6 +262,18 @@ impl MembersExport {
                 put_str(&mut out, s);
             }
         }
+        if !self.retired.is_empty() {
+            out.extend_from_slice(&(self.retired.len() as u32).to_be_bytes());
+            for r in &self.retired {
+                let last = r.last_seq.map_or_else(|| "-".to_owned(), |s| s.to_string());
+                for s in [r.id.as_str(), r.key.as_str(), r.successor.as_str(), &last] {
+                    put_str(&mut out, s);
+                }
+                out.extend_from_slice(&r.time_ns.to_be_bytes());
+                put_str(&mut out, &r.old_sig);
+                put_str(&mut out, &r.new_sig);
+            }
+        }
         put_str(&mut out, &self.exported_by);
         put_str(&mut out, &self.exported_at);
         out
@@ -234,6 +289,7 @@ impl MembersExport {
         for (name, len) in [
             ("members", self.members.len()),
             ("removed", self.removed.len()),
+            ("retired", self.retired.len()),
         ] {
             if len > MAX_EXPORT_ENTRIES {
                 return Err(field(
@@ -274,6 +330,32 @@ impl MembersExport {
         for (i, r) in self.removed.iter().enumerate() {
             let key = entry_key(&format!("removed[{i}]"), &r.id, &r.key)?;
             trust.removed.insert(key.to_bytes(), r.removed_at.clone());
+        }
+        for (i, r) in self.retired.iter().enumerate() {
+            let at = format!("retired[{i}]");
+            let key = entry_key(&at, &r.id, &r.key)?;
+            let successor =
+                NodeId::parse(&r.successor).map_err(|e| field(format!("{at}.successor"), e))?;
+            let rotation = amoskys_consensus::NodeRotation {
+                old: NodeId(key.to_bytes()),
+                new: successor,
+                last_seq: r.last_seq,
+                time_ns: r.time_ns,
+                old_sig: r.old_sig.clone(),
+                new_sig: r.new_sig.clone(),
+            };
+            rotation.verify().map_err(|e| field(at, e))?;
+            trust.retired.insert(
+                key.to_bytes(),
+                Handed {
+                    successor: r.successor.clone(),
+                    last_seq: r.last_seq,
+                    source: format!(
+                        "retired key in the export by {}, handed over to {}",
+                        self.exported_by, r.successor
+                    ),
+                },
+            );
         }
         let signer_key =
             signer_key.ok_or_else(|| TrustError::SignerNotVoter(self.exported_by.clone()))?;
@@ -327,6 +409,16 @@ pub struct TrustSet {
     keys: BTreeMap<[u8; 32], String>,
     /// Keys an export lists as removed, and when: named when they sign.
     removed: BTreeMap<[u8; 32], String>,
+    /// Retired keys: trusted for alerts up to their hand-over.
+    retired: BTreeMap<[u8; 32], Handed>,
+}
+
+/// A retired key's hand-over, as the trust set keeps it.
+#[derive(Debug, Clone)]
+struct Handed {
+    successor: String,
+    last_seq: Option<u64>,
+    source: String,
 }
 
 impl TrustSet {
@@ -351,6 +443,7 @@ impl TrustSet {
     /// Adds every key of `other`.
     pub fn extend(&mut self, other: TrustSet) {
         self.removed.extend(other.removed);
+        self.retired.extend(other.retired);
         self.keys.extend(other.keys);
     }
 
@@ -362,12 +455,36 @@ impl TrustSet {
         self.keys.is_empty()
     }
 
-    /// Where the trust in `key` comes from, or why there is none (naming
-    /// the key).
-    pub fn admits(&self, key: &VerifyingKey) -> Result<&str, String> {
+    /// Where the trust in a node key as the signer of records (audit
+    /// entries) comes from: a member, or a retired key (its records are
+    /// history).
+    pub fn admits_node(&self, key: &VerifyingKey) -> Result<&str, String> {
+        match self.retired.get(&key.to_bytes()) {
+            Some(h) => Ok(h.source.as_str()),
+            None => self.admits(key, 0),
+        }
+    }
+
+    /// Where the trust in an alert of sequence number `seq` signed by `key`
+    /// comes from, or why there is none (naming the key). A retired key is
+    /// trusted up to its hand-over's last sequence number.
+    pub fn admits(&self, key: &VerifyingKey, seq: u64) -> Result<&str, String> {
         let bytes = key.to_bytes();
         if let Some(source) = self.keys.get(&bytes) {
             return Ok(source.as_str());
+        }
+        if let Some(h) = self.retired.get(&bytes) {
+            if h.last_seq.is_some_and(|last| seq <= last) {
+                return Ok(h.source.as_str());
+            }
+            return Err(format!(
+                "origin {} was handed over to {} after sequence number {}; an alert it \
+                 signed with sequence number {seq} is not trusted",
+                peer_id_of(key),
+                h.successor,
+                h.last_seq
+                    .map_or_else(|| "(none)".to_owned(), |s| s.to_string())
+            ));
         }
         let removed = self
             .removed

@@ -28,6 +28,7 @@ mod export;
 mod guard;
 mod learn;
 mod models;
+mod node_key;
 mod operators;
 mod proposals;
 mod serve;
@@ -78,6 +79,8 @@ pub struct ApiState {
     pub authority: Arc<crate::auth::Authority>,
     /// The web console's sign-in links and sessions ([`crate::console`]).
     pub console: Arc<crate::console::Console>,
+    /// Asks the node to restart (a staged node key takes over at start).
+    pub restart: Arc<tokio::sync::Notify>,
 }
 
 /// Facts about the node fixed at start.
@@ -140,6 +143,10 @@ fn routes() -> Router<ApiState> {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/node", get(status::node))
+        .route(
+            "/api/v1/node/key/rotate",
+            axum::routing::post(node_key::rotate),
+        )
         .route("/api/v1/events", get(events))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/stream", get(alerts::stream))

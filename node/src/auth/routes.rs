@@ -33,6 +33,7 @@ use Role::{Admin, Analyst, Viewer};
 /// - `/metrics` is loopback-only and needs no credential (a local
 ///   Prometheus or agent scrapes it; counts only, no telemetry);
 /// - `/api/v1/events` is loopback-only: raw telemetry never leaves the host;
+/// - `/api/v1/node/key/rotate` is loopback-only: the node key lives on the host;
 /// - `/api/v1/members/export` is a read (the signed membership a viewer
 ///   needs to verify alerts offline);
 /// - `/api/v1/cluster/init` needs an admin: before init only the node's
@@ -41,6 +42,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/metrics", Local),
     ("GET", "/api/v1/node", R(Viewer)),
+    ("POST", "/api/v1/node/key/rotate", LocalRole(Admin)),
     ("GET", "/api/v1/events", LocalRole(Viewer)),
     ("GET", "/api/v1/alerts", R(Viewer)),
     ("GET", "/api/v1/alerts/stream", R(Viewer)),

@@ -215,7 +215,7 @@ fn verify(args: &AuditVerifyArgs) -> ExitCode {
         let Some(trust) = &trust else { return Ok(()) };
         let key = ed25519_dalek::VerifyingKey::from_bytes(&node.0)
             .map_err(|_| format!("{} is not an ed25519 key", node.to_hex()))?;
-        trust.admits(&key).map(|_| ())
+        trust.admits_node(&key).map(|_| ())
     };
     match verify_export(input, trusted) {
         Ok(v) => {

@@ -5,6 +5,7 @@ mod audit;
 mod client;
 mod cluster;
 mod eval;
+mod key;
 mod learn;
 mod models;
 mod operator;
@@ -42,6 +43,9 @@ enum Command {
     Run(RunArgs),
     /// Write a new node key.
     Keygen(KeygenArgs),
+    /// Rotate the node key of a cluster member (`key rotate`).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Show a running node's status from its API.
     Status(StatusArgs),
     /// Check or show configuration.
@@ -192,6 +196,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Keygen(args) => keygen(args),
+        Command::Key(cmd) => key::run(cmd),
         Command::Status(args) => status(args),
         Command::Config(cmd) => config(cmd),
         Command::Alerts(cmd) => alerts::run(cmd),
@@ -319,15 +324,20 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        match Node::start(config).await {
-            Ok(node) => {
-                node.run_until_signal().await;
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "node failed to start");
-                eprintln!("amoskys: {e}");
-                ExitCode::FAILURE
+        loop {
+            match Node::start(config.clone()).await {
+                Ok(node) => {
+                    // A restart (a node key hand-over) starts it again in
+                    // this process.
+                    if !node.run_until_signal_or_restart().await {
+                        return ExitCode::SUCCESS;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "node failed to start");
+                    eprintln!("amoskys: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
         }
     })

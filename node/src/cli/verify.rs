@@ -119,7 +119,7 @@ fn check(line: &str, trust: Option<&TrustSet>) -> Result<Alert, String> {
     let alert = Alert::parse(line.as_bytes()).map_err(|e| e.to_string())?;
     let key = alert.verify().map_err(|e| e.to_string())?;
     if let Some(trust) = trust {
-        trust.admits(&key)?;
+        trust.admits(&key, alert.body.seq)?;
     }
     Ok(alert)
 }

@@ -120,6 +120,18 @@ impl Store {
     }
 
     /// Reserves the next local alert sequence number (persisted).
+    /// The highest sequence number this node's alerts took, if any (the
+    /// node key's last alert, for its hand-over to a successor).
+    pub fn last_alert_seq(&self) -> Result<Option<u64>, StorageError> {
+        Ok(match self.get_meta(ALERT_SEQ_KEY)? {
+            Some(b) => <[u8; 8]>::try_from(b.as_slice())
+                .map(u64::from_be_bytes)
+                .ok()
+                .and_then(|next| next.checked_sub(1)),
+            None => None,
+        })
+    }
+
     pub fn next_alert_seq(&self) -> Result<u64, StorageError> {
         let next = match self.get_meta(ALERT_SEQ_KEY)? {
             Some(b) => <[u8; 8]>::try_from(b.as_slice())

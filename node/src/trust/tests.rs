@@ -31,6 +31,7 @@ fn export(signer: &SigningKey) -> MembersExport {
             key: hex::encode(removed.as_bytes()),
             removed_at: rfc3339(1_795_000_000_000_000_001),
         }],
+        retired: vec![],
         exported_by: peer_id_of(&signer.verifying_key()),
         exported_at: rfc3339(1_795_000_000_123_456_789),
         signature: String::new(),
@@ -45,13 +46,15 @@ fn a_signed_export_trusts_its_members_only() {
     let json = serde_json::to_vec(&e).expect("json");
     let trust = MembersExport::decode(&json, None).expect("verifies");
     assert_eq!(trust.len(), 2);
-    assert!(trust.admits(&key(1).verifying_key()).is_ok());
-    assert!(trust.admits(&key(2).verifying_key()).is_ok());
+    assert!(trust.admits(&key(1).verifying_key(), 0).is_ok());
+    assert!(trust.admits(&key(2).verifying_key(), 0).is_ok());
     let stranger = key(9).verifying_key();
-    let err = trust.admits(&stranger).expect_err("not a member");
+    let err = trust.admits(&stranger, 0).expect_err("not a member");
     assert!(err.contains(&peer_id_of(&stranger)), "{err}");
     assert!(err.contains(&hex::encode(stranger.as_bytes())), "{err}");
-    let err = trust.admits(&key(3).verifying_key()).expect_err("removed");
+    let err = trust
+        .admits(&key(3).verifying_key(), 0)
+        .expect_err("removed");
     assert!(
         err.contains("removed from the cluster at 2026-11-18T11:06:40.000000001Z"),
         "{err}"
@@ -170,8 +173,8 @@ fn key_files_take_peer_ids_and_hex_keys() {
     );
     let trust = TrustSet::from_keys(&text, "keys.txt").expect("parses");
     assert_eq!(trust.len(), 2);
-    assert_eq!(trust.admits(&one), Ok("keys.txt line 2"));
-    assert_eq!(trust.admits(&two), Ok("keys.txt line 4"));
+    assert_eq!(trust.admits(&one, 0), Ok("keys.txt line 2"));
+    assert_eq!(trust.admits(&two, 0), Ok("keys.txt line 4"));
     let err = TrustSet::from_keys("# ok\nnot-a-key\n", "k").expect_err("bad line");
     assert!(matches!(err, TrustError::Keys { line: 2, .. }), "{err}");
 }
@@ -218,10 +221,46 @@ fn the_docs_export_vector_verifies_as_printed() {
             member(&key(9), Role::Learner, ""),
         ],
         removed: vec![],
+        retired: vec![],
         exported_by: peer_id_of(&signer.verifying_key()),
         exported_at: rfc3339(1_795_000_000_000_000_000),
         signature: String::new(),
     };
     made.signature = hex::encode(signer.sign(&made.canonical_bytes()).to_bytes());
     assert_eq!(made, e);
+}
+
+#[test]
+fn a_retired_key_is_trusted_up_to_its_hand_over_only() {
+    let (old, new) = (key(4), key(5));
+    let r = amoskys_consensus::NodeRotation::sign(&old, &new, Some(10), 1_795_000_000_000_000_000);
+    let retired = RetiredKey {
+        id: peer_id_of(&old.verifying_key()),
+        key: hex::encode(old.verifying_key().as_bytes()),
+        successor: peer_id_of(&new.verifying_key()),
+        last_seq: r.last_seq,
+        time_ns: r.time_ns,
+        old_sig: r.old_sig.clone(),
+        new_sig: r.new_sig.clone(),
+    };
+    let signer = key(1);
+    let mut e = export(&signer);
+    e.retired = vec![retired.clone()];
+    e.signature = hex::encode(signer.sign(&e.canonical_bytes()).to_bytes());
+    let json = serde_json::to_vec(&e).expect("json");
+    let trust = MembersExport::decode(&json, None).expect("verifies");
+    assert!(trust.admits(&old.verifying_key(), 10).is_ok());
+    let err = trust
+        .admits(&old.verifying_key(), 11)
+        .expect_err("after the hand-over");
+    assert!(err.contains("handed over to"), "{err}");
+    assert!(trust.admits_node(&old.verifying_key()).is_ok());
+    // A hand-over the old key did not sign is refused with the export.
+    let mut forged = export(&signer);
+    let mut bad = retired;
+    bad.last_seq = Some(1_000);
+    forged.retired = vec![bad];
+    forged.signature = hex::encode(signer.sign(&forged.canonical_bytes()).to_bytes());
+    let err = forged.verify(None).expect_err("a forged hand-over");
+    assert!(err.to_string().contains("retired[0]"), "{err}");
 }

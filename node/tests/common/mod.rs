@@ -237,36 +237,41 @@ pub async fn wait_voters(addr: SocketAddr, n: usize) {
     }
 }
 
+/// The configuration of one of [`three_voters`]: allow-listed, fast
+/// elections (400-800 ms), bootstrapping from `bootstrap` (a mesh port).
+pub fn voter_config(dir: &Path, admitted: &str, bootstrap: Option<u16>) -> Config {
+    let mut sets = vec![
+        admitted.to_owned(),
+        "sensors.procfs.enabled=false".into(),
+        "learning.enabled=false".into(),
+        "cluster.heartbeat_ms=100".into(),
+        "cluster.election_min_ms=400".into(),
+        "cluster.election_max_ms=800".into(),
+    ];
+    if let Some(port) = bootstrap {
+        sets.push(format!("mesh.bootstrap=[\"127.0.0.1:{port}\"]"));
+    }
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    quiet_config(dir, &sets)
+}
+
 /// Three allow-listed nodes with fast elections (400-800 ms): the first
 /// forms the cluster, the others join it, and each sees three voters.
 pub async fn three_voters(dirs: &[tempfile::TempDir], admitted: &str) -> [amoskys_node::Node; 3] {
-    let settings = [
-        admitted,
-        "sensors.procfs.enabled=false",
-        "learning.enabled=false",
-        "cluster.heartbeat_ms=100",
-        "cluster.election_min_ms=400",
-        "cluster.election_max_ms=800",
-    ];
-    let start = |dir: &Path, sets: Vec<&str>| {
-        let config = quiet_config(dir, &sets);
-        async move {
-            amoskys_node::Node::start(config)
-                .await
-                .expect("node starts")
-        }
+    let start = |config: Config| async move {
+        amoskys_node::Node::start(config)
+            .await
+            .expect("node starts")
     };
-    let a = start(dirs[0].path(), settings.to_vec()).await;
+    let a = start(voter_config(dirs[0].path(), admitted, None)).await;
     eventually(Duration::from_secs(10), || async {
         (voters(a.api_addr()).await == 1).then_some(())
     })
     .await
     .expect("the first node is a cluster of one");
-    let bootstrap = format!("mesh.bootstrap=[\"127.0.0.1:{}\"]", mesh_port(&a).await);
-    let mut rest = settings.to_vec();
-    rest.push(&bootstrap);
-    let b = start(dirs[1].path(), rest.clone()).await;
-    let c = start(dirs[2].path(), rest).await;
+    let port = mesh_port(&a).await;
+    let b = start(voter_config(dirs[1].path(), admitted, Some(port))).await;
+    let c = start(voter_config(dirs[2].path(), admitted, Some(port))).await;
     for n in [&a, &b, &c] {
         wait_voters(n.api_addr(), 3).await;
     }
