@@ -29,6 +29,7 @@ pub mod csrf;
 mod gate;
 mod login;
 mod pages;
+mod rates;
 pub mod render;
 pub mod session;
 
@@ -42,6 +43,8 @@ pub const COOKIE: &str = "amoskys_session";
 #[derive(Debug)]
 pub struct Console {
     sessions: Mutex<Sessions>,
+    /// Samples of the sensors' event counts (the overview's events/s).
+    rates: Mutex<rates::Rates>,
     /// Cookies are `Secure` when the API serves TLS.
     secure_cookie: bool,
 }
@@ -50,12 +53,17 @@ impl Console {
     pub fn new(tls: bool) -> Self {
         Self {
             sessions: Mutex::new(Sessions::default()),
+            rates: Mutex::new(rates::Rates::default()),
             secure_cookie: tls,
         }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rates(&self) -> std::sync::MutexGuard<'_, rates::Rates> {
+        self.rates.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -92,25 +92,34 @@ pub async fn page(State(state): State<ApiState>, Extension(v): Extension<Viewer>
         times.len()
     );
 
+    let now_ms = now / 1_000_000;
+    let mut rates = state.console.rates();
     let sensors: Vec<Vec<String>> = node["sensors"]
         .as_array()
         .unwrap_or(&empty)
         .iter()
         .map(|s| {
             let events = s["events"].as_u64().unwrap_or(0);
+            let name = text(&s["name"]);
+            // Until a second sample, the average since the node started.
+            let rate = rates.rate(&name, events, now_ms).map_or_else(
+                || format!("{:.1} (since start)", events as f64 / uptime as f64),
+                |r| format!("{r:.1}"),
+            );
             vec![
-                esc(&text(&s["name"])),
+                esc(&name),
                 esc(&text(&s["state"])),
-                format!("{:.1}", events as f64 / uptime as f64),
+                rate,
                 events.to_string(),
                 esc(&text(&s["drops"])),
                 esc(&text(&s["message"])),
             ]
         })
         .collect();
+    drop(rates);
     body.push_str("<h2>Sensors</h2>");
     body.push_str(&table(
-        "Sensors of this node (events per second averaged since start)",
+        "Sensors of this node (events per second since the page was last loaded)",
         &["Sensor", "State", "Events/s", "Events", "Drops", "Message"],
         &sensors,
         "No sensors run on this node.",
