@@ -176,12 +176,21 @@ pub async fn page_of(state: &ApiState, v: &Viewer, id: &str) -> Response {
                 .map(|ns| {
                     ns.iter()
                         .map(|n| {
-                            let who = n["operator"]["name"].as_str().unwrap_or("a node");
+                            // The operator when the entry names one (checked
+                            // against their signed request), else the node.
+                            let who = match n["operator"]["name"].as_str() {
+                                Some(name) if n["operator_verified"] == true => name.to_owned(),
+                                Some(name) => format!("{name} (unverified)"),
+                                None => format!(
+                                    "node {}",
+                                    text(&n["author"]).chars().take(12).collect::<String>()
+                                ),
+                            };
                             vec![
                                 esc(&n["at_ms"]
                                     .as_u64()
                                     .map_or("-".into(), |ms| when_ns(ms * 1_000_000))),
-                                esc(who),
+                                esc(&who),
                                 esc(&text(&n["text"])),
                             ]
                         })
