@@ -475,3 +475,19 @@ async fn over_tls_the_session_cookie_is_secure() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_link_expires_after_a_minute() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(common::quiet_config(dir.path(), &[]))
+        .await
+        .expect("node starts");
+    let (id, admin_key) = common::health(node.api_addr()).await;
+    let key = amoskys_node::auth::load_signing_key(&admin_key).expect("admin key");
+    let path = console_client::link(node.api_addr(), &id, &key).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let late = Browser::new(node.api_addr()).get(&path).await;
+    assert_eq!(late.status, 401, "an expired link: {}", late.body);
+    assert!(late.header("set-cookie").is_empty(), "no session");
+    node.shutdown().await;
+}
