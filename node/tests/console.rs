@@ -38,7 +38,7 @@ fn assert_secure(p: &Page, what: &str) {
         "{what}: {csp}"
     );
     assert_eq!(p.header("x-content-type-options"), "nosniff", "{what}");
-    assert_eq!(p.header("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(p.header("referrer-policy"), "same-origin", "{what}");
 }
 
 fn assert_page(p: &Page, what: &str) {
