@@ -267,6 +267,12 @@ async fn the_console_in_a_real_browser() {
     );
     eprintln!("c's alert on a's open page after {took:?}");
 
+    // The overview counts it.
+    admin.goto(&format!("{}/", base(&a))).await;
+    let hour = admin.find("#alerts-hour").await;
+    let counted = admin.text(&hour).await;
+    assert!(counted.starts_with("1 alert in the last hour"), "{counted}");
+
     // Ack it on a with a note; b's page shows both.
     admin
         .goto(&format!("{}/alerts/{}", base(&a), alert.id))
@@ -275,14 +281,23 @@ async fn the_console_in_a_real_browser() {
         .find("form[action$=\"/ack\"] button[type=submit]")
         .await;
     admin.click(&ack).await;
+    // The form posts, the node answers with the alert's page again.
+    within(Duration::from_secs(5), || async {
+        admin.source().await.contains("acknowledged") && !admin.find_all("#note").await.is_empty()
+    })
+    .await
+    .expect("the acknowledged case is shown");
     let note = admin.find("#note").await;
     admin.type_into(&note, "seen from the browser test").await;
     let add = admin
         .find("form[action$=\"/notes\"] button[type=submit]")
         .await;
     admin.click(&add).await;
-    let on_a = admin.source().await;
-    assert!(on_a.contains("seen from the browser test"), "{on_a}");
+    let noted = within(Duration::from_secs(5), || async {
+        admin.source().await.contains("seen from the browser test")
+    })
+    .await;
+    assert!(noted.is_some(), "{}", admin.source().await);
     let other = driver.session(true).await;
     other.goto(&login_link(b.api_addr())).await;
     let page_b = format!("{}/alerts/{}", base(&b), alert.id);
@@ -309,13 +324,9 @@ async fn the_console_in_a_real_browser() {
         .find("form[action=\"/cluster/policy\"] button[type=submit]")
         .await;
     admin.click(&commit).await;
-    let html = admin.source().await;
-    let problems = admin.find("#policy-problems").await;
+    let problems = admin.wait_for("#policy-problems").await;
     let shown = admin.text(&problems).await;
-    assert!(
-        shown.contains("bogus_key"),
-        "problem at its key: {shown}\n{html}"
-    );
+    assert!(shown.contains("bogus_key"), "problem at its key: {shown}");
     let (_, after) = get_json(a.api_addr(), "/api/v1/policy").await;
     assert_eq!(before["in_force"]["version"], after["in_force"]["version"]);
 

@@ -198,6 +198,19 @@ impl Session<'_> {
         }
     }
 
+    /// The first element matching `css` once there is one (after a form
+    /// post navigates, say), waiting at most 5 s.
+    pub async fn wait_for(&self, css: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Some(e) = self.find_all(css).await.into_iter().next() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.find(css).await
+    }
+
     pub async fn click(&self, element: &str) {
         self.call("POST", &format!("/element/{element}/click"), None)
             .await;

@@ -49,7 +49,7 @@ pub async fn page(State(state): State<ApiState>, Extension(v): Extension<Viewer>
         .as_array()
         .unwrap_or(&empty)
         .iter()
-        .filter_map(|a| a["body"]["time_ns"].as_u64())
+        .filter_map(|a| a["time_ns"].as_u64())
         .collect();
     let now = amoskys_sensors::now_ns();
     let minutes = per_minute(&times, now, 60);
@@ -88,8 +88,12 @@ pub async fn page(State(state): State<ApiState>, Extension(v): Extension<Viewer>
     let peak = minutes.iter().copied().fold(0.0_f64, f64::max);
     let _ = write!(
         body,
-        "<p>{} alerts; at most {peak} in one minute. <a href=\"/alerts\">See the alerts</a>.</p>",
-        times.len()
+        "<p id=\"alerts-hour\">{} in the last hour; at most {peak} in one minute. <a href=\"/alerts\">See the alerts</a>.</p>",
+        if times.len() == 1 {
+            "1 alert".to_owned()
+        } else {
+            format!("{} alerts", times.len())
+        }
     );
 
     let now_ms = now / 1_000_000;
