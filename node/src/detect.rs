@@ -1,10 +1,10 @@
 //! Detection in the node: events through the rule engine, the workspace's
 //! IOCs ([`crate::ioc`]) and into feature windows, closed windows scored by
-//! the anomaly models, findings through suppression and the privacy
-//! policy, then signed, stored and announced.
+//! the anomaly models, findings through suppression ([`crate::suppress`]:
+//! repeats, kept across restarts, and false-positive verdicts) and the
+//! privacy policy, then signed, stored and announced.
 //! Runs on the event writer thread, right after each batch is stored.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use amoskys_learning::features::{EntityKind, FeatureExtractor, FeatureWindow};
@@ -19,9 +19,7 @@ use crate::models::ModelSet;
 use crate::policy::InForce;
 use crate::privacy::Privacy;
 use crate::storage::{StorageError, Store};
-
-/// Most (rule, subject) pairs remembered for suppression.
-const MAX_SUPPRESSED: usize = 10_000;
+use crate::suppress::{Mark, Outcome, Suppression, VerdictFeed};
 /// Entities of one kind with an open feature window.
 const MAX_WINDOW_ENTITIES: usize = 10_000;
 /// Features named in an anomaly alert's evidence.
@@ -51,8 +49,7 @@ pub struct Detector {
     engine: RuleEngine,
     privacy: Privacy,
     key: SigningKey,
-    suppress_ns: u64,
-    last: HashMap<(String, String), u64>,
+    suppression: Suppression,
     announce: broadcast::Sender<Alert>,
     anomaly: Option<AnomalyDetection>,
     intel: Option<IocDetection>,
@@ -72,14 +69,28 @@ impl Detector {
             engine: RuleEngine::new(policy),
             privacy,
             key,
-            suppress_ns: suppress_secs.saturating_mul(1_000_000_000),
-            last: HashMap::new(),
+            suppression: Suppression::new(suppress_secs),
             announce,
             anomaly: None,
             intel: None,
             policy: None,
             own: None,
         }
+    }
+
+    /// Takes up the repeat memory kept in the store
+    /// ([`Store::suppression_marks`]), so a restart does not raise again
+    /// what was raised within `suppress_secs`.
+    pub fn with_remembered(mut self, marks: Vec<Mark>) -> Self {
+        self.suppression.restore(marks);
+        self
+    }
+
+    /// Also suppresses what the workspace's false-positive verdicts cover,
+    /// for the policy's `false_positive_suppress_secs`.
+    pub fn with_verdicts(mut self, feed: VerdictFeed) -> Self {
+        self.suppression.follow_verdicts(feed);
+        self
     }
 
     /// Follows the node's own sockets (its process, API and mesh ports),
@@ -146,6 +157,12 @@ impl Detector {
     /// alerts raised.
     pub fn process(&mut self, store: &Store, events: &[Event]) -> Result<Vec<Alert>, StorageError> {
         self.follow_policy();
+        self.suppression.refresh();
+        let verdict_ns = self
+            .engine
+            .policy()
+            .false_positive_suppress_secs
+            .saturating_mul(1_000_000_000);
         let mut findings: Vec<Finding> =
             events.iter().flat_map(|e| self.engine.observe(e)).collect();
         if let Some(intel) = self.intel.as_mut() {
@@ -163,7 +180,10 @@ impl Detector {
         let mut alerts = Vec::new();
         for finding in findings {
             let subject = self.privacy.subject(&finding.subject);
-            if self.suppressed(&finding.rule, &subject, finding.time_ns) {
+            let outcome =
+                self.suppression
+                    .check(&finding.rule, &subject, finding.time_ns, verdict_ns);
+            if outcome != Outcome::Raise {
                 continue;
             }
             let body = AlertBody {
@@ -182,8 +202,11 @@ impl Detector {
             };
             alerts.push(Alert::sign(body, &self.key));
         }
-        if !alerts.is_empty() {
-            store.put_alerts(&alerts)?;
+        let marks = self.suppression.take_changes();
+        if !alerts.is_empty() || !marks.is_empty() {
+            // The repeat memory goes in the alerts' batch: a crash keeps
+            // both or neither.
+            store.put_alerts_marked(&alerts, &marks)?;
             for alert in &alerts {
                 tracing::info!(
                     id = %alert.id,
@@ -198,23 +221,6 @@ impl Detector {
             }
         }
         Ok(alerts)
-    }
-
-    /// True when the same rule fired on the same subject within the
-    /// suppression window; otherwise records this firing.
-    fn suppressed(&mut self, rule: &str, subject: &str, t: u64) -> bool {
-        let key = (rule.to_owned(), subject.to_owned());
-        if let Some(&prev) = self.last.get(&key)
-            && t.saturating_sub(prev) < self.suppress_ns
-        {
-            return true;
-        }
-        if self.last.len() >= MAX_SUPPRESSED {
-            let horizon = t.saturating_sub(self.suppress_ns);
-            self.last.retain(|_, seen| *seen >= horizon);
-        }
-        self.last.insert(key, t);
-        false
     }
 }
 

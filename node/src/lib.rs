@@ -41,6 +41,7 @@ pub mod policy;
 pub mod privacy;
 pub mod rotation;
 pub mod storage;
+pub mod suppress;
 pub mod telemetry;
 pub mod tls;
 pub mod trust;

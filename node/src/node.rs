@@ -210,6 +210,8 @@ impl Node {
                 .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
                 .with_policy(policy_rx.clone())
                 .with_intel(workspace.matcher())
+                .with_verdicts(workspace.verdicts())
+                .with_remembered(store.suppression_marks()?)
                 .with_own_sockets(own_rx)
                 .with_listener_baseline(listening_ports(&config.sensors.procfs)),
             )

@@ -54,6 +54,9 @@ pub struct RulePolicy {
     /// `campaign_window_secs` that make a cross-site campaign alert.
     pub campaign_min_nodes: usize,
     pub campaign_window_secs: u64,
+    /// How long a false-positive verdict on an alert suppresses its rule on
+    /// its subject, from the verdict (0: it suppresses nothing).
+    pub false_positive_suppress_secs: u64,
 }
 
 impl Default for RulePolicy {
@@ -98,6 +101,7 @@ impl Default for RulePolicy {
             anomaly_quantile: 0.99,
             campaign_min_nodes: 3,
             campaign_window_secs: 600,
+            false_positive_suppress_secs: 86_400,
         }
     }
 }
@@ -155,6 +159,12 @@ impl RulePolicy {
             out.push(format!(
                 "campaign_window_secs: {} is out of range (expected 1 to 86400)",
                 self.campaign_window_secs
+            ));
+        }
+        if self.false_positive_suppress_secs > 2_592_000 {
+            out.push(format!(
+                "false_positive_suppress_secs: {} is out of range (expected 0 to 2592000)",
+                self.false_positive_suppress_secs
             ));
         }
         if !(2..=1_000_000).contains(&self.brute_force_min_attempts) {

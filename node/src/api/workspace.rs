@@ -171,10 +171,42 @@ pub(super) async fn remove(
     }
 }
 
+/// A case as the API shows it: with `suppression` (the rule and subject a
+/// false-positive verdict covers, until when under the policy in force, and
+/// how many findings it suppressed on this node since it started), or
+/// `null`.
+fn case_json(state: &ApiState, case: crate::workspace::Case) -> serde_json::Value {
+    let suppression = match (case.status, &case.verdict, &case.status_set) {
+        (Status::FalsePositive, Some(v), Some(set)) => {
+            let secs = state
+                .policy
+                .borrow()
+                .policy
+                .rules
+                .false_positive_suppress_secs;
+            serde_json::json!({
+                "rule": v.rule,
+                "subject": v.subject,
+                "until_ms": set.at_ms.saturating_add(secs.saturating_mul(1000)),
+                "suppressed": state.workspace.suppressed_by(&case.alert),
+            })
+        }
+        _ => serde_json::Value::Null,
+    };
+    let mut v = serde_json::to_value(&case).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("suppression".into(), suppression);
+    }
+    v
+}
+
 /// `GET /api/v1/cases`: every alert someone worked on.
 pub(super) async fn cases(State(state): State<ApiState>) -> Response {
     match blocking(&state, |w| w.case_list()).await {
-        Ok(cases) => Json(serde_json::json!({ "cases": cases })).into_response(),
+        Ok(cases) => {
+            let cases: Vec<_> = cases.into_iter().map(|c| case_json(&state, c)).collect();
+            Json(serde_json::json!({ "cases": cases })).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -182,7 +214,7 @@ pub(super) async fn cases(State(state): State<ApiState>) -> Response {
 /// `GET /api/v1/cases/{alert}`
 pub(super) async fn show(State(state): State<ApiState>, Path(alert): Path<String>) -> Response {
     match blocking(&state, move |w| w.case_show(&alert)).await {
-        Ok(case) => Json(serde_json::json!({ "case": case })).into_response(),
+        Ok(case) => Json(serde_json::json!({ "case": case_json(&state, case) })).into_response(),
         Err(r) => r,
     }
 }
@@ -219,7 +251,7 @@ pub(super) async fn ack(
     {
         Ok(Ok(case)) => {
             super::audit::note(&state, &caller, "case.ack", &target, &summary, "ok");
-            Json(serde_json::json!({ "case": case })).into_response()
+            Json(serde_json::json!({ "case": case_json(&state, case) })).into_response()
         }
         Ok(Err(e)) => refused(e),
         Err(r) => r,
@@ -261,7 +293,7 @@ pub(super) async fn status(
     {
         Ok(Ok(case)) => {
             super::audit::note(&state, &caller, "case.status", &target, &summary, "ok");
-            Json(serde_json::json!({ "case": case })).into_response()
+            Json(serde_json::json!({ "case": case_json(&state, case) })).into_response()
         }
         Ok(Err(e)) => refused(e),
         Err(r) => r,

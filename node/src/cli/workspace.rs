@@ -126,6 +126,16 @@ fn print_case(c: &serde_json::Value) {
         show::when_ms(&status["at_ms"]),
         show::text(&c["assignee"]),
     );
+    let s = &c["suppression"];
+    if s.is_object() {
+        println!(
+            "  repeats  of {} on {} suppressed until {} ({} so far on this node)",
+            show::text(&s["rule"]),
+            show::text(&s["subject"]),
+            show::when_ms(&s["until_ms"]),
+            s["suppressed"].as_u64().unwrap_or(0),
+        );
+    }
     for n in c["notes"].as_array().into_iter().flatten() {
         println!(
             "  note {} by {}: {}",

@@ -5,6 +5,7 @@ use amoskys_mesh::Alert;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::{Cf, StorageError, Store};
+use crate::suppress::MarkChanges;
 
 /// Meta key holding the next local alert sequence number.
 const ALERT_SEQ_KEY: &str = "alerts.next_seq";
@@ -19,6 +20,16 @@ impl Store {
     /// new. The record key is `time_ns ++ id`; an id index makes the write
     /// idempotent. Local sequence numbers are taken by [`Store::next_alert_seq`].
     pub fn put_alerts(&self, alerts: &[Alert]) -> Result<usize, StorageError> {
+        self.put_alerts_marked(alerts, &MarkChanges::new())
+    }
+
+    /// Stores alerts as [`Store::put_alerts`] does, and the detector's
+    /// repeat memory changes in the same atomic batch.
+    pub fn put_alerts_marked(
+        &self,
+        alerts: &[Alert],
+        marks: &MarkChanges,
+    ) -> Result<usize, StorageError> {
         let cf = self.cf(Cf::Alerts)?;
         let mut batch = WriteBatch::default();
         let mut new = 0;
@@ -42,6 +53,7 @@ impl Store {
             batch.put_cf(cf, &key, alert.encode());
             new += 1;
         }
+        self.batch_marks(&mut batch, marks)?;
         self.db
             .write(batch)
             .map_err(|e| self.db_err(e.to_string()))?;

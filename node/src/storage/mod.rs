@@ -8,7 +8,8 @@
 //!
 //! Event keys are `time_ns (u64 BE) ++ seq (u64 BE)`: ordered by time, unique,
 //! so time queries and age retention are range operations. Alerts and what
-//! reconciliation reads of them: `alerts.rs`.
+//! reconciliation reads of them: `alerts.rs`; the detector's repeat
+//! memory: `suppress.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use rocksdb::{
 use serde::Serialize;
 
 mod alerts;
+mod suppress;
 
 /// Meta key holding the next event sequence number, written with each batch.
 const NEXT_SEQ_KEY: &str = "events.next_seq";

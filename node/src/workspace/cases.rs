@@ -5,6 +5,10 @@
 //! - `note/<at_ms>-<author prefix>-<n>`: one key per note, so concurrent
 //!   notes from two nodes all survive a merge.
 //!
+//! A `false_positive` status also names the judged alert's rule and
+//! subject (from the alert the writing node holds): the verdict every
+//! node's detection follows ([`CaseNotes::false_positives`]).
+//!
 //! A resolved or false-positive case whose last change is older than the
 //! retention is retired, notes included, at compaction.
 
@@ -16,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::doc::{DocKind, Document, Entry, WsError, author_hex};
 use super::epoch::CompactReport;
 use super::operator::{self, Author, OperatorView};
+use crate::suppress::FalsePositives;
 
 /// Longest note text, in bytes.
 pub const MAX_NOTE_BYTES: usize = 4096;
@@ -122,11 +127,24 @@ pub struct Case {
     pub notes: Vec<Note>,
     /// Time of the latest change of any kind.
     pub last_ms: u64,
+    /// The rule and subject a `false_positive` status judged, if named.
+    #[serde(skip)]
+    pub verdict: Option<Verdict>,
+}
+
+/// What a false-positive verdict covers: the judged alert's rule and
+/// subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub rule: String,
+    pub subject: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StatusBody {
     status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
+    about: Option<Verdict>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -193,6 +211,7 @@ fn cases_of(entries: &BTreeMap<String, Entry>, verify: bool) -> BTreeMap<String,
         if rest == "status" {
             if let Ok(body) = serde_json::from_value::<StatusBody>(entry.body.clone()) {
                 (case.status, case.status_set) = (body.status, stamp);
+                case.verdict = body.about.filter(|_| body.status == Status::FalsePositive);
             }
         } else if rest == "assignee" {
             if let Ok(body) = serde_json::from_value::<AssigneeBody>(entry.body.clone()) {
@@ -294,14 +313,43 @@ impl CaseNotes {
         now_ms: u64,
         by: impl Into<Author<'a>>,
     ) -> Result<Case, CaseError> {
+        self.set_status_about(alert, status, None, now_ms, by)
+    }
+
+    /// Sets the status; a `false_positive` one with the judged alert's
+    /// rule and subject (`about`) suppresses their repeats on every node.
+    pub fn set_status_about<'a>(
+        &mut self,
+        alert: &str,
+        status: Status,
+        about: Option<Verdict>,
+        now_ms: u64,
+        by: impl Into<Author<'a>>,
+    ) -> Result<Case, CaseError> {
         check_alert(alert)?;
+        let about = about.filter(|_| status == Status::FalsePositive);
         self.put_field(
             alert,
             "status",
-            to_body(&StatusBody { status })?,
+            to_body(&StatusBody { status, about })?,
             now_ms,
             by.into(),
         )
+    }
+
+    /// The false-positive verdicts that name a rule and subject, with the
+    /// time each was given (operator proofs not checked: detection trusts
+    /// the members' signed entries).
+    pub fn false_positives(&self) -> FalsePositives {
+        let mut out = FalsePositives::default();
+        for case in cases_of(&self.doc.entries_with_prefix("case/"), false).into_values() {
+            if let (Status::FalsePositive, Some(v), Some(set)) =
+                (case.status, &case.verdict, &case.status_set)
+            {
+                out.insert(&v.rule, &v.subject, &case.alert, set.at_ms);
+            }
+        }
+        out
     }
 
     /// Sets or clears the assignee.

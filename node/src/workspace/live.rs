@@ -1,8 +1,9 @@
 //! The workspace on a running node: both documents kept in the store,
 //! edits from the API, sync with admitted peers over the mesh's
 //! `workspace` service (at once after a change, and every
-//! `workspace.sync_every_ms` so new peers are met), the IOC matcher that
-//! detection follows, and compaction when a document grows too large.
+//! `workspace.sync_every_ms` so new peers are met), the IOC matcher and the
+//! false-positive verdicts that detection follows, and compaction when a
+//! document grows too large.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -21,6 +22,7 @@ use super::intel::{IocError, ThreatIntel};
 use super::matcher::IocMatcher;
 use super::sync::PeerSync;
 use crate::storage::{StorageError, Store};
+use crate::suppress::{FalsePositives, VerdictCounts, VerdictFeed};
 
 mod edits;
 
@@ -127,6 +129,8 @@ pub struct Workspace {
     admitted: RwLock<HashSet<[u8; 32]>>,
     changed: Notify,
     matcher: watch::Sender<Arc<IocMatcher>>,
+    verdicts: watch::Sender<Arc<FalsePositives>>,
+    suppressed: Arc<VerdictCounts>,
     stats: Mutex<SyncStats>,
 }
 
@@ -180,6 +184,7 @@ impl Workspace {
             None => (CaseNotes::new(), 0),
         };
         let (matcher, _) = watch::channel(Arc::new(intel.matcher(now_ms())));
+        let (verdicts, _) = watch::channel(Arc::new(cases.false_positives()));
         let me = key.verifying_key().to_bytes();
         Ok(Arc::new(Workspace {
             docs: Mutex::new(Docs {
@@ -195,6 +200,8 @@ impl Workspace {
             admitted: RwLock::new(HashSet::from([me])),
             changed: Notify::new(),
             matcher,
+            verdicts,
+            suppressed: Arc::default(),
             stats: Mutex::new(SyncStats::default()),
         }))
     }
@@ -221,7 +228,23 @@ impl Workspace {
         self.matcher.subscribe()
     }
 
-    /// Keeps `kind` in the store, refreshes the matcher, wakes the sync.
+    /// The false-positive verdicts, for detection; replaced after every
+    /// case change. Detection counts what each suppressed in `counts`.
+    pub fn verdicts(&self) -> VerdictFeed {
+        VerdictFeed {
+            set: self.verdicts.subscribe(),
+            counts: self.suppressed.clone(),
+        }
+    }
+
+    /// Findings the false-positive verdict on `alert` suppressed on this
+    /// node since it started.
+    pub fn suppressed_by(&self, alert: &str) -> u64 {
+        self.suppressed.get(alert)
+    }
+
+    /// Keeps `kind` in the store, refreshes what detection follows, wakes
+    /// the sync.
     fn changed(&self, docs: &mut Docs, kind: DocKind) -> Result<(), StorageError> {
         let bytes = docs.doc(kind).save();
         self.store.put_document(kind.label(), &bytes)?;
@@ -229,6 +252,15 @@ impl Workspace {
         if kind == DocKind::Intel {
             self.matcher
                 .send_replace(Arc::new(docs.intel.matcher(now_ms())));
+        } else {
+            let set = docs.cases.false_positives();
+            self.verdicts.send_if_modified(|old| {
+                let new = **old != set;
+                if new {
+                    *old = Arc::new(set);
+                }
+                new
+            });
         }
         self.changed.notify_one();
         Ok(())

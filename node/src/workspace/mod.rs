@@ -29,7 +29,7 @@ pub mod operator;
 pub mod sync;
 mod wire;
 
-pub use cases::{Case, CaseError, CaseNotes, Note, Status};
+pub use cases::{Case, CaseError, CaseNotes, Note, Status, Verdict};
 pub use doc::{DocKind, Document, Entry, WsError};
 pub use epoch::{CompactReport, EpochId};
 pub use intel::{Ioc, IocError, IocKind, ThreatIntel, parse_indicator};

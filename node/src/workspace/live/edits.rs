@@ -3,7 +3,7 @@
 //! (the API's edits, docs/WORKSPACE.md "Operators"), the plain forms none.
 
 use super::{EditError, Workspace, lock, now_ms};
-use crate::workspace::cases::{Case, CaseError, CaseNotes, Note, Status};
+use crate::workspace::cases::{Case, CaseError, CaseNotes, Note, Status, Verdict};
 use crate::workspace::doc::DocKind;
 use crate::workspace::intel::Ioc;
 use crate::workspace::operator::{Author, Operator};
@@ -82,7 +82,18 @@ impl Workspace {
         status: Status,
         operator: Option<&Operator>,
     ) -> Result<Case, EditError> {
-        self.case_edit(operator, |c, now, by| c.set_status(alert, status, now, by))
+        // A false positive names the judged alert's rule and subject, for
+        // every node's detection (the API checks the alert is held here).
+        let about = match status {
+            Status::FalsePositive => self.store.alert(alert)?.map(|a| Verdict {
+                rule: a.body.rule,
+                subject: a.body.subject,
+            }),
+            _ => None,
+        };
+        self.case_edit(operator, |c, now, by| {
+            c.set_status_about(alert, status, about, now, by)
+        })
     }
 
     pub fn case_assign(&self, alert: &str, assignee: Option<&str>) -> Result<Case, EditError> {
