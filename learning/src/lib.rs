@@ -17,6 +17,7 @@ pub mod features;
 pub mod federated;
 mod finding;
 pub mod rules;
+pub mod sketch;
 pub mod window;
 
 pub use finding::{Category, Finding, Severity, Subject};

@@ -1,8 +1,10 @@
 //! Live attacks between two network namespaces the test creates: a node
 //! captures flows in the target namespace; a quiet period raises nothing;
 //! a real `nmap -sS` scan, an `hping3` SYN burst and `hydra` password guessing
-//! against a real `sshd` each raise the right signed alert. Needs root and
-//! the Debian packages iproute2, nmap, hping3, hydra and openssh-server.
+//! against a real `sshd` each raise the right signed alert; so do an
+//! `nmap -sU` UDP scan and a slow `nmap --scan-delay` scan that stays under
+//! the per-minute threshold. Needs root and the Debian packages iproute2,
+//! nmap, hping3, hydra and openssh-server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,9 @@ use amoskys_mesh::Alert;
 
 const ATTACKER: &str = "10.254.77.1";
 const TARGET: &str = "10.254.77.2";
+/// A second address of the attacker, for the slow scan.
+const SLOW: &str = "10.254.77.3";
+const SLOW_SOURCE: &str = "10.254.77.3/29";
 
 fn skip_reason() -> Option<String> {
     let root = std::fs::read_to_string("/proc/self/status")
@@ -54,6 +59,7 @@ fn run(args: &[&str]) -> std::process::Output {
 /// they are deleted on drop, also when the test fails.
 struct Lab {
     attacker: String,
+    attacker_if: String,
     target: String,
     target_if: String,
     dir: tempfile::TempDir,
@@ -61,12 +67,14 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// `tag` (one letter) keeps the names of tests running at once apart.
+    fn new(tag: &str) -> Lab {
         let id = std::process::id();
-        let (attacker, target) = (format!("amk-la-{id}"), format!("amk-lt-{id}"));
-        let (va, vt) = (format!("amkla{id}"), format!("amklt{id}"));
+        let (attacker, target) = (format!("amk-la{tag}-{id}"), format!("amk-lt{tag}-{id}"));
+        let (va, vt) = (format!("amka{tag}{id}"), format!("amkt{tag}{id}"));
         let lab = Lab {
             attacker: attacker.clone(),
+            attacker_if: va.clone(),
             target: target.clone(),
             target_if: vt.clone(),
             dir: tempfile::tempdir().expect("tempdir"),
@@ -85,7 +93,7 @@ impl Lab {
             &attacker,
             "addr",
             "add",
-            &format!("{ATTACKER}/30"),
+            &format!("{ATTACKER}/29"),
             "dev",
             &va,
         ]);
@@ -95,7 +103,7 @@ impl Lab {
             &target,
             "addr",
             "add",
-            &format!("{TARGET}/30"),
+            &format!("{TARGET}/29"),
             "dev",
             &vt,
         ]);
@@ -160,6 +168,55 @@ impl Drop for Lab {
     }
 }
 
+/// Starts `amoskys run` in the target namespace, capturing on the target's
+/// veth (host sensors off so that other activity on this machine cannot
+/// add alerts), with `sets` on top; answers its API address.
+fn start_node(lab: &mut Lab, dir: &std::path::Path, sets: &[&str]) -> String {
+    let data = dir.join("node").to_string_lossy().into_owned();
+    let interfaces = format!("sensors.flows.interfaces=[\"{}\"]", lab.target_if);
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_amoskys"),
+        "run",
+        "--log-format",
+        "json",
+        "--api-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--set",
+        "mesh.listen=[\"127.0.0.1:0\"]",
+        "--set",
+        &interfaces,
+        "--set",
+        "sensors.procfs.enabled=false",
+        "--set",
+        "sensors.ebpf.enabled=false",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let mut node = lab
+        .exec(&lab.target, &args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let stderr = node.stderr.take().expect("stderr");
+    lab.children.push(node);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut api = None;
+    for line in lines.by_ref().map_while(Result::ok).take(200) {
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["message"] == "node started" {
+            api = log["api"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let api = api.expect("node started in the target namespace");
+    // Keep reading the log: a full pipe would block the node.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    api
+}
+
 fn alerts(lab: &Lab, api: &str) -> Vec<Alert> {
     let out = lab
         .exec(
@@ -181,7 +238,11 @@ fn alerts(lab: &Lab, api: &str) -> Vec<Alert> {
 }
 
 fn wait_for_alert(lab: &Lab, api: &str, rule: &str) -> Alert {
-    let end = Instant::now() + Duration::from_secs(20);
+    wait_for_alert_within(lab, api, rule, Duration::from_secs(20))
+}
+
+fn wait_for_alert_within(lab: &Lab, api: &str, rule: &str, limit: Duration) -> Alert {
+    let end = Instant::now() + limit;
     while Instant::now() < end {
         if let Some(a) = alerts(lab, api).into_iter().find(|a| a.body.rule == rule) {
             return a;
@@ -189,7 +250,7 @@ fn wait_for_alert(lab: &Lab, api: &str, rule: &str) -> Alert {
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!(
-        "no {rule} alert within 20 s; alerts: {:?}",
+        "no {rule} alert within {limit:?}; alerts: {:?}",
         alerts(lab, api)
     );
 }
@@ -200,7 +261,7 @@ fn nmap_hping3_and_hydra_are_alerted_and_quiet_traffic_is_not() {
         eprintln!("SKIPPED live attack test: {reason}");
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("s");
     let dir = lab.dir.path().to_owned();
 
     // A real sshd in the target namespace.
@@ -236,47 +297,7 @@ fn nmap_hping3_and_hydra_are_alerted_and_quiet_traffic_is_not() {
         .expect("start sshd");
     lab.children.push(sshd);
 
-    // The node, capturing on the target's veth; host sensors off so that
-    // other activity on this machine cannot add alerts.
-    let mut node = lab
-        .exec(
-            &lab.target,
-            &[
-                env!("CARGO_BIN_EXE_amoskys"),
-                "run",
-                "--log-format",
-                "json",
-                "--api-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                &dir.join("node").to_string_lossy(),
-                "--set",
-                "mesh.listen=[\"127.0.0.1:0\"]",
-                "--set",
-                &format!("sensors.flows.interfaces=[\"{}\"]", lab.target_if),
-                "--set",
-                "sensors.procfs.enabled=false",
-                "--set",
-                "sensors.ebpf.enabled=false",
-            ],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    let stderr = node.stderr.take().expect("stderr");
-    lab.children.push(node);
-    let mut lines = BufReader::new(stderr).lines();
-    let mut api = None;
-    for line in lines.by_ref().map_while(Result::ok).take(200) {
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["message"] == "node started" {
-            api = log["api"].as_str().map(str::to_owned);
-            break;
-        }
-    }
-    let api = api.expect("node started in the target namespace");
-    // Keep reading the log: a full pipe would block the node.
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    let api = start_node(&mut lab, &dir, &[]);
 
     // Quiet period: a few ordinary connections raise nothing.
     for _ in 0..3 {
@@ -387,4 +408,79 @@ fn nmap_hping3_and_hydra_are_alerted_and_quiet_traffic_is_not() {
         .map(|a| a.body.rule)
         .collect();
     assert_eq!(rules.len(), 3, "one alert per attack: {rules:?}");
+}
+
+#[test]
+fn a_udp_scan_and_a_slow_scan_are_alerted() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIPPED live UDP and slow scan test: {reason}");
+        return;
+    }
+    let mut lab = Lab::new("u");
+    let dir = lab.dir.path().to_owned();
+    // Flows end sooner than the default 15 s idle time, so the test is short.
+    let api = start_node(&mut lab, &dir, &["sensors.flows.idle_timeout_ms=2000"]);
+
+    // nmap -sU --top-ports 50: no UDP service answers in the target.
+    lab.attack(
+        90,
+        &[
+            "/usr/bin/nmap",
+            "-sU",
+            "--top-ports",
+            "50",
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+            TARGET,
+        ],
+    );
+    let udp = wait_for_alert(&lab, &api, "port_scan_udp");
+    assert_eq!(udp.body.technique, "T1046");
+    assert_eq!(udp.body.subject, format!("source_ip:{ATTACKER}"));
+
+    // 36 ports, one every 3.2 s: under 20 a minute, so no vertical scan.
+    // The UDP scan above already flagged this source as a fast scanner, so
+    // the slow one comes from a second address of the attacker.
+    run(&[
+        "ip",
+        "-n",
+        &lab.attacker,
+        "addr",
+        "add",
+        SLOW_SOURCE,
+        "dev",
+        &lab.attacker_if,
+    ]);
+    lab.attack(
+        180,
+        &[
+            "/usr/bin/nmap",
+            "-sS",
+            "-p",
+            "1-36",
+            "--scan-delay",
+            "3200ms",
+            "-S",
+            SLOW,
+            "-e",
+            &lab.attacker_if,
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+            TARGET,
+        ],
+    );
+    let slow = wait_for_alert(&lab, &api, "port_scan_slow");
+    assert_eq!(slow.body.subject, format!("source_ip:{SLOW}"));
+    let rules: Vec<String> = alerts(&lab, &api)
+        .into_iter()
+        .map(|a| a.body.rule)
+        .collect();
+    assert!(
+        !rules.iter().any(|r| r == "port_scan_vertical"),
+        "the slow scan stays under the per-minute threshold: {rules:?}"
+    );
 }

@@ -29,6 +29,14 @@ pub struct RulePolicy {
     pub scan_min_ports: usize,
     /// Distinct hosts on one port from one source: horizontal port scan.
     pub scan_min_hosts: usize,
+    /// Distinct unanswered UDP ports on one host from one source within a
+    /// window: UDP port scan.
+    pub udp_scan_min_ports: usize,
+    /// The long window of the slow-scan rule.
+    pub slow_scan_window_secs: u64,
+    /// Distinct (host, port) a source failed to reach within the long
+    /// window: a slow scan (one that stays under the per-window thresholds).
+    pub slow_scan_min_targets: usize,
     /// Unanswered SYNs to one host:port within a window: SYN flood.
     pub flood_min_syn: u64,
     /// At most this share of the SYNs may complete a handshake.
@@ -67,6 +75,9 @@ impl Default for RulePolicy {
             allow_sources: Vec::new(),
             scan_min_ports: 20,
             scan_min_hosts: 10,
+            udp_scan_min_ports: 20,
+            slow_scan_window_secs: 3_600,
+            slow_scan_min_targets: 30,
             flood_min_syn: 200,
             flood_max_completed_ratio: 0.2,
             brute_force_ports: vec![
@@ -120,10 +131,23 @@ impl RulePolicy {
         for (key, v) in [
             ("scan_min_ports", self.scan_min_ports),
             ("scan_min_hosts", self.scan_min_hosts),
+            ("udp_scan_min_ports", self.udp_scan_min_ports),
         ] {
             if !(2..=max).contains(&v) {
                 out.push(format!("{key}: {v} is out of range (expected 2 to {max})"));
             }
+        }
+        if !(60..=7 * 86_400).contains(&self.slow_scan_window_secs) {
+            out.push(format!(
+                "slow_scan_window_secs: {} is out of range (expected 60 to 604800)",
+                self.slow_scan_window_secs
+            ));
+        }
+        if !(2..=1_000_000).contains(&self.slow_scan_min_targets) {
+            out.push(format!(
+                "slow_scan_min_targets: {} is out of range (expected 2 to 1000000)",
+                self.slow_scan_min_targets
+            ));
         }
         if !(2..=10_000_000).contains(&self.flood_min_syn) {
             out.push(format!(
@@ -179,6 +203,10 @@ impl RulePolicy {
     fn window_ns(&self) -> u64 {
         self.window_secs.saturating_mul(1_000_000_000)
     }
+
+    fn slow_window_ns(&self) -> u64 {
+        self.slow_scan_window_secs.saturating_mul(1_000_000_000)
+    }
 }
 
 /// The rule detectors with their window state.
@@ -196,7 +224,7 @@ impl RuleEngine {
         Self {
             allow: policy.allow_sources.iter().copied().collect(),
             ioc: policy.ioc_addresses.iter().copied().collect(),
-            net: network::NetworkRules::new(policy.window_ns()),
+            net: network::NetworkRules::new(policy.window_ns(), policy.slow_window_ns()),
             host: host::HostRules::new(policy.window_ns()),
             policy,
         }
@@ -205,8 +233,10 @@ impl RuleEngine {
     /// Replaces the policy (a committed policy change applies live). Window
     /// state is kept when the window width is unchanged.
     pub fn set_policy(&mut self, policy: RulePolicy) {
-        if policy.window_secs != self.policy.window_secs {
-            self.net = network::NetworkRules::new(policy.window_ns());
+        if policy.window_secs != self.policy.window_secs
+            || policy.slow_scan_window_secs != self.policy.slow_scan_window_secs
+        {
+            self.net = network::NetworkRules::new(policy.window_ns(), policy.slow_window_ns());
             self.host.set_window(policy.window_ns());
         }
         self.allow = policy.allow_sources.iter().copied().collect();

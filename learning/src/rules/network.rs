@@ -1,4 +1,5 @@
-//! Port scans, SYN floods, brute force and IOC traffic, from flow records.
+//! Port scans (TCP vertical and horizontal, UDP, and slow ones over long
+//! windows), SYN floods, brute force and IOC traffic, from flow records.
 
 use std::net::IpAddr;
 
@@ -6,11 +7,14 @@ use amoskys_sensors::Transport;
 use amoskys_sensors::event::FlowRecord;
 
 use super::RulePolicy;
+use crate::sketch::Distinct;
 use crate::window::{CappedSet, Windows};
 use crate::{Category, Finding, Severity, Subject};
 
 /// Most keys each window table tracks.
 const MAX_KEYS: usize = 100_000;
+/// Most sources the slow-scan table tracks (128 bytes of sketch each).
+const MAX_SLOW_KEYS: usize = 10_000;
 
 #[derive(Debug)]
 struct Set<T: Eq + std::hash::Hash> {
@@ -42,9 +46,20 @@ struct Attempts {
     fired: bool,
 }
 
+/// One source's failed attempts over the long window.
+#[derive(Debug, Default)]
+struct Slow {
+    targets: Distinct,
+    /// A fast scan by this source fired in the window: not reported twice.
+    fast: bool,
+    fired: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct NetworkRules {
     vertical: Windows<(IpAddr, IpAddr), Set<u16>>,
+    udp: Windows<(IpAddr, IpAddr), Set<u16>>,
+    slow: Windows<IpAddr, Slow>,
     horizontal: Windows<(IpAddr, u16), Set<IpAddr>>,
     flood: Windows<(IpAddr, u16), Flood>,
     brute: Windows<(IpAddr, IpAddr, u16), Attempts>,
@@ -56,15 +71,23 @@ fn failed_attempt(f: &FlowRecord) -> bool {
     f.tcp_flags.syn_no_ack > 0 && f.tcp_flags.syn_ack == 0
 }
 
+/// A UDP flow the destination never answered (a closed port answers with
+/// ICMP, which is not part of the flow; a filtered one not at all).
+fn unanswered_udp(f: &FlowRecord) -> bool {
+    f.transport == Transport::Udp && f.forward.packets > 0 && f.reverse.packets == 0
+}
+
 /// The initiator finished the handshake and the connection was not reset.
 fn completed(f: &FlowRecord) -> bool {
     f.tcp_flags.syn_ack > 0 && f.tcp_flags.rst == 0 && f.forward.packets >= 2
 }
 
 impl NetworkRules {
-    pub(super) fn new(window_ns: u64) -> Self {
+    pub(super) fn new(window_ns: u64, slow_window_ns: u64) -> Self {
         Self {
             vertical: Windows::new(window_ns, MAX_KEYS),
+            udp: Windows::new(window_ns, MAX_KEYS),
+            slow: Windows::new(slow_window_ns, MAX_SLOW_KEYS),
             horizontal: Windows::new(window_ns, MAX_KEYS),
             flood: Windows::new(window_ns, MAX_KEYS),
             brute: Windows::new(window_ns, MAX_KEYS),
@@ -90,11 +113,16 @@ impl NetworkRules {
         f: &FlowRecord,
         out: &mut Vec<Finding>,
     ) {
+        if unanswered_udp(f) {
+            self.udp_scan(p, t, f, out);
+            self.slow_scan(p, t, f, out);
+        }
         if f.transport != Transport::Tcp {
             return;
         }
         if failed_attempt(f) {
             self.scans(p, t, f, out);
+            self.slow_scan(p, t, f, out);
         }
         if f.tcp_flags.syn_no_ack > 0 {
             self.syn_flood(p, t, f, out);
@@ -105,6 +133,7 @@ impl NetworkRules {
     }
 
     fn scans(&mut self, p: &RulePolicy, t: u64, f: &FlowRecord, out: &mut Vec<Finding>) {
+        let before = out.len();
         if let Some(s) = self.vertical.get(&(f.src, f.dst), t) {
             s.values.insert(f.dst_port);
             if !s.fired && s.values.len() >= p.scan_min_ports {
@@ -148,6 +177,74 @@ impl NetworkRules {
                 });
             }
         }
+        if out.len() > before {
+            self.fast_fired(t, f.src);
+        }
+    }
+
+    /// A source's fast scan fired: its slow window will not report it too.
+    fn fast_fired(&mut self, t: u64, src: IpAddr) {
+        if let Some(s) = self.slow.get(&src, t) {
+            s.fast = true;
+        }
+    }
+
+    fn udp_scan(&mut self, p: &RulePolicy, t: u64, f: &FlowRecord, out: &mut Vec<Finding>) {
+        let Some(s) = self.udp.get(&(f.src, f.dst), t) else {
+            return;
+        };
+        s.values.insert(f.dst_port);
+        if s.fired || s.values.len() < p.udp_scan_min_ports {
+            return;
+        }
+        s.fired = true;
+        let mut ports: Vec<u16> = s.values.iter().copied().collect();
+        ports.sort_unstable();
+        out.push(Finding {
+            time_ns: t,
+            rule: "port_scan_udp".into(),
+            category: Category::Reconnaissance,
+            technique: "T1046".into(),
+            severity: Severity::Medium,
+            score: score(s.values.len() as f64, p.udp_scan_min_ports as f64),
+            subject: Subject::SourceIp(f.src),
+            evidence: vec![
+                ("target".into(), f.dst.to_string()),
+                ("udp_ports".into(), s.values.len().to_string()),
+                ("sample_ports".into(), sample(&ports)),
+                ("window_secs".into(), p.window_secs.to_string()),
+            ],
+        });
+        self.fast_fired(t, f.src);
+    }
+
+    /// Low and slow: distinct (host, port, protocol) a source failed to
+    /// reach over the long window, counted in fixed memory.
+    fn slow_scan(&mut self, p: &RulePolicy, t: u64, f: &FlowRecord, out: &mut Vec<Finding>) {
+        let Some(s) = self.slow.get(&f.src, t) else {
+            return;
+        };
+        s.targets
+            .insert(&(f.dst, f.dst_port, f.transport == Transport::Udp));
+        let targets = s.targets.estimate();
+        if s.fired || s.fast || targets < p.slow_scan_min_targets as f64 {
+            return;
+        }
+        s.fired = true;
+        out.push(Finding {
+            time_ns: t,
+            rule: "port_scan_slow".into(),
+            category: Category::Reconnaissance,
+            technique: "T1046".into(),
+            severity: Severity::Medium,
+            score: score(targets, p.slow_scan_min_targets as f64),
+            subject: Subject::SourceIp(f.src),
+            evidence: vec![
+                ("targets_estimated".into(), format!("{targets:.0}")),
+                ("last_target".into(), format!("{}:{}", f.dst, f.dst_port)),
+                ("window_secs".into(), p.slow_scan_window_secs.to_string()),
+            ],
+        });
     }
 
     fn syn_flood(&mut self, p: &RulePolicy, t: u64, f: &FlowRecord, out: &mut Vec<Finding>) {

@@ -376,3 +376,87 @@ fn policy_validation_and_toml() {
         "unknown key refused"
     );
 }
+
+/// A UDP flow of one packet to `dst_port`, answered with `rev` packets.
+fn udp(src: &str, dst: &str, dst_port: u16, t: u64, rev: u64) -> Event {
+    let mut e = flow(src, dst, dst_port, t, "unanswered");
+    if let EventBody::NetworkActivity(f) = &mut e.body {
+        f.transport = Transport::Udp;
+        f.tcp_flags = TcpFlagCounts::default();
+        f.reverse.packets = rev;
+    }
+    e
+}
+
+#[test]
+fn a_udp_scan_fires_on_unanswered_ports_and_answered_traffic_does_not() {
+    let mut e = RuleEngine::new(RulePolicy::default());
+    // DNS and SNMP that get answers, to many ports: not a scan.
+    let answered: Vec<Event> = (0..50)
+        .map(|p| udp("10.0.0.7", "10.0.0.1", 1_000 + p, 1_000 * SEC + p as u64, 1))
+        .collect();
+    assert!(rules(&mut e, &answered).is_empty());
+    // nmap -sU --top-ports 50: nothing comes back on most of them.
+    let scan: Vec<Event> = (0..50)
+        .map(|p| udp("10.0.0.9", "10.0.0.1", 1_000 + p, 1_000 * SEC + p as u64, 0))
+        .collect();
+    assert_eq!(rules(&mut e, &scan), vec!["port_scan_udp"]);
+}
+
+#[test]
+fn a_slow_scan_under_the_per_window_threshold_fires_once_over_the_long_window() {
+    let mut e = RuleEngine::new(RulePolicy::default());
+    // nmap --scan-delay 3200ms: 36 ports in about two minutes, under 20 a
+    // minute, so the vertical rule never fires.
+    let slow: Vec<Event> = (0..36)
+        .map(|p| {
+            let t = 1_000 * SEC + p as u64 * 3_200_000_000;
+            flow("10.0.0.9", "10.0.0.1", 1_000 + p, t, "refused")
+        })
+        .collect();
+    assert_eq!(rules(&mut e, &slow), vec!["port_scan_slow"]);
+    // A fast scan by another source is reported once, as the fast one.
+    let fast: Vec<Event> = (0..100)
+        .map(|p| {
+            flow(
+                "10.0.0.8",
+                "10.0.0.1",
+                1_000 + p,
+                2_000 * SEC + p as u64,
+                "refused",
+            )
+        })
+        .collect();
+    assert_eq!(rules(&mut e, &fast), vec!["port_scan_vertical"]);
+    // Ordinary failures (one service down, retried all hour) are one target.
+    let retries: Vec<Event> = (0..500)
+        .map(|i| {
+            flow(
+                "10.0.0.6",
+                "10.0.0.2",
+                5432,
+                3_000 * SEC + i * 7 * SEC,
+                "refused",
+            )
+        })
+        .collect();
+    assert!(rules(&mut e, &retries).is_empty());
+}
+
+#[test]
+fn the_new_scan_keys_have_ranges() {
+    let p = RulePolicy {
+        udp_scan_min_ports: 1,
+        slow_scan_window_secs: 10,
+        slow_scan_min_targets: 0,
+        ..RulePolicy::default()
+    };
+    let problems = p.validate().join("\n");
+    for key in [
+        "udp_scan_min_ports",
+        "slow_scan_window_secs",
+        "slow_scan_min_targets",
+    ] {
+        assert!(problems.contains(key), "{problems}");
+    }
+}
