@@ -78,7 +78,7 @@ impl Driver {
     }
 
     /// A headless Chromium at 1280×800, with or without JavaScript.
-    pub async fn session(&self, javascript: bool) -> Session {
+    pub async fn session(&self, javascript: bool) -> Session<'_> {
         let profile = tempfile::tempdir().expect("a profile dir");
         let mut prefs = json!({});
         if !javascript {
@@ -225,11 +225,6 @@ impl Session<'_> {
         .await;
     }
 
-    pub async fn clear(&self, element: &str) {
-        self.call("POST", &format!("/element/{element}/clear"), None)
-            .await;
-    }
-
     pub async fn text(&self, element: &str) -> String {
         self.call("GET", &format!("/element/{element}/text"), None)
             .await
@@ -266,12 +261,6 @@ impl Session<'_> {
         base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap_or_default())
             .expect("a base64 PNG")
-    }
-
-    /// Sets the script timeout (ms), for long async scripts.
-    pub async fn script_timeout(&self, ms: u64) {
-        self.call("POST", "/timeouts", Some(json!({ "script": ms })))
-            .await;
     }
 
     pub async fn close(self) {
