@@ -227,6 +227,23 @@ async fn a_false_positive_verdict_on_one_node_suppresses_repeats_on_another() {
     .await
     .expect("a has the verdict");
 
+    // `amoskys case show` tells until when.
+    let (api, id) = (a.api_addr().to_string(), alert.id.clone());
+    let shown = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_amoskys"))
+            .args(["case", "show", &id, "--api", &api])
+            .output()
+            .expect("amoskys runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .expect("cli");
+    assert!(
+        shown
+            .contains("repeats  of port_scan_vertical on source_ip:198.51.100.23 suppressed until"),
+        "{shown}"
+    );
+
     // The same scan again on a, in a later rule window, raises nothing;
     // another source still does.
     tokio::time::sleep(Duration::from_millis(1100)).await;
