@@ -140,6 +140,7 @@ const POLICY_KEYS: &[(&str, &str)] = &[
     ("rules", "flood_max_completed_ratio"),
     ("rules", "brute_force_max_secs"),
     ("rules", "campaign_min_nodes"),
+    ("rules", "false_positive_suppress_secs"),
     ("learning", "retrain_hours"),
     ("learning", "federated_epochs"),
     ("learning", "federated_deadline_secs"),
