@@ -136,7 +136,14 @@ async fn a_voter_hands_its_key_over_while_alerts_flow() {
     let port = common::mesh_port(&a).await;
     let mut config = voter_config(dirs[2].path(), &admitted, Some(port));
     config.api.listen = api.to_string();
-    let c = Node::start(config).await.expect("the node restarts");
+    // The stopped node's last tasks may hold the database for a moment, as
+    // `amoskys run` allows for when it restarts.
+    let c = eventually(Duration::from_secs(10), || {
+        let config = config.clone();
+        async move { Node::start(config).await.ok() }
+    })
+    .await
+    .expect("the node restarts");
     let new_id = c.identity().peer_id().to_string();
     assert_ne!(new_id, old_id);
     let out = tokio::task::spawn_blocking(move || rotate.wait_with_output())

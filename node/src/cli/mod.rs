@@ -298,6 +298,9 @@ fn load_or_report(args: &ConfigArgs) -> Option<Config> {
     }
 }
 
+/// How long a restarting node waits for its database to be released.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn run(args: RunArgs) -> ExitCode {
     let Some(config) = load_or_report(&args.config) else {
         return ExitCode::from(2);
@@ -324,6 +327,9 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // When the node last stopped to restart: the stopped node's last
+        // tasks may hold the database for a moment.
+        let mut restarting: Option<std::time::Instant> = None;
         loop {
             match Node::start(config.clone()).await {
                 Ok(node) => {
@@ -332,6 +338,12 @@ fn run(args: RunArgs) -> ExitCode {
                     if !node.run_until_signal_or_restart().await {
                         return ExitCode::SUCCESS;
                     }
+                    restarting = Some(std::time::Instant::now());
+                }
+                Err(amoskys_node::NodeError::Storage(
+                    amoskys_node::storage::StorageError::Locked { .. },
+                )) if restarting.is_some_and(|t| t.elapsed() < RESTART_WAIT) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "node failed to start");
