@@ -283,3 +283,35 @@ async fn a_node_that_is_not_a_member_or_the_only_voter_cannot_rotate() {
     assert!(!amoskys_node::rotation::is_staged(dir.path()));
     n.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_rotation_takes_over_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let old = amoskys_node::Identity::generate();
+    old.write(&dir.path().join(amoskys_node::identity::KEY_FILE), false)
+        .expect("key");
+    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(["key", "rotate", "--offline", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("key rotate runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(amoskys_node::rotation::is_staged(dir.path()));
+    let n = Node::start(common::quiet_config(
+        dir.path(),
+        &["learning.enabled=false"],
+    ))
+    .await
+    .expect("node starts");
+    let new = n.identity().peer_id().to_string();
+    assert_ne!(new, old.peer_id().to_string());
+    assert!(printed.contains(&new), "{printed}");
+    assert!(
+        dir.path()
+            .join("retired-keys")
+            .join(format!("{}.key", old.peer_id()))
+            .exists()
+    );
+    n.shutdown().await;
+}
