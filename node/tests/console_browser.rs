@@ -15,10 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use amoskys_mesh::Alert;
 use amoskys_node::Node;
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use common::{eventually, get_json, keyed_dirs, send, three_voters};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -28,60 +25,6 @@ use webdriver::{Driver, Session};
 const PAGES: [&str; 7] = [
     "/", "/alerts", "/mesh", "/cluster", "/models", "/intel", "/audit",
 ];
-
-/// A vertical scan from `src`: one flow to each of 64 ports.
-fn scan(src: Ipv4Addr) -> Vec<Event> {
-    let now = amoskys_sensors::now_ns();
-    (0..64u16)
-        .map(|i| {
-            Event::new(
-                now,
-                "test",
-                "flows",
-                EventBody::NetworkActivity(FlowRecord {
-                    interface: "eth0".into(),
-                    transport: Transport::Tcp,
-                    src: src.into(),
-                    src_port: 40_000 + i,
-                    dst: Ipv4Addr::new(10, 0, 0, 1).into(),
-                    dst_port: 1_000 + i,
-                    first_ns: now,
-                    last_ns: now,
-                    forward: FlowCounters {
-                        packets: 1,
-                        bytes: 60,
-                    },
-                    reverse: FlowCounters::default(),
-                    tcp_flags: TcpFlagCounts {
-                        syn: 1,
-                        syn_no_ack: 1,
-                        ..TcpFlagCounts::default()
-                    },
-                    end: FlowEnd::End,
-                }),
-            )
-        })
-        .collect()
-}
-
-/// Raises one alert on `n` and returns it.
-async fn raise(n: &Node, src: Ipv4Addr) -> Alert {
-    let mut rx = n.subscribe_alerts();
-    let me = n.identity().peer_id().to_string();
-    n.inject(scan(src));
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(a) = rx.recv().await
-                && a.origin == me
-                && a.body.subject.ends_with(&src.to_string())
-            {
-                return a;
-            }
-        }
-    })
-    .await
-    .expect("the scan raises an alert")
-}
 
 /// A one-time sign-in link for the node's local admin, as
 /// `amoskys operator login` prints it.
@@ -254,7 +197,7 @@ async fn the_console_in_a_real_browser() {
     })
     .await
     .expect("the page's stream is open");
-    let alert = raise(&c, Ipv4Addr::new(10, 7, 0, 1)).await;
+    let alert = common::raise(&c, Ipv4Addr::new(10, 7, 0, 1)).await;
     let row = format!("#alerts-live a[href=\"/alerts/{}\"]", alert.id);
     let took = within(Duration::from_secs(2), || async {
         !admin.find_all(&row).await.is_empty()

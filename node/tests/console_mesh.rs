@@ -11,67 +11,11 @@ mod console_client;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use amoskys_mesh::Alert;
 use amoskys_node::Node;
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use common::{eventually, keyed_dirs, send, three_voters};
 use console_client::Browser;
 use ed25519_dalek::SigningKey;
 use reqwest::Method;
-
-/// A vertical scan from `src`: one flow to each of 64 ports.
-fn scan(src: Ipv4Addr) -> Vec<Event> {
-    let now = amoskys_sensors::now_ns();
-    (0..64u16)
-        .map(|i| {
-            Event::new(
-                now,
-                "test",
-                "flows",
-                EventBody::NetworkActivity(FlowRecord {
-                    interface: "eth0".into(),
-                    transport: Transport::Tcp,
-                    src: src.into(),
-                    src_port: 40_000 + i,
-                    dst: Ipv4Addr::new(10, 0, 0, 1).into(),
-                    dst_port: 1_000 + i,
-                    first_ns: now,
-                    last_ns: now,
-                    forward: FlowCounters {
-                        packets: 1,
-                        bytes: 60,
-                    },
-                    reverse: FlowCounters::default(),
-                    tcp_flags: TcpFlagCounts {
-                        syn: 1,
-                        syn_no_ack: 1,
-                        ..TcpFlagCounts::default()
-                    },
-                    end: FlowEnd::End,
-                }),
-            )
-        })
-        .collect()
-}
-
-/// Raises one alert on `n` and returns it.
-async fn raise(n: &Node, src: Ipv4Addr) -> Alert {
-    let mut rx = n.subscribe_alerts();
-    let me = n.identity().peer_id().to_string();
-    n.inject(scan(src));
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(a) = rx.recv().await
-                && a.origin == me
-            {
-                return a;
-            }
-        }
-    })
-    .await
-    .expect("the scan raises an alert")
-}
 
 /// A browser signed in to `n` as `key`'s operator, once `n` knows it.
 async fn sign_in(n: &Node, key: &SigningKey) -> Browser {
@@ -115,7 +59,7 @@ async fn one_console_shows_the_mesh_and_its_cases() {
     let mut on_b = sign_in(&b, &analyst).await;
 
     // Raised on c, listed on a.
-    let alert = raise(&c, Ipv4Addr::new(192, 0, 2, 77)).await;
+    let alert = common::raise(&c, Ipv4Addr::new(192, 0, 2, 77)).await;
     let link = format!("/alerts/{}", alert.id);
     let listed = eventually(Duration::from_secs(15), || {
         let mut page = on_a.clone();

@@ -12,64 +12,8 @@ use std::time::Duration;
 
 use amoskys_mesh::{Alert, AlertBody};
 use amoskys_node::Node;
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use common::{eventually, get_json, keyed_dirs, send, three_voters, voter_config};
 use reqwest::Method;
-
-/// A vertical scan from `src`: one flow to each of 64 ports.
-fn scan(src: Ipv4Addr) -> Vec<Event> {
-    let now = amoskys_sensors::now_ns();
-    (0..64u16)
-        .map(|i| {
-            Event::new(
-                now,
-                "test",
-                "flows",
-                EventBody::NetworkActivity(FlowRecord {
-                    interface: "eth0".into(),
-                    transport: Transport::Tcp,
-                    src: src.into(),
-                    src_port: 40_000 + i,
-                    dst: Ipv4Addr::new(10, 0, 0, 1).into(),
-                    dst_port: 1_000 + i,
-                    first_ns: now,
-                    last_ns: now,
-                    forward: FlowCounters {
-                        packets: 1,
-                        bytes: 60,
-                    },
-                    reverse: FlowCounters::default(),
-                    tcp_flags: TcpFlagCounts {
-                        syn: 1,
-                        syn_no_ack: 1,
-                        ..TcpFlagCounts::default()
-                    },
-                    end: FlowEnd::End,
-                }),
-            )
-        })
-        .collect()
-}
-
-/// Raises one alert on `n` (a scan from a new source) and returns it.
-async fn raise(n: &Node, src: Ipv4Addr) -> Alert {
-    let mut rx = n.subscribe_alerts();
-    let me = n.identity().peer_id().to_string();
-    n.inject(scan(src));
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(a) = rx.recv().await
-                && a.origin == me
-                && a.body.subject.ends_with(&src.to_string())
-            {
-                return a;
-            }
-        }
-    })
-    .await
-    .expect("the scan raises an alert")
-}
 
 /// Ids of the alerts a node holds.
 async fn held(addr: SocketAddr) -> BTreeSet<String> {
@@ -112,8 +56,8 @@ async fn a_voter_hands_its_key_over_while_alerts_flow() {
     let mut raised: Vec<Alert> = Vec::new();
     let mut old_alerts = Vec::new();
     for i in 0..3 {
-        old_alerts.push(raise(&c, Ipv4Addr::new(10, 3, 0, i)).await);
-        raised.push(raise(&a, Ipv4Addr::new(10, 1, 0, i)).await);
+        old_alerts.push(common::raise(&c, Ipv4Addr::new(10, 3, 0, i)).await);
+        raised.push(common::raise(&a, Ipv4Addr::new(10, 1, 0, i)).await);
     }
     raised.extend(old_alerts.iter().cloned());
 
@@ -130,9 +74,9 @@ async fn a_voter_hands_its_key_over_while_alerts_flow() {
     tokio::time::timeout(Duration::from_secs(20), c.restart_requested())
         .await
         .expect("the node asks to restart");
-    raised.push(raise(&a, Ipv4Addr::new(10, 1, 1, 0)).await);
+    raised.push(common::raise(&a, Ipv4Addr::new(10, 1, 1, 0)).await);
     c.shutdown().await;
-    raised.push(raise(&a, Ipv4Addr::new(10, 1, 1, 1)).await);
+    raised.push(common::raise(&a, Ipv4Addr::new(10, 1, 1, 1)).await);
     let port = common::mesh_port(&a).await;
     let mut config = voter_config(dirs[2].path(), &admitted, Some(port));
     config.api.listen = api.to_string();
@@ -182,8 +126,8 @@ async fn a_voter_hands_its_key_over_while_alerts_flow() {
         );
     }
     for i in 0..3 {
-        raised.push(raise(&c, Ipv4Addr::new(10, 4, 0, i)).await);
-        raised.push(raise(&a, Ipv4Addr::new(10, 1, 2, i)).await);
+        raised.push(common::raise(&c, Ipv4Addr::new(10, 4, 0, i)).await);
+        raised.push(common::raise(&a, Ipv4Addr::new(10, 1, 2, i)).await);
     }
     assert!(
         raised[raised.len() - 2].origin == new_id,

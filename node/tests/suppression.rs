@@ -11,45 +11,8 @@ use std::time::Duration;
 
 use amoskys_mesh::Alert;
 use amoskys_node::Node;
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use common::{eventually, get_json, keyed_dirs, mesh_port, quiet_config};
 use tokio::sync::broadcast;
-
-/// A SYN scan of 64 ports of one host from `src`, seen now.
-fn scan(src: Ipv4Addr) -> Vec<Event> {
-    let now = amoskys_sensors::now_ns();
-    (0..64u16)
-        .map(|i| {
-            Event::new(
-                now,
-                "test",
-                "flows",
-                EventBody::NetworkActivity(FlowRecord {
-                    interface: "eth0".into(),
-                    transport: Transport::Tcp,
-                    src: src.into(),
-                    src_port: 40_000 + i,
-                    dst: Ipv4Addr::new(10, 0, 0, 1).into(),
-                    dst_port: 1_000 + i,
-                    first_ns: now,
-                    last_ns: now,
-                    forward: FlowCounters {
-                        packets: 1,
-                        bytes: 60,
-                    },
-                    reverse: FlowCounters::default(),
-                    tcp_flags: TcpFlagCounts {
-                        syn: 1,
-                        syn_no_ack: 1,
-                        ..TcpFlagCounts::default()
-                    },
-                    end: FlowEnd::End,
-                }),
-            )
-        })
-        .collect()
-}
 
 fn about(a: &Alert, src: Ipv4Addr) -> bool {
     a.body.subject.rsplit(':').next() == Some(src.to_string().as_str())
@@ -81,8 +44,8 @@ async fn next_about(
 async fn quiet_then_loud(n: &Node, quiet: Ipv4Addr, loud: Ipv4Addr) -> bool {
     let me = n.identity().peer_id().to_string();
     let mut rx = n.subscribe_alerts();
-    n.inject(scan(quiet));
-    n.inject(scan(loud));
+    n.inject(common::scan(quiet));
+    n.inject(common::scan(loud));
     let mut quiet_raised = false;
     let got_loud = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -114,7 +77,7 @@ async fn a_restarted_node_does_not_raise_the_same_scan_again() {
     let n = start().await;
     let me = n.identity().peer_id().to_string();
     let mut rx = n.subscribe_alerts();
-    n.inject(scan(src));
+    n.inject(common::scan(src));
     next_about(&mut rx, &me, src, Duration::from_secs(10))
         .await
         .expect("the scan raises an alert");
@@ -187,7 +150,7 @@ async fn a_false_positive_verdict_on_one_node_suppresses_repeats_on_another() {
     let src = Ipv4Addr::new(198, 51, 100, 23);
 
     let mut rx = a.subscribe_alerts();
-    a.inject(scan(src));
+    a.inject(common::scan(src));
     let alert = next_about(&mut rx, &me, src, Duration::from_secs(10))
         .await
         .expect("the scan raises an alert on a");
@@ -262,7 +225,7 @@ async fn a_false_positive_verdict_on_one_node_suppresses_repeats_on_another() {
     let now = amoskys_sensors::now_ns() / 1_000_000;
     tokio::time::sleep(Duration::from_millis(end.saturating_sub(now))).await;
     let mut rx = a.subscribe_alerts();
-    a.inject(scan(src));
+    a.inject(common::scan(src));
     assert!(
         next_about(&mut rx, &me, src, Duration::from_secs(10))
             .await

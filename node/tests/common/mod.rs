@@ -370,3 +370,60 @@ pub fn test_alert(seq: u64, rule: &str) -> amoskys_mesh::Alert {
         &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
     )
 }
+
+/// A vertical port scan from `src` as the flow sensor reports it: one
+/// unanswered SYN to each of 64 ports of 10.0.0.1.
+pub fn scan(src: std::net::Ipv4Addr) -> Vec<amoskys_sensors::Event> {
+    use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
+    use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
+    let now = amoskys_sensors::now_ns();
+    (0..64u16)
+        .map(|i| {
+            Event::new(
+                now,
+                "test",
+                "flows",
+                EventBody::NetworkActivity(FlowRecord {
+                    interface: "eth0".into(),
+                    transport: Transport::Tcp,
+                    src: src.into(),
+                    src_port: 40_000 + i,
+                    dst: std::net::Ipv4Addr::new(10, 0, 0, 1).into(),
+                    dst_port: 1_000 + i,
+                    first_ns: now,
+                    last_ns: now,
+                    forward: FlowCounters {
+                        packets: 1,
+                        bytes: 60,
+                    },
+                    reverse: FlowCounters::default(),
+                    tcp_flags: TcpFlagCounts {
+                        syn: 1,
+                        syn_no_ack: 1,
+                        ..TcpFlagCounts::default()
+                    },
+                    end: FlowEnd::End,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Raises one alert on `n` (a [`scan`] from `src`) and returns it.
+pub async fn raise(n: &amoskys_node::Node, src: std::net::Ipv4Addr) -> amoskys_mesh::Alert {
+    let mut rx = n.subscribe_alerts();
+    let me = n.identity().peer_id().to_string();
+    n.inject(scan(src));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(a) = rx.recv().await
+                && a.origin == me
+                && a.body.subject.ends_with(&src.to_string())
+            {
+                return a;
+            }
+        }
+    })
+    .await
+    .expect("the scan raises an alert")
+}
