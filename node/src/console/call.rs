@@ -125,6 +125,15 @@ pub fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// The page a form's write ends on: back to `to` when the API did it, the
+/// API's refusal otherwise.
+pub fn back(result: Result<Value, Refusal>, to: &str) -> axum::response::Response {
+    match result {
+        Ok(_) => see_other(to),
+        Err(r) => r.page(),
+    }
+}
+
 /// A `303 See Other` to `to` (after a form's write).
 pub fn see_other(to: &str) -> axum::response::Response {
     use axum::response::IntoResponse as _;

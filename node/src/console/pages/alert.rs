@@ -250,7 +250,7 @@ async fn case_write(
     pattern: &str,
     body: serde_json::Value,
 ) -> Response {
-    match call::api(
+    let done = call::api(
         state,
         v,
         Method::POST,
@@ -259,11 +259,8 @@ async fn case_write(
         "",
         Payload::Json(body),
     )
-    .await
-    {
-        Ok(_) => call::see_other(&format!("/alerts/{}", url(id))),
-        Err(r) => r.page(),
-    }
+    .await;
+    call::back(done, &format!("/alerts/{}", url(id)))
 }
 
 /// `POST /alerts/{id}/ack`

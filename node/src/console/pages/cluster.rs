@@ -287,7 +287,7 @@ pub async fn admit(
         "id": form.get("id").map_or("", |s| s.trim()),
         "addr": form.get("addr").map_or("", |s| s.trim()),
     });
-    done(
+    call::back(
         call::api(
             &state,
             &v,
@@ -298,6 +298,7 @@ pub async fn admit(
             Payload::Json(req),
         )
         .await,
+        "/cluster",
     )
 }
 
@@ -308,7 +309,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Response {
     let params = [("id", id.as_str())];
-    done(
+    call::back(
         call::api(
             &state,
             &v,
@@ -319,6 +320,7 @@ pub async fn remove(
             Payload::None,
         )
         .await,
+        "/cluster",
     )
 }
 
@@ -330,7 +332,7 @@ pub async fn approve(
 ) -> Response {
     let params = [("id", id.as_str())];
     let pattern = "/api/v1/proposals/{id}/approve";
-    done(
+    call::back(
         call::api(
             &state,
             &v,
@@ -341,12 +343,6 @@ pub async fn approve(
             Payload::None,
         )
         .await,
+        "/cluster",
     )
-}
-
-fn done(result: Result<Value, call::Refusal>) -> Response {
-    match result {
-        Ok(_) => call::see_other("/cluster"),
-        Err(r) => r.page(),
-    }
 }

@@ -160,20 +160,19 @@ pub async fn add(
             }
         }
     }
-    match call::api(
-        &state,
-        &v,
-        Method::POST,
-        "/api/v1/intel",
-        &[],
-        "",
-        Payload::Json(req),
+    call::back(
+        call::api(
+            &state,
+            &v,
+            Method::POST,
+            "/api/v1/intel",
+            &[],
+            "",
+            Payload::Json(req),
+        )
+        .await,
+        "/intel",
     )
-    .await
-    {
-        Ok(_) => call::see_other("/intel"),
-        Err(r) => r.page(),
-    }
 }
 
 /// `POST /intel/remove`: removes an indicator.
@@ -185,18 +184,17 @@ pub async fn remove(
     let form = call::form(&body);
     let indicator = form.get("indicator").cloned().unwrap_or_default();
     let query = format!("indicator={}", url(&indicator));
-    match call::api(
-        &state,
-        &v,
-        Method::DELETE,
-        "/api/v1/intel",
-        &[],
-        &query,
-        Payload::None,
+    call::back(
+        call::api(
+            &state,
+            &v,
+            Method::DELETE,
+            "/api/v1/intel",
+            &[],
+            &query,
+            Payload::None,
+        )
+        .await,
+        "/intel",
     )
-    .await
-    {
-        Ok(_) => call::see_other("/intel"),
-        Err(r) => r.page(),
-    }
 }

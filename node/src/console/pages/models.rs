@@ -278,20 +278,19 @@ pub async fn activate(
 ) -> Response {
     let params = [("version", version.as_str())];
     let pattern = "/api/v1/models/{version}/activate";
-    match call::api(
-        &state,
-        &v,
-        Method::POST,
-        pattern,
-        &params,
-        "",
-        Payload::None,
+    call::back(
+        call::api(
+            &state,
+            &v,
+            Method::POST,
+            pattern,
+            &params,
+            "",
+            Payload::None,
+        )
+        .await,
+        "/models",
     )
-    .await
-    {
-        Ok(_) => call::see_other("/models"),
-        Err(r) => r.page(),
-    }
 }
 
 /// `POST /models/rounds`: starts a round with the form's settings.
@@ -320,18 +319,17 @@ pub async fn start_round(
             }
         }
     }
-    match call::api(
-        &state,
-        &v,
-        Method::POST,
-        "/api/v1/learn/rounds",
-        &[],
-        "",
-        Payload::Json(req),
+    call::back(
+        call::api(
+            &state,
+            &v,
+            Method::POST,
+            "/api/v1/learn/rounds",
+            &[],
+            "",
+            Payload::Json(req),
+        )
+        .await,
+        "/models",
     )
-    .await
-    {
-        Ok(_) => call::see_other("/models"),
-        Err(r) => r.page(),
-    }
 }
