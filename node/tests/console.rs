@@ -16,7 +16,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use amoskys_node::Node;
-use console_client::{Browser, Page, flow_to};
+use common::flow_to;
+use console_client::{Browser, Page};
 use ed25519_dalek::SigningKey;
 use reqwest::Method;
 

@@ -13,8 +13,6 @@ use amoskys_mesh::{MeshConfig, Received, Service, net};
 use amoskys_node::Node;
 use amoskys_node::identity::{Identity, KEY_FILE};
 use amoskys_node::workspace::{PeerSync, Status, ThreatIntel, Workspace};
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use common::{eventually, get_json, keyed_dirs, mesh_port, quiet_config};
 
 const SYNC: &str = "workspace.sync_every_ms=200";
@@ -194,35 +192,6 @@ async fn five_nodes_converge() {
     }
 }
 
-fn flow_to(dst: Ipv4Addr) -> Event {
-    let now = amoskys_sensors::now_ns();
-    Event::new(
-        now,
-        "test",
-        "flows",
-        EventBody::NetworkActivity(FlowRecord {
-            interface: "eth0".into(),
-            transport: Transport::Tcp,
-            src: Ipv4Addr::new(10, 0, 0, 5).into(),
-            src_port: 43_210,
-            dst: dst.into(),
-            dst_port: 443,
-            first_ns: now,
-            last_ns: now,
-            forward: FlowCounters {
-                packets: 3,
-                bytes: 300,
-            },
-            reverse: FlowCounters {
-                packets: 2,
-                bytes: 200,
-            },
-            tcp_flags: TcpFlagCounts::default(),
-            end: FlowEnd::End,
-        }),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_to_a_listed_address_raises_an_alert() {
     let dir = tempfile::tempdir().expect("dir");
@@ -249,8 +218,8 @@ async fn traffic_to_a_listed_address_raises_an_alert() {
     );
 
     let mut alerts = n.subscribe_alerts();
-    n.inject(vec![flow_to(Ipv4Addr::new(198, 51, 100, 1))]);
-    n.inject(vec![flow_to(Ipv4Addr::new(203, 0, 113, 9))]);
+    n.inject(vec![common::flow_to(Ipv4Addr::new(198, 51, 100, 1))]);
+    n.inject(vec![common::flow_to(Ipv4Addr::new(203, 0, 113, 9))]);
     let alert = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Ok(a) = alerts.recv().await

@@ -427,3 +427,36 @@ pub async fn raise(n: &amoskys_node::Node, src: std::net::Ipv4Addr) -> amoskys_m
     .await
     .expect("the scan raises an alert")
 }
+
+/// A flow from 10.0.0.5 to `dst`, as the flow sensor would report it now.
+pub fn flow_to(dst: std::net::Ipv4Addr) -> amoskys_sensors::Event {
+    use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
+    use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
+    use std::net::Ipv4Addr;
+    let now = amoskys_sensors::now_ns();
+    Event::new(
+        now,
+        "test",
+        "flows",
+        EventBody::NetworkActivity(FlowRecord {
+            interface: "eth0".into(),
+            transport: Transport::Tcp,
+            src: Ipv4Addr::new(10, 0, 0, 5).into(),
+            src_port: 43_210,
+            dst: dst.into(),
+            dst_port: 443,
+            first_ns: now,
+            last_ns: now,
+            forward: FlowCounters {
+                packets: 3,
+                bytes: 300,
+            },
+            reverse: FlowCounters {
+                packets: 2,
+                bytes: 200,
+            },
+            tcp_flags: TcpFlagCounts::default(),
+            end: FlowEnd::End,
+        }),
+    )
+}

@@ -5,11 +5,9 @@
 //! the node's own client.
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
-use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use ed25519_dalek::{Signer, SigningKey};
 use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
@@ -188,34 +186,4 @@ impl Browser {
         assert_eq!(p.status, 200, "{}", p.body);
         p.csrf().expect("the page has a CSRF field")
     }
-}
-
-/// A flow from 10.0.0.5 to `dst`, as the flow sensor would report it now.
-pub fn flow_to(dst: Ipv4Addr) -> Event {
-    let now = amoskys_sensors::now_ns();
-    Event::new(
-        now,
-        "test",
-        "flows",
-        EventBody::NetworkActivity(FlowRecord {
-            interface: "eth0".into(),
-            transport: Transport::Tcp,
-            src: Ipv4Addr::new(10, 0, 0, 5).into(),
-            src_port: 43_210,
-            dst: dst.into(),
-            dst_port: 443,
-            first_ns: now,
-            last_ns: now,
-            forward: FlowCounters {
-                packets: 3,
-                bytes: 300,
-            },
-            reverse: FlowCounters {
-                packets: 2,
-                bytes: 200,
-            },
-            tcp_flags: TcpFlagCounts::default(),
-            end: FlowEnd::End,
-        }),
-    )
 }
