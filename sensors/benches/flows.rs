@@ -164,6 +164,7 @@ fn run(rec: &Recording, out: &mut Vec<FlowRecord>) -> (usize, usize) {
         idle_timeout: Duration::from_secs(15),
         active_timeout: Duration::from_secs(60),
         end_grace: Duration::from_secs(1),
+        half_open: Duration::from_millis(500),
         max_flows: 65_536,
     };
     let mut table = FlowTable::new("bench0", &config);
@@ -209,6 +210,7 @@ fn syn_flood(scale: u32) {
         idle_timeout: Duration::from_secs(15),
         active_timeout: Duration::from_secs(60),
         end_grace: Duration::from_secs(1),
+        half_open: Duration::from_millis(500),
         max_flows: 4096,
     };
     let mut table = FlowTable::new("bench0", &config);

@@ -187,6 +187,10 @@ pub enum FlowEnd {
     Active,
     /// TCP FIN seen in both directions, or RST.
     End,
+    /// A TCP connection attempt whose initiator acknowledged nothing shortly
+    /// after its SYN (reported once, early); the flow continues in a new
+    /// record.
+    HalfOpen,
     /// The sensor stopped or the flow table was full.
     Forced,
 }

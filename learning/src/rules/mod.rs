@@ -4,7 +4,10 @@
 //! Network rules keep per-entity state over tumbling windows of
 //! `window_secs` (event time); each rule fires at most once per entity and
 //! window, so an ongoing attack yields one finding per window, not a flood.
+//! The SYN-flood rule counts over a short sliding window instead
+//! (`flood_window_ms`), and also fires at most once per `window_secs`.
 
+mod flood;
 mod host;
 mod network;
 
@@ -37,10 +40,14 @@ pub struct RulePolicy {
     /// Distinct (host, port) a source failed to reach within the long
     /// window: a slow scan (one that stays under the per-window thresholds).
     pub slow_scan_min_targets: usize,
-    /// Unanswered SYNs to one host:port within a window: SYN flood.
+    /// Connection attempts without a handshake to one host:port within
+    /// `flood_window_ms`: SYN flood.
     pub flood_min_syn: u64,
-    /// At most this share of the SYNs may complete a handshake.
+    /// At most this share of the attempts in the window may complete a
+    /// handshake.
     pub flood_max_completed_ratio: f64,
+    /// The sliding window of the SYN-flood rule, in milliseconds.
+    pub flood_window_ms: u64,
     /// Service ports watched for brute force.
     pub brute_force_ports: Vec<u16>,
     /// Short connections from one source to one service within a window.
@@ -80,6 +87,7 @@ impl Default for RulePolicy {
             slow_scan_min_targets: 30,
             flood_min_syn: 200,
             flood_max_completed_ratio: 0.2,
+            flood_window_ms: 1_000,
             brute_force_ports: vec![
                 21, 22, 23, 25, 110, 143, 389, 445, 1433, 3306, 3389, 5432, 5900,
             ],
@@ -153,6 +161,12 @@ impl RulePolicy {
             out.push(format!(
                 "flood_min_syn: {} is out of range (expected 2 to 10000000)",
                 self.flood_min_syn
+            ));
+        }
+        if !(100..=60_000).contains(&self.flood_window_ms) {
+            out.push(format!(
+                "flood_window_ms: {} is out of range (expected 100 to 60000)",
+                self.flood_window_ms
             ));
         }
         if !(1..=86_400).contains(&self.brute_force_max_secs) {
@@ -235,6 +249,7 @@ impl RuleEngine {
     pub fn set_policy(&mut self, policy: RulePolicy) {
         if policy.window_secs != self.policy.window_secs
             || policy.slow_scan_window_secs != self.policy.slow_scan_window_secs
+            || policy.flood_window_ms != self.policy.flood_window_ms
         {
             self.net = network::NetworkRules::new(policy.window_ns(), policy.slow_window_ns());
             self.host.set_window(policy.window_ns());

@@ -1,5 +1,6 @@
 //! Port scans (TCP vertical and horizontal, UDP, and slow ones over long
-//! windows), SYN floods, brute force and IOC traffic, from flow records.
+//! windows), brute force and IOC traffic, from flow records; SYN floods are
+//! in [`super::flood`].
 
 use std::net::IpAddr;
 
@@ -7,6 +8,7 @@ use amoskys_sensors::Transport;
 use amoskys_sensors::event::FlowRecord;
 
 use super::RulePolicy;
+use super::flood::FloodRule;
 use crate::sketch::Distinct;
 use crate::window::{CappedSet, Windows};
 use crate::{Category, Finding, Severity, Subject};
@@ -32,15 +34,6 @@ impl<T: Eq + std::hash::Hash> Default for Set<T> {
 }
 
 #[derive(Debug, Default)]
-struct Flood {
-    syn: u64,
-    flows: u64,
-    completed: u64,
-    sources: CappedSet<IpAddr>,
-    fired: bool,
-}
-
-#[derive(Debug, Default)]
 struct Attempts {
     count: u64,
     fired: bool,
@@ -61,7 +54,7 @@ pub(super) struct NetworkRules {
     udp: Windows<(IpAddr, IpAddr), Set<u16>>,
     slow: Windows<IpAddr, Slow>,
     horizontal: Windows<(IpAddr, u16), Set<IpAddr>>,
-    flood: Windows<(IpAddr, u16), Flood>,
+    flood: FloodRule,
     brute: Windows<(IpAddr, IpAddr, u16), Attempts>,
     seen: Windows<(&'static str, IpAddr), bool>,
 }
@@ -89,7 +82,7 @@ impl NetworkRules {
             udp: Windows::new(window_ns, MAX_KEYS),
             slow: Windows::new(slow_window_ns, MAX_SLOW_KEYS),
             horizontal: Windows::new(window_ns, MAX_KEYS),
-            flood: Windows::new(window_ns, MAX_KEYS),
+            flood: FloodRule::new(),
             brute: Windows::new(window_ns, MAX_KEYS),
             seen: Windows::new(window_ns, MAX_KEYS),
         }
@@ -125,7 +118,7 @@ impl NetworkRules {
             self.slow_scan(p, t, f, out);
         }
         if f.tcp_flags.syn_no_ack > 0 {
-            self.syn_flood(p, t, f, out);
+            self.flood.observe(p, t, f, !completed(f), out);
         }
         if p.brute_force_ports.contains(&f.dst_port) && completed(f) {
             self.brute_force(p, t, f, out);
@@ -247,40 +240,6 @@ impl NetworkRules {
         });
     }
 
-    fn syn_flood(&mut self, p: &RulePolicy, t: u64, f: &FlowRecord, out: &mut Vec<Finding>) {
-        let Some(s) = self.flood.get(&(f.dst, f.dst_port), t) else {
-            return;
-        };
-        s.syn += u64::from(f.tcp_flags.syn_no_ack);
-        s.flows += 1;
-        s.completed += u64::from(completed(f));
-        s.sources.insert(f.src);
-        let ratio = s.completed as f64 / s.flows.max(1) as f64;
-        if !s.fired && s.syn >= p.flood_min_syn && ratio <= p.flood_max_completed_ratio {
-            s.fired = true;
-            let subject = match s.sources.iter().next() {
-                Some(only) if s.sources.len() == 1 => Subject::SourceIp(*only),
-                _ => Subject::DestinationIp(f.dst),
-            };
-            out.push(Finding {
-                time_ns: t,
-                rule: "syn_flood".into(),
-                category: Category::Impact,
-                technique: "T1498.001".into(),
-                severity: Severity::High,
-                score: score(s.syn as f64, p.flood_min_syn as f64),
-                subject,
-                evidence: vec![
-                    ("target".into(), format!("{}:{}", f.dst, f.dst_port)),
-                    ("syn".into(), s.syn.to_string()),
-                    ("completed_ratio".into(), format!("{ratio:.3}")),
-                    ("sources".into(), s.sources.len().to_string()),
-                    ("window_secs".into(), p.window_secs.to_string()),
-                ],
-            });
-        }
-    }
-
     fn brute_force(&mut self, p: &RulePolicy, t: u64, f: &FlowRecord, out: &mut Vec<Finding>) {
         let secs = f.last_ns.saturating_sub(f.first_ns) / 1_000_000_000;
         if secs > p.brute_force_max_secs {
@@ -312,7 +271,7 @@ impl NetworkRules {
 
 /// Confidence that grows with how far past the threshold a count is:
 /// 0.6 at the threshold, towards 1 at four times it.
-fn score(value: f64, threshold: f64) -> f64 {
+pub(super) fn score(value: f64, threshold: f64) -> f64 {
     let over = (value / threshold.max(1.0)).clamp(1.0, 4.0);
     0.6 + 0.4 * (over - 1.0) / 3.0
 }

@@ -4,7 +4,8 @@
 //! (`capture`), parses the headers ([`parse`](mod@parse)), drops loopback's second copy
 //! of each frame ([`dedup`]) and accounts each packet in a per-interface flow
 //! table ([`table`]), which emits one bidirectional [`FlowRecord`](crate::FlowRecord)
-//! per flow as NetFlow/IPFIX exporters do (idle, active, TCP end, forced).
+//! per flow as NetFlow/IPFIX exporters do (idle, active, TCP end, forced),
+//! and reports TCP connection attempts left half-open early.
 //!
 //! The sockets are not promiscuous: the sensor sees what this host sends and
 //! receives, not other hosts' traffic on a shared segment. Frames are read up
@@ -40,6 +41,10 @@ pub(crate) const NAME: &str = "flows";
 pub const READ_BUFFER: usize = 4096;
 /// Wait after TCP FIN both ways or RST before a connection's record is sent.
 pub const TCP_END_GRACE: Duration = Duration::from_secs(1);
+/// A TCP connection attempt still without an acknowledgement from its
+/// initiator this long after its SYN is reported early (half-open), so that
+/// SYN floods are seen at once: a handshake takes one round trip.
+pub const HALF_OPEN_REPORT: Duration = Duration::from_millis(500);
 /// Loopback copies further apart than this are two frames.
 pub const LOOPBACK_DEDUP_WINDOW: Duration = Duration::from_millis(1);
 
@@ -78,6 +83,7 @@ impl FlowConfig {
             idle_timeout: self.idle_timeout,
             active_timeout: self.active_timeout,
             end_grace: TCP_END_GRACE,
+            half_open: HALF_OPEN_REPORT,
             max_flows: self.max_flows,
         }
     }

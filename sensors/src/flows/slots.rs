@@ -1,12 +1,12 @@
 //! A slab of values threaded on a few intrusive doubly linked lists.
 //!
 //! The flow table keeps each flow on lists ordered by time (last packet,
-//! record start, end of connection), so the oldest entry of each is found in
+//! record start, end of connection, first SYN), so the oldest entry of each is found in
 //! O(1) and moving an entry to the back is O(1): no scan of the whole table on
 //! the per-packet path. Indices are `u32`; a freed slot is reused.
 
 /// Number of lists every slot can be on.
-pub(super) const LISTS: usize = 3;
+pub(super) const LISTS: usize = 4;
 const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]

@@ -16,8 +16,13 @@
 //! still count), or at once when a new SYN reuses the ports; and
 //! [`FlowEnd::Forced`] on [`FlowTable::flush`] or when a new flow finds the
 //! table at `max_flows` (the least recently seen flow is evicted and counted).
-//! Records without packets (a flow idle since its last active record) are not
-//! emitted.
+//! A TCP connection attempt whose initiator has not acknowledged anything
+//! `half_open` after its SYN is reported early, once, as
+//! [`FlowEnd::HalfOpen`] (or as [`FlowEnd::End`] when it was refused with a
+//! RST), and continues with fresh counters: a SYN flood
+//! reaches detection in well under a second instead of at the idle timeout
+//! (a handshake completes within one round trip). Records without packets
+//! (a flow idle since its last active or half-open record) are not emitted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,6 +41,8 @@ const BY_LAST_SEEN: usize = 0;
 const BY_RECORD_START: usize = 1;
 /// Ended TCP connections, by end time: end grace.
 const BY_END: usize = 2;
+/// TCP connection attempts not yet reported, by first SYN: half-open report.
+const BY_SYN: usize = 3;
 const PROTO_TCP: u8 = 6;
 
 /// Limits and timeouts of one table.
@@ -45,6 +52,9 @@ pub struct TableConfig {
     pub active_timeout: Duration,
     /// Wait after TCP FIN both ways or RST before the record is emitted.
     pub end_grace: Duration,
+    /// A connection attempt without an acknowledgement from its initiator
+    /// this long after its SYN is reported as [`FlowEnd::HalfOpen`].
+    pub half_open: Duration,
     /// Flows tracked at most; at least 1, below 2^32 - 1.
     pub max_flows: usize,
 }
@@ -78,6 +88,10 @@ struct Flow {
     init_is_lo: bool,
     /// A SYN without ACK was seen: the initiator is settled.
     syn_seen: bool,
+    /// First SYN without ACK (valid once `syn_seen`).
+    syn_ns: u64,
+    /// The initiator sent a packet with ACK: no longer half-open.
+    init_acked: bool,
     /// A record of this flow was emitted: its orientation is published.
     published: bool,
     /// First and last packet of the current record (0 packets: unset).
@@ -107,6 +121,7 @@ pub struct FlowTable {
     idle_ns: u64,
     active_ns: u64,
     grace_ns: u64,
+    half_open_ns: u64,
     max_flows: usize,
     map: HashMap<FlowKey, u32>,
     flows: Slots<Flow>,
@@ -121,6 +136,7 @@ impl FlowTable {
             idle_ns: ns(config.idle_timeout),
             active_ns: ns(config.active_timeout),
             grace_ns: ns(config.end_grace),
+            half_open_ns: ns(config.half_open),
             // Slot indices are u32.
             max_flows: config.max_flows.clamp(1, u32::MAX as usize - 1),
             map: HashMap::new(),
@@ -174,6 +190,8 @@ impl FlowTable {
             key,
             init_is_lo,
             syn_seen: false,
+            syn_ns: ts_ns,
+            init_acked: false,
             published: false,
             first_ns: ts_ns,
             last_ns: ts_ns,
@@ -191,8 +209,32 @@ impl FlowTable {
         self.account(i, meta, from_lo, ts_ns);
     }
 
-    /// Emits every record due at `now_ns`: ended, idle, then active flows.
+    /// Emits every record due at `now_ns`: half-open, ended, idle, then
+    /// active flows.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        while let Some(i) = self.flows.front(BY_SYN) {
+            let Some(flow) = self.flows.get_mut(i) else {
+                break;
+            };
+            if flow.syn_ns.saturating_add(self.half_open_ns) > now_ns {
+                break;
+            }
+            if !flow.init_acked && !flow.published && flow.ended_at.is_some() {
+                // Refused (RST): no last ACKs to wait for.
+                self.finish(i, FlowEnd::End, out);
+                continue;
+            }
+            if !flow.init_acked && !flow.published && flow.packets() > 0 {
+                out.push(record(&self.interface, flow, FlowEnd::HalfOpen));
+                flow.published = true;
+                flow.forward = FlowCounters::default();
+                flow.reverse = FlowCounters::default();
+                flow.flags = TcpFlagCounts::default();
+                flow.record_start = now_ns;
+                self.flows.push_back(BY_RECORD_START, i);
+            }
+            self.flows.unlink(BY_SYN, i);
+        }
         while let Some(i) = self.flows.front(BY_END) {
             match self.flows.get(i).and_then(|f| f.ended_at) {
                 Some(at) if at.saturating_add(self.grace_ns) > now_ns => break,
@@ -245,9 +287,20 @@ impl FlowTable {
         if syn_only && from_lo != flow.init_is_lo && !flow.syn_seen && !flow.published {
             // The connection attempt comes from the side taken for the responder.
             flow.init_is_lo = from_lo;
+            flow.init_acked = false;
             std::mem::swap(&mut flow.forward, &mut flow.reverse);
         }
+        if syn_only && !flow.syn_seen && !flow.published {
+            flow.syn_ns = ts_ns;
+            self.flows.push_back(BY_SYN, i);
+        }
+        let Some(flow) = self.flows.get_mut(i) else {
+            return;
+        };
         flow.syn_seen |= syn_only;
+        if tcp && from_lo == flow.init_is_lo && flags & TcpFlags::ACK != 0 {
+            flow.init_acked = true;
+        }
         if flow.packets() == 0 {
             flow.first_ns = ts_ns;
         }

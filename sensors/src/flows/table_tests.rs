@@ -24,6 +24,7 @@ fn cfg(max_flows: usize) -> TableConfig {
         idle_timeout: Duration::from_secs(10),
         active_timeout: Duration::from_secs(60),
         end_grace: Duration::from_secs(1),
+        half_open: Duration::from_millis(500),
         max_flows,
     }
 }
@@ -343,4 +344,76 @@ fn loopback_copies_count_once() {
     assert_eq!((r.tcp_flags.syn_no_ack, r.tcp_flags.syn_ack), (1, 1));
     assert_eq!(r.forward.bytes, 40 * 3 + 100);
     assert_eq!(dedup.dropped(), 4);
+}
+
+#[test]
+fn unacknowledged_syns_are_reported_half_open_once_and_early() {
+    let mut t = FlowTable::new("eth0", &cfg(100));
+    let mut out = Vec::new();
+    // A spoofed SYN: the server answers, the "client" never does.
+    feed(&mut t, S, &[c2s(SYN, 60), s2c(SYN | ACK, 60)], &mut out);
+    t.expire(S + 499 * MS, &mut out);
+    assert!(out.is_empty(), "not yet");
+    t.expire(S + 500 * MS, &mut out);
+    let [r] = out.as_slice() else {
+        panic!("one half-open record, got {out:?}")
+    };
+    assert_client_to_server(r);
+    assert_eq!(r.end, FlowEnd::HalfOpen);
+    assert_eq!((r.forward.packets, r.reverse.packets), (1, 1));
+    assert_eq!((r.tcp_flags.syn_no_ack, r.tcp_flags.syn_ack), (1, 1));
+    // The server's retransmission goes in the flow's next record, once.
+    out.clear();
+    t.update(&s2c(SYN | ACK, 60), 2 * S, &mut out);
+    t.expire(5 * S, &mut out);
+    assert!(out.is_empty(), "reported once");
+    t.expire(12 * S, &mut out);
+    let [r] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (r.end, r.forward.packets, r.reverse.packets),
+        (FlowEnd::Idle, 0, 1)
+    );
+    assert_eq!(r.tcp_flags.syn_no_ack, 0, "the SYN is counted once");
+}
+
+#[test]
+fn handshakes_and_refusals_are_not_half_open() {
+    let mut t = FlowTable::new("eth0", &cfg(100));
+    let mut out = Vec::new();
+    feed(
+        &mut t,
+        0,
+        &[c2s(SYN, 60), s2c(SYN | ACK, 60), c2s(ACK, 52)],
+        &mut out,
+    );
+    t.expire(5 * S, &mut out);
+    assert!(out.is_empty(), "an established connection waits: {out:?}");
+    // A refused SYN is reported as ended at the half-open time, not after
+    // the end grace.
+    let mut t = FlowTable::new("eth0", &cfg(100));
+    feed(&mut t, 0, &[c2s(SYN, 60), s2c(RST | ACK, 40)], &mut out);
+    t.expire(500 * MS, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].end, FlowEnd::End);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_spoofed_flood_is_reported_within_the_half_open_time() {
+    let mut t = FlowTable::new("eth0", &cfg(65_536));
+    let mut out = Vec::new();
+    for n in 0..5_000u32 {
+        let src = (Ipv4Addr::from(0x0b00_0000 + n), 1024 + (n % 60_000) as u16);
+        t.update(
+            &meta(src, SERVER, 6, SYN, 40),
+            S + u64::from(n) * 10_000,
+            &mut out,
+        );
+    }
+    t.expire(S + 600 * MS, &mut out);
+    assert_eq!(out.len(), 5_000);
+    assert!(out.iter().all(|r| r.end == FlowEnd::HalfOpen));
+    assert_eq!(t.len(), 5_000, "the flows stay until idle");
 }
