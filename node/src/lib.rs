@@ -23,6 +23,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod baseline;
 pub mod cluster;
 pub mod config;
 pub mod console;

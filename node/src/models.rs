@@ -6,7 +6,8 @@
 //! runtime: at start when a model is missing, on the `learning.retrain_hours`
 //! schedule, and when asked through the API. It replays the baseline period
 //! of stored events through a [`FeatureExtractor`], so the windows it trains
-//! on are computed exactly as the live ones are.
+//! on are computed exactly as the live ones are; windows of attacks and of
+//! flagged subjects are left out ([`crate::baseline`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,12 +16,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use amoskys_learning::RulePolicy;
 use amoskys_learning::anomaly::{AnomalyModel, TrainConfig};
 use amoskys_learning::features::{EntityKind, FEATURE_SCHEMA_VERSION, FeatureExtractor};
 use amoskys_sensors::now_ns;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::baseline::BaselineFilter;
 use crate::storage::{StorageError, Store};
 
 /// Entities of one kind tracked per window while replaying the baseline.
@@ -181,6 +184,9 @@ pub struct LearningSettings {
     pub min_windows: usize,
     pub max_windows: usize,
     pub train: TrainConfig,
+    /// The rules replayed over the baseline to leave attacks out of it
+    /// ([`BaselineFilter`]); none keeps every window.
+    pub rules: Option<RulePolicy>,
 }
 
 /// What one training run did for one entity kind.
@@ -188,6 +194,9 @@ pub struct LearningSettings {
 pub struct KindOutcome {
     pub entity: String,
     pub windows: u64,
+    /// Windows left out of the baseline: during attacks, or on a subject
+    /// a rule flagged.
+    pub left_out: u64,
     /// The new model, when one was trained.
     pub model: Option<ModelInfo>,
     /// Why none was, otherwise.
@@ -210,6 +219,7 @@ pub struct TrainRun {
 struct Sample {
     rows: Vec<Vec<f32>>,
     seen: u64,
+    left_out: u64,
     state: u64,
 }
 
@@ -245,18 +255,28 @@ fn replay(
     let mut samples: HashMap<EntityKind, Sample> = HashMap::new();
     let max = settings.max_windows;
     let seed = settings.train.seed.max(1);
+    let mut filter = settings
+        .rules
+        .clone()
+        .map(|p| BaselineFilter::new(p, settings.window_ns));
     let mut events = 0;
     let scanned = store.scan_events(from_ns, until_ns, |event| {
         events += 1;
+        if let Some(f) = filter.as_mut() {
+            f.observe(event);
+        }
         for w in fx.push(event) {
-            samples
-                .entry(w.kind)
-                .or_insert_with(|| Sample {
-                    rows: Vec::new(),
-                    seen: 0,
-                    state: seed,
-                })
-                .add(w.values, max);
+            let sample = samples.entry(w.kind).or_insert_with(|| Sample {
+                rows: Vec::new(),
+                seen: 0,
+                left_out: 0,
+                state: seed,
+            });
+            if filter.as_mut().is_some_and(|f| !f.keeps(&w)) {
+                sample.left_out += 1;
+                continue;
+            }
+            sample.add(w.values, max);
         }
         !stop.load(Ordering::Relaxed)
     });
@@ -339,9 +359,11 @@ pub fn train_all(
         }
         let sample = samples.remove(&kind);
         let windows = sample.as_ref().map_or(0, |s| s.seen);
+        let left_out = sample.as_ref().map_or(0, |s| s.left_out);
         let mut outcome = KindOutcome {
             entity: kind.as_str().to_owned(),
             windows,
+            left_out,
             model: None,
             skipped: None,
         };
@@ -380,7 +402,7 @@ pub fn train_all(
             }
             _ => {
                 outcome.skipped = Some(format!(
-                    "{windows} baseline windows, need {}",
+                    "{windows} baseline windows, need {} ({left_out} more left out: attacks, flagged subjects)",
                     settings.min_windows
                 ))
             }

@@ -92,6 +92,7 @@ fn settings() -> LearningSettings {
             members: 1,
             ..TrainConfig::default()
         },
+        rules: Some(RulePolicy::default()),
     }
 }
 
@@ -284,4 +285,90 @@ fn bad_learning_settings_are_named() {
     assert!(all.contains("learning.model"), "{all}");
     assert!(all.contains("forest"), "{all}");
     assert!(all.contains("learning.window_secs"), "{all}");
+}
+
+/// A SYN flood against 10.0.1.1:80 for `minutes` minutes from `from`:
+/// 2,000 spoofed sources a minute, one unanswered SYN each, within 4 s.
+fn spoofed_flood(from: u64, minutes: u32) -> Vec<Event> {
+    let mut out = Vec::new();
+    for m in 0..minutes {
+        for n in 0..2_000u32 {
+            let t = from + u64::from(m) * WINDOW + u64::from(n) * 2_000_000;
+            let mut e = flow(t, 0, 80, false);
+            if let EventBody::NetworkActivity(f) = &mut e.body {
+                f.src = std::net::Ipv4Addr::from(0x0b00_0000 + m * 2_000 + n).into();
+                f.forward = FlowCounters {
+                    packets: 1,
+                    bytes: 40,
+                };
+                f.end = FlowEnd::HalfOpen;
+            }
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_flood_during_training_stays_out_of_the_baseline() {
+    let until = now_ns();
+    let first = (until - 60 * WINDOW) / WINDOW * WINDOW;
+    let mut events = baseline(until, 60);
+    // Half the baseline under attack: 60,000 spoofed sources' windows
+    // against 59 closed minutes of eight clients.
+    events.extend(spoofed_flood(first + 10 * WINDOW, 30));
+    let train = |rules: Option<RulePolicy>| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        store.put_events(&events).expect("events");
+        let settings = LearningSettings {
+            rules,
+            train: TrainConfig {
+                kind: ModelKind::Tails,
+                ..settings().train
+            },
+            ..settings()
+        };
+        let set = ModelSet::default();
+        let run = train_all(&store, &set, &settings, until, &AtomicBool::new(false));
+        let source = run
+            .kinds
+            .into_iter()
+            .find(|k| k.entity == "source")
+            .expect("source outcome");
+        (set, source)
+    };
+    let (clean, kept) = train(Some(RulePolicy::default()));
+    let (dirty, all) = train(None);
+
+    // Every spoofed source's window is out, and so are the clients' windows
+    // of the attack's minutes (and of the one after the last alert); the
+    // model learns the eight clients of the 28 other closed minutes.
+    assert!(kept.left_out >= 60_000, "{kept:?}");
+    let rows = |k: &amoskys_node::models::KindOutcome| k.model.as_ref().map(|m| m.train_rows);
+    assert_eq!(rows(&kept), Some(28 * 8), "{kept:?}");
+    assert_eq!(all.left_out, 0);
+    assert!(rows(&all) >= Some(60_000), "{all:?}");
+
+    // Ordinary minutes after training: the eight clients as before.
+    let t = (until / WINDOW + 1) * WINDOW;
+    let mut flagged = [0usize; 2];
+    for w in 0..10u64 {
+        let mut fx = FeatureExtractor::new(WINDOW, 100);
+        for src in 1..=8u8 {
+            for i in 0..1 + (w + u64::from(src)) % 3 {
+                let at = t + w * WINDOW + u64::from(src) * S + i * S;
+                fx.push(&flow(at, src, if i % 2 == 0 { 443 } else { 80 }, true));
+            }
+        }
+        let windows = fx.close();
+        flagged[0] += score_windows(&clean, &windows, 0.99).len();
+        flagged[1] += score_windows(&dirty, &windows, 0.99).len();
+    }
+    eprintln!(
+        "ordinary source windows flagged in 10 minutes: {} trained without the flood, {} with it",
+        flagged[0], flagged[1]
+    );
+    assert_eq!(flagged[0], 0, "the clean baseline flags ordinary traffic");
+    assert!(flagged[1] > 0, "the contaminated baseline flags nothing");
 }

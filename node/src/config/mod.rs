@@ -336,6 +336,7 @@ impl Config {
                 seed: l.seed,
                 ..Default::default()
             },
+            rules: Some(self.rule_policy().unwrap_or_default()),
         }
     }
 
