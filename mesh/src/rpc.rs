@@ -1,5 +1,6 @@
 //! Request-response between nodes, for the layers above the mesh: Raft
-//! RPCs, model updates, blobs fetched by SHA-256, joins and workspace sync.
+//! RPCs, model updates, blobs fetched by SHA-256, joins, workspace sync,
+//! and the peer view that the mesh answers itself ([`crate::net::PeerView`]).
 //!
 //! One libp2p protocol, `/amoskys/rpc/1`; each message starts with its
 //! [`Service`] byte, so each service has its own size limits and timeout.
@@ -31,15 +32,19 @@ pub enum Service {
     Join,
     /// Sync messages of the shared workspace documents.
     Workspace,
+    /// Which members a member is connected to, and its name (mesh metadata
+    /// for the console's picture); answered by the mesh itself.
+    View,
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Raft,
         Service::Model,
         Service::Blob,
         Service::Join,
         Service::Workspace,
+        Service::View,
     ];
 
     fn tag(self) -> u8 {
@@ -49,6 +54,7 @@ impl Service {
             Service::Blob => 3,
             Service::Join => 4,
             Service::Workspace => 5,
+            Service::View => 6,
         }
     }
 
@@ -66,6 +72,8 @@ impl Service {
             // Above the workspace's own 4 MiB bound, so an oversized
             // message reaches it and is counted.
             Service::Workspace => 5 << 20,
+            // The request is the service byte alone.
+            Service::View => 0,
         }
     }
 
@@ -77,6 +85,7 @@ impl Service {
             Service::Blob => 64 << 20,
             Service::Join => 64 << 10,
             Service::Workspace => 5 << 20,
+            Service::View => crate::net::MAX_VIEW_BYTES,
         }
     }
 
@@ -88,6 +97,7 @@ impl Service {
             Service::Blob => 120,
             Service::Join => 10,
             Service::Workspace => 30,
+            Service::View => 5,
         })
     }
 
@@ -98,6 +108,7 @@ impl Service {
             Service::Blob => "blob",
             Service::Join => "join",
             Service::Workspace => "workspace",
+            Service::View => "view",
         }
     }
 }

@@ -107,6 +107,11 @@ impl Peering {
         )
         .await
         .map_err(PeeringError::Mesh)?;
+        // Members learn it from this node's peer view.
+        handle
+            .set_name(&config.node_name())
+            .await
+            .map_err(PeeringError::Mesh)?;
         let own = identity.peer_id().to_string();
         let rules = policy.borrow().policy.rules.clone();
         let correlator = Correlator::new(

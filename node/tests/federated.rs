@@ -289,6 +289,7 @@ fn check_message(m: &Tapped) -> (String, Vec<u8>) {
                 Service::Workspace => {
                     envelope_kind(body).expect("a workspace sync envelope");
                 }
+                Service::View => assert!(body.is_empty(), "a view request is the service alone"),
             }
             (format!("{} request", service.as_str()), body.clone())
         }
@@ -316,6 +317,10 @@ fn check_message(m: &Tapped) -> (String, Vec<u8>) {
                 // Empty: nothing to answer.
                 Service::Workspace => {
                     assert!(body.is_empty() || envelope_kind(&body).is_some());
+                }
+                // Names and peer ids: mesh metadata, no telemetry.
+                Service::View => {
+                    amoskys_mesh::net::PeerView::decode(&body).expect("a peer view");
                 }
             }
             (format!("{} response", service.as_str()), body)

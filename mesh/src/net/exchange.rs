@@ -1,6 +1,6 @@
 //! The actor's request-response traffic: reconciliation (asking peers for
 //! what this node lacks, answering what they lack) and the request services
-//! of [`crate::rpc`].
+//! of [`crate::rpc`] (all handed to the node but the peer view, [`super::view`]).
 
 use std::sync::atomic::Ordering;
 
@@ -41,6 +41,16 @@ impl Actor {
                         self.stats.reject(Reject::OutsiderRequest);
                         tracing::debug!(%peer, service = service.as_str(), "outsider's request refused");
                         Err(refuse("not an admitted member"))
+                    }
+                    // The mesh's own metadata: answered here.
+                    (true, _) if service == Service::View => {
+                        let result = self.answer_view(peer);
+                        let delay = self.delay;
+                        self.work.push(Box::pin(async move {
+                            tokio::time::sleep(delay).await;
+                            Done::Reply(channel, RpcResponse { service, result })
+                        }));
+                        return;
                     }
                     (true, None) => Err(refuse("this node serves no requests")),
                     (true, Some(h)) => Ok(h),

@@ -171,6 +171,7 @@ pub(super) enum Command {
     Remember(String),
     SetAdmitted(Vec<[u8; 32]>),
     SetRetired(Vec<([u8; 32], u64)>),
+    SetName(String),
     Block(Vec<PeerId>, bool),
     Dial(PeerId, Multiaddr),
     Impair(std::time::Duration),
@@ -184,6 +185,8 @@ pub struct MeshHandle {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) peer_id: PeerId,
     pub(super) stats: Arc<MeshStats>,
+    /// Members' views this node asked for ([`super::view`]).
+    pub(super) views: super::view::Views,
 }
 
 impl MeshHandle {
@@ -279,7 +282,7 @@ impl MeshHandle {
         rx.await.map_err(|_| MeshError::Stopped)
     }
 
-    async fn send(&self, c: Command) -> Result<(), MeshError> {
+    pub(super) async fn send(&self, c: Command) -> Result<(), MeshError> {
         self.tx.send(c).await.map_err(|_| MeshError::Stopped)
     }
 }

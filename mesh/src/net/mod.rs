@@ -14,7 +14,8 @@
 //!
 //! The mesh serves its members only ([`gate`]): a peer whose key is not
 //! admitted may ask to join and nothing else, and is disconnected after
-//! that ([`members`]).
+//! that ([`members`]). Members tell each other whom they are connected to
+//! ([`view`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ mod gate;
 mod handle;
 mod members;
 mod swarm;
+mod view;
 
 use handle::Command;
 pub use handle::{
@@ -47,6 +49,10 @@ use members::{JOIN_SWEEP, Joiner};
 pub use members::{JOIN_WINDOW, MAX_JOINERS};
 use swarm::{Behaviour, BehaviourEvent, build_swarm, quic_multiaddr};
 pub use swarm::{tcp_multiaddr, tcp_socket};
+pub use view::{
+    MAX_NAME_CHARS, MAX_VIEW_BYTES, MAX_VIEW_PEERS, PeerView, VIEW_EVERY, VIEW_FRESH, VIEW_WAIT,
+    ViewPeer,
+};
 
 use crate::alert::Alert;
 use crate::gossip::Validator;
@@ -117,9 +123,20 @@ pub async fn start(
         delay: Duration::ZERO,
         admitted,
         joiners: HashMap::new(),
+        name: String::new(),
+        view_asked: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(rx));
-    Ok((MeshHandle { tx, peer_id, stats }, task))
+    let views = view::Views::default();
+    Ok((
+        MeshHandle {
+            tx,
+            peer_id,
+            stats,
+            views,
+        },
+        task,
+    ))
 }
 
 struct PeerState {
@@ -164,6 +181,10 @@ struct Actor {
     admitted: Admitted,
     /// Connections of peers that were not admitted when they connected.
     joiners: HashMap<ConnectionId, Joiner>,
+    /// This node's name, in the views it gives.
+    name: String,
+    /// When each connected member last had our view.
+    view_asked: HashMap<PeerId, Instant>,
 }
 
 impl Actor {
@@ -324,6 +345,7 @@ impl Actor {
             Command::Remember(id) => self.validator.remember(&id),
             Command::SetAdmitted(keys) => self.set_admitted(keys),
             Command::SetRetired(keys) => self.validator.set_retired(keys),
+            Command::SetName(name) => self.name = name,
             Command::Impair(delay) => self.delay = delay,
             Command::Dial(peer, addr) => {
                 if !self.peers.contains_key(&peer) {
@@ -408,6 +430,7 @@ impl Actor {
                     p.connections = p.connections.saturating_sub(1);
                     if p.connections == 0 {
                         self.peers.remove(&peer_id);
+                        self.view_asked.remove(&peer_id);
                     }
                 }
                 self.stats

@@ -1,5 +1,6 @@
 //! The HTTP API: `/healthz`, `/metrics`, `/api/v1/node`, `/api/v1/events`,
-//! alerts, models, peers, and the cluster (status, members, policy).
+//! alerts, models, peers and the mesh's topology, and the cluster (status,
+//! members, policy).
 //!
 //! Handlers only read shared state; storage reads run on the blocking pool.
 //! Bad query parameters get `400` with a JSON body naming the parameter;
@@ -33,6 +34,7 @@ mod operators;
 mod proposals;
 mod serve;
 mod status;
+mod topology;
 mod validate;
 mod workspace;
 use crate::storage::{EventQuery, Store, StoredEvent};
@@ -153,6 +155,7 @@ fn routes() -> Router<ApiState> {
         .route("/api/v1/alerts/export", get(alerts::export))
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/peers", get(peers))
+        .route("/api/v1/mesh/topology", get(topology::topology))
         .route("/api/v1/models/train", axum::routing::post(models::train))
         .route(
             "/api/v1/models/{version}/activate",

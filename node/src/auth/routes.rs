@@ -51,6 +51,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/models/train", R(Admin)),
     ("POST", "/api/v1/models/{version}/activate", R(Admin)),
     ("GET", "/api/v1/peers", R(Viewer)),
+    ("GET", "/api/v1/mesh/topology", R(Viewer)),
     ("GET", "/api/v1/cluster", R(Viewer)),
     ("POST", "/api/v1/cluster/init", R(Admin)),
     ("GET", "/api/v1/members", R(Viewer)),
