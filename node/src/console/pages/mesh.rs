@@ -97,7 +97,8 @@ pub fn picture(own: &str, dots: &[Dot], edges: &[(String, String)]) -> String {
             } else {
                 d.label.clone()
             }),
-            ty = y + 24.0,
+            // Outside the circle: above the dots in its top half.
+            ty = if y < cy - 1.0 { y - 16.0 } else { y + 24.0 },
         );
     }
     if drawn > desc.len() {
@@ -152,12 +153,24 @@ pub async fn page(State(state): State<ApiState>, Extension(v): Extension<Viewer>
         .collect();
     let own = state.info.id.clone();
     let nodes = topo["nodes"].as_array().unwrap_or(&empty);
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for n in nodes {
+        *names.entry(n["name"].as_str().unwrap_or("")).or_default() += 1;
+    }
     let dots: Vec<Dot> = nodes
         .iter()
         .map(|n| {
             let id = text(&n["id"]);
+            // A name two nodes share (a default host name) gets the id too.
+            let name = n["name"].as_str();
+            let label = match name {
+                Some(s) if names.get(s).copied().unwrap_or(0) > 1 => {
+                    format!("{s} {}", label(&id, None))
+                }
+                _ => label(&id, name),
+            };
             Dot {
-                label: label(&id, n["name"].as_str()),
+                label,
                 reachable: n["reachable"].as_bool().unwrap_or(false),
                 id,
             }
