@@ -34,6 +34,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const ALERT_STREAM_CAPACITY: usize = 1024;
 /// How long shutdown waits for open API connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the last user of the database to let go.
+const STORE_RELEASE: Duration = Duration::from_secs(10);
 /// Requests from peers (Raft, joins) waiting for a handler.
 const REQUEST_QUEUE: usize = 1024;
 /// How often age retention runs.
@@ -515,7 +517,32 @@ impl Node {
         if joined.is_err() {
             tracing::error!("shutdown task failed");
         }
-        tracing::info!(node = %self.identity.peer_id(), "node stopped");
+        let id = self.identity.peer_id();
+        // The database closes (and its lock file frees) with its last
+        // holder: a blocking task still training on it may hold it a
+        // moment after the node's own parts are gone.
+        let mut store = self.store.clone();
+        drop(self);
+        let deadline = Instant::now() + STORE_RELEASE;
+        loop {
+            match Arc::try_unwrap(store) {
+                Ok(closed) => {
+                    drop(closed);
+                    break;
+                }
+                Err(held) if Instant::now() < deadline => {
+                    store = held;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "database still in use after shutdown; closes with its last user"
+                    );
+                    break;
+                }
+            }
+        }
+        tracing::info!(node = %id, "node stopped");
     }
 
     /// The database directory of this node.

@@ -341,7 +341,7 @@ pub(super) struct ModelArgs {
     members: usize,
     /// Which detector scores a window: auto, tails, forest, autoencoder
     /// or combined.
-    #[arg(long, default_value = "combined")]
+    #[arg(long, default_value = "auto")]
     kind: amoskys_learning::anomaly::ModelKind,
     /// Largest tail scores summed into a window's score.
     #[arg(long, default_value_t = 5)]

@@ -330,7 +330,7 @@ impl Config {
                 kind: l
                     .model
                     .parse()
-                    .unwrap_or(amoskys_learning::anomaly::ModelKind::Combined),
+                    .unwrap_or(amoskys_learning::anomaly::ModelKind::Auto),
                 epochs: l.epochs,
                 members: l.members,
                 seed: l.seed,
