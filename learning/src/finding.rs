@@ -26,7 +26,8 @@ pub enum Category {
     Anomaly,
 }
 
-/// The thing a finding is about.
+/// The thing a finding is about. `Model` is one of the node's anomaly
+/// models, by entity kind (`model_drift`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Subject {
@@ -36,6 +37,7 @@ pub enum Subject {
     Listener { port: u16 },
     Device(String),
     Host,
+    Model(String),
 }
 
 /// One detection. Evidence is a short summary (counts, ports, names), never

@@ -1,7 +1,8 @@
 //! Detection and learning for AMOSKYS: per-entity feature windows
 //! ([`features`]), policy rule detectors ([`rules`]), the local anomaly
-//! model ([`anomaly`]), and (to come) the pure logic of federated rounds and
-//! their aggregation rules.
+//! model ([`anomaly`]), the drift of its live scores ([`drift`]), and the
+//! pure logic of federated rounds and their aggregation rules
+//! ([`federated`]).
 //!
 //! [`eval`] holds the ranking metrics and the KDD Cup 99 loader used to
 //! measure detectors on real labelled data.
@@ -12,6 +13,7 @@
 //! This crate may use the event types of `amoskys-sensors`.
 
 pub mod anomaly;
+pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod federated;

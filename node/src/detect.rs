@@ -14,6 +14,7 @@ use amoskys_sensors::{Event, now_ns};
 use ed25519_dalek::SigningKey;
 use tokio::sync::{broadcast, watch};
 
+use crate::drift::DriftSettings;
 use crate::ioc::IocDetection;
 use crate::models::ModelSet;
 use crate::policy::InForce;
@@ -136,6 +137,10 @@ impl Detector {
         if let Ok(p) = in_force.policy.privacy() {
             self.privacy = p;
         }
+        if let Some(a) = &self.anomaly {
+            let drift = DriftSettings::from_policy(&in_force.policy.learning);
+            a.models.drift().configure(drift);
+        }
     }
 
     /// Also matches events against the workspace's IOCs.
@@ -176,6 +181,7 @@ impl Detector {
             windows.extend(a.features.flush(now_ns()));
             let quantile = self.engine.policy().anomaly_quantile;
             findings.extend(score_windows(&a.models, &windows, quantile));
+            findings.extend(a.models.drift().check());
         }
         let mut alerts = Vec::new();
         for finding in findings {
@@ -282,7 +288,8 @@ fn ports_of(addrs: impl Iterator<Item = String>) -> Vec<u16> {
 }
 
 /// Findings for the closed windows that score above the policy's quantile
-/// of their model's baseline scores.
+/// of their model's baseline scores. Every score also goes to the model's
+/// drift window ([`crate::drift`]).
 pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64) -> Vec<Finding> {
     let mut out = Vec::new();
     for kind in EntityKind::ALL {
@@ -296,7 +303,10 @@ pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64
         let model = &loaded.model;
         let rows: Vec<&[f32]> = of_kind.iter().map(|w| w.values.as_slice()).collect();
         let threshold = model.threshold_at(quantile);
-        for (w, score) in of_kind.iter().zip(model.score(&rows)) {
+        let scores = model.score(&rows);
+        let end_ns = of_kind.iter().map(|w| w.end_ns).max().unwrap_or(0);
+        models.drift().record(kind, &loaded, &scores, end_ns);
+        for (w, score) in of_kind.iter().zip(scores) {
             // Strictly above: baseline scores are discrete, and a tie at the
             // quantile is a score the baseline has.
             if !score.is_finite() || score <= threshold {

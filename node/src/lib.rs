@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod detect;
+pub mod drift;
 pub mod eval;
 pub mod eval_federated;
 pub mod federation;

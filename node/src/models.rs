@@ -66,6 +66,8 @@ pub struct ModelSet {
     /// Kinds whose model comes from the cluster's registry; local training
     /// leaves them alone.
     pinned: RwLock<std::collections::HashSet<EntityKind>>,
+    /// How far each model's live scores drifted from its training scores.
+    drift: crate::drift::DriftBoard,
 }
 
 impl ModelSet {
@@ -105,6 +107,10 @@ impl ModelSet {
         self.pinned.read().is_ok_and(|p| p.contains(&kind))
     }
 
+    pub fn drift(&self) -> &crate::drift::DriftBoard {
+        &self.drift
+    }
+
     pub fn get(&self, kind: EntityKind) -> Option<Arc<Loaded>> {
         self.models.read().ok()?.get(&kind).cloned()
     }
@@ -120,6 +126,7 @@ impl ModelSet {
     }
 
     fn put(&self, kind: EntityKind, loaded: Loaded) {
+        self.drift.replaced(kind, &loaded, now_ns());
         if let Ok(mut m) = self.models.write() {
             m.insert(kind, Arc::new(loaded));
         }

@@ -307,6 +307,16 @@ impl Node {
             config: t.config.clone(),
             metrics: metrics.clone(),
         });
+        // Drift episodes queue retraining or a federated round here.
+        let (drift_tx, drift_rx) = mpsc::channel(crate::drift::ACTIONS_QUEUE);
+        models.drift().send_actions_to(drift_tx);
+        let drift_task = tokio::spawn(crate::drift::act(
+            drift_rx,
+            trainer.clone(),
+            cluster.federation.clone(),
+            policy_rx.clone(),
+            shutdown_rx.clone(),
+        ));
         let state = ApiState {
             info: Arc::new(NodeInfo {
                 id: id.clone(),
@@ -341,7 +351,7 @@ impl Node {
             console: Arc::new(crate::console::Console::new(tls.is_some())),
             restart: restart.clone(),
         };
-        let mut tasks = Vec::new();
+        let mut tasks = vec![drift_task];
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
         }

@@ -3,10 +3,10 @@
 //!
 //! Sections: `[rules]` (detection thresholds and allow-lists, the
 //! correlation k), `[privacy]` (how addresses appear in alerts),
-//! `[learning]` (the retraining schedule), `[membership]` (voter count,
-//! promotion, keys admitted on request) and `[governance]` (how many nodes'
-//! admins must approve a policy change, a member removal or a model
-//! activation). Before a cluster has committed a policy, each node runs the
+//! `[learning]` (the retraining schedule, federated rounds, model drift),
+//! `[membership]` (voter count, promotion, keys admitted on request) and
+//! `[governance]` (how many nodes' admins must approve a policy change, a
+//! member removal or a model activation). Before a cluster has committed a policy, each node runs the
 //! one its configuration gives.
 
 use amoskys_consensus::{GovernancePolicy, MembershipPolicy, NodeId};
@@ -84,6 +84,16 @@ pub struct LearningPolicy {
     pub federated_min_participants: usize,
     /// Clipping and noise of every update (none: off).
     pub federated_dp: Option<amoskys_learning::federated::DpConfig>,
+    /// PSI of a model's live scores against its training scores at which
+    /// a drift episode starts (`model_drift`, [`crate::drift`]).
+    pub drift_threshold: f64,
+    /// Live windows of a kind held before the statistic is computed.
+    pub drift_min_windows: usize,
+    /// The sliding window: the last this many live windows of a kind.
+    pub drift_windows: usize,
+    /// What a drift episode does besides the alert: `alert` (nothing
+    /// more), `retrain` (local training) or `federated_round`.
+    pub drift_action: String,
 }
 
 impl Default for LearningPolicy {
@@ -99,6 +109,10 @@ impl Default for LearningPolicy {
             federated_deadline_secs: 300,
             federated_min_participants: 1,
             federated_dp: None,
+            drift_threshold: 0.25,
+            drift_min_windows: 200,
+            drift_windows: 1000,
+            drift_action: "retrain".into(),
         }
     }
 }
@@ -138,6 +152,10 @@ pub const EPOCHS_MAX: usize = 1000;
 pub const DEADLINE_SECS_MAX: u64 = 86_400;
 pub const MIN_PARTICIPANTS_MAX: usize = 1000;
 pub const VOTER_DOWN_SECS_MAX: u64 = 86_400;
+pub const DRIFT_THRESHOLD_RANGE: (f64, f64) = (0.01, 10.0);
+pub const DRIFT_WINDOWS_RANGE: (usize, usize) = (10, 100_000);
+/// The values of `learning.drift_action`.
+pub const DRIFT_ACTIONS: [&str; 3] = ["alert", "retrain", "federated_round"];
 /// Largest `byzantine` and `select` of a robust aggregation rule.
 pub const RULE_PEERS_MAX: usize = 1000;
 
@@ -273,6 +291,24 @@ impl Policy {
                     1,
                     MIN_PARTICIPANTS_MAX,
                 ),
+                in_range(
+                    "learning.drift_threshold",
+                    l.drift_threshold,
+                    DRIFT_THRESHOLD_RANGE.0,
+                    DRIFT_THRESHOLD_RANGE.1,
+                ),
+                in_range(
+                    "learning.drift_min_windows",
+                    l.drift_min_windows,
+                    DRIFT_WINDOWS_RANGE.0,
+                    DRIFT_WINDOWS_RANGE.1,
+                ),
+                in_range(
+                    "learning.drift_windows",
+                    l.drift_windows,
+                    l.drift_min_windows.max(DRIFT_WINDOWS_RANGE.0),
+                    DRIFT_WINDOWS_RANGE.1,
+                ),
                 in_range("membership.voters", m.voters, 1, MAX_VOTERS),
                 in_range(
                     "membership.voter_down_secs",
@@ -284,6 +320,12 @@ impl Policy {
             .into_iter()
             .filter_map(Result::err),
         );
+        if !DRIFT_ACTIONS.contains(&l.drift_action.as_str()) {
+            out.push(format!(
+                "learning.drift_action: {:?} is not \"alert\", \"retrain\" or \"federated_round\"",
+                l.drift_action
+            ));
+        }
         out.extend(
             rule_problems(&l.federated_rule)
                 .into_iter()
@@ -411,6 +453,20 @@ mod tests {
         for key in ["governance.approvals: ", "governance.proposal_ttl_secs: "] {
             assert!(err.contains(key), "{key} in {err}");
         }
+        let err = Policy::parse(
+            "[learning]\ndrift_threshold = nan\ndrift_min_windows = 500\ndrift_windows = 100\ndrift_action = \"panic\"\n",
+        )
+        .expect_err("bad drift keys");
+        for key in [
+            "learning.drift_threshold: ",
+            "learning.drift_windows: ",
+            "learning.drift_action: ",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        let drift = Policy::parse("[learning]\ndrift_action = \"federated_round\"\n")
+            .expect("a drift action");
+        assert_eq!(drift.learning.drift_threshold, 0.25);
         let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");
         assert!(unknown.contains("no_such_key"), "{unknown}");
     }

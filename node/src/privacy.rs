@@ -45,6 +45,7 @@ impl Privacy {
             Subject::Listener { port } => format!("listener:{port}"),
             Subject::Device(name) => format!("device:{name}"),
             Subject::Host => "host".to_owned(),
+            Subject::Model(kind) => format!("model:{kind}"),
         }
     }
 

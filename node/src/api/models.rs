@@ -17,6 +17,9 @@ struct ModelsBody {
     learning: bool,
     models: Vec<ModelInfo>,
     trainer: Option<TrainerStatus>,
+    /// Per kind: its live scores against its training scores (PSI), and
+    /// drift episodes.
+    drift: Vec<crate::drift::KindStatus>,
     /// The cluster's model registry: versions with lineage and metrics,
     /// and the active one.
     registry: Registry,
@@ -38,6 +41,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Response {
         learning: state.trainer.is_some(),
         models: state.models.infos(),
         trainer,
+        drift: state.models.drift().status(),
         registry: {
             let applied = state.cluster.applied().borrow().clone();
             Registry {

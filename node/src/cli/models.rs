@@ -87,6 +87,7 @@ async fn list(api: &ApiArgs, json: bool) -> Result<(), ClientError> {
         rows,
         "no model yet",
     );
+    drift(&body["drift"]);
     let registry = &body["registry"];
     let active = registry["active"].as_u64();
     let rows: Vec<Vec<String>> = registry["versions"]
@@ -140,6 +141,60 @@ async fn list(api: &ApiArgs, json: bool) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// Each kind's live scores against its training scores, and its episodes.
+fn drift(d: &serde_json::Value) {
+    let rows: Vec<Vec<String>> = d
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            let last = &k["last_episode"];
+            let episode = if k["drifting"] == true {
+                format!("drifting since {}", time(&k["since_ns"]))
+            } else if last.is_object() {
+                format!(
+                    "last {} (psi {:.3}), ended {}",
+                    time(&last["since_ns"]),
+                    last["statistic"].as_f64().unwrap_or(0.0),
+                    show::text(&last["ended_by"])
+                )
+            } else {
+                "-".into()
+            };
+            vec![
+                show::text(&k["entity"]),
+                k["statistic"]
+                    .as_f64()
+                    .map_or("-".into(), |p| format!("{p:.3}")),
+                format!(
+                    "{}/{}",
+                    show::text(&k["windows"]),
+                    show::text(&k["min_windows"])
+                ),
+                show::text(&k["threshold"]),
+                show::text(&k["episodes"]),
+                episode,
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!("\ndrift (live scores against training scores):");
+        print_table(
+            &["ENTITY", "PSI", "WINDOWS", "THRESHOLD", "EPISODES", "DRIFT"],
+            rows,
+            "",
+        );
+    }
+}
+
+/// A time in ns since the epoch, RFC 3339 to the second.
+fn time(ns: &serde_json::Value) -> String {
+    ns.as_u64().map_or("-".into(), |ns| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        humantime::format_rfc3339_seconds(t).to_string()
+    })
 }
 
 /// `name=value` pairs, three decimals.
