@@ -12,8 +12,15 @@
 //!   names only its destination, and its thousands of one-SYN source
 //!   windows would otherwise make the ordinary traffic look rare.
 //!
+//! - copies beyond [`MAX_ALIKE`] of one feature vector among the windows of
+//!   one kind closing at the same time: a flood from spoofed sources that no
+//!   rule named (below every threshold, or rules off) still makes thousands
+//!   of identical one-packet windows a minute, while ordinary traffic
+//!   repeats itself across minutes, not across thousands of entities at once.
+//!
 //! Time is the events' time; memory is bounded by the rule engine's own
-//! bounds plus the findings of the two most recent windows.
+//! bounds plus the findings of the two most recent windows and the vectors
+//! of the current one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -23,6 +30,8 @@ use amoskys_sensors::Event;
 
 /// Most (subject, window) pairs remembered; beyond, the oldest window's go.
 const MAX_FLAGGED: usize = 100_000;
+/// Windows of one kind with one feature vector kept per window time.
+pub const MAX_ALIKE: u32 = 16;
 
 /// Decides, window by window, what a baseline keeps.
 #[derive(Debug)]
@@ -36,6 +45,8 @@ pub struct BaselineFilter {
     flagged: HashSet<(Subject, u64)>,
     /// Index of the window last checked.
     current: u64,
+    /// Copies of each (kind, feature vector) in the current window.
+    alike: HashMap<(EntityKind, Vec<u32>), u32>,
     left_out: HashMap<EntityKind, u64>,
 }
 
@@ -50,6 +61,7 @@ impl BaselineFilter {
             attacks: VecDeque::new(),
             flagged: HashSet::new(),
             current: 0,
+            alike: HashMap::new(),
             left_out: HashMap::new(),
         }
     }
@@ -77,6 +89,7 @@ impl BaselineFilter {
             // Windows close in time order: older findings no longer matter.
             self.current = index;
             self.flagged.retain(|(_, i)| *i >= index);
+            self.alike.clear();
         }
         while self.attacks.front().is_some_and(|a| a.1 <= w.start_ns) {
             self.attacks.pop_front();
@@ -87,7 +100,15 @@ impl BaselineFilter {
                 .attacks
                 .iter()
                 .any(|&(from, until)| from < w.end_ns && until > w.start_ns);
-        if flagged || attacked {
+        let copies = if flagged || attacked {
+            0
+        } else {
+            let key = (w.kind, w.values.iter().map(|v| v.to_bits()).collect());
+            let n = self.alike.entry(key).or_default();
+            *n += 1;
+            *n
+        };
+        if flagged || attacked || copies > MAX_ALIKE {
             *self.left_out.entry(w.kind).or_default() += 1;
             return false;
         }

@@ -310,7 +310,7 @@ fn spoofed_flood(from: u64, minutes: u32) -> Vec<Event> {
 }
 
 #[test]
-fn a_flood_during_training_stays_out_of_the_baseline() {
+fn a_flood_during_training_stays_out_of_the_baseline_named_or_not() {
     let until = now_ns();
     let first = (until - 60 * WINDOW) / WINDOW * WINDOW;
     let mut events = baseline(until, 60);
@@ -340,6 +340,12 @@ fn a_flood_during_training_stays_out_of_the_baseline() {
     };
     let (clean, kept) = train(Some(RulePolicy::default()));
     let (dirty, all) = train(None);
+    // The same flood below every rule's threshold: no finding names it, and
+    // its identical one-SYN windows are capped per minute instead.
+    let (unnamed, capped) = train(Some(RulePolicy {
+        flood_min_syn: u64::MAX,
+        ..RulePolicy::default()
+    }));
 
     // Every spoofed source's window is out, and so are the clients' windows
     // of the attack's minutes (and of the one after the last alert); the
@@ -349,10 +355,12 @@ fn a_flood_during_training_stays_out_of_the_baseline() {
     assert_eq!(rows(&kept), Some(28 * 8), "{kept:?}");
     assert_eq!(all.left_out, 0);
     assert!(rows(&all) >= Some(60_000), "{all:?}");
+    assert!(capped.left_out >= 60_000 - 30 * 16, "{capped:?}");
+    assert!(rows(&capped) <= Some(59 * 8 + 30 * 16), "{capped:?}");
 
     // Ordinary minutes after training: the eight clients as before.
     let t = (until / WINDOW + 1) * WINDOW;
-    let mut flagged = [0usize; 2];
+    let mut flagged = [0usize; 3];
     for w in 0..10u64 {
         let mut fx = FeatureExtractor::new(WINDOW, 100);
         for src in 1..=8u8 {
@@ -364,11 +372,14 @@ fn a_flood_during_training_stays_out_of_the_baseline() {
         let windows = fx.close();
         flagged[0] += score_windows(&clean, &windows, 0.99).len();
         flagged[1] += score_windows(&dirty, &windows, 0.99).len();
+        flagged[2] += score_windows(&unnamed, &windows, 0.99).len();
     }
     eprintln!(
-        "ordinary source windows flagged in 10 minutes: {} trained without the flood, {} with it",
-        flagged[0], flagged[1]
+        "ordinary source windows flagged in 10 minutes: {} trained without the flood, {} with it, \
+         {} with it capped",
+        flagged[0], flagged[1], flagged[2]
     );
     assert_eq!(flagged[0], 0, "the clean baseline flags ordinary traffic");
     assert!(flagged[1] > 0, "the contaminated baseline flags nothing");
+    assert_eq!(flagged[2], 0, "the capped baseline flags ordinary traffic");
 }
