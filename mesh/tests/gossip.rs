@@ -97,12 +97,33 @@ async fn node_with(
     psk: Option<[u8; 32]>,
     ledger: Arc<Ledger>,
 ) -> Node {
+    let opts = Opts {
+        kademlia: true,
+        stores: true,
+    };
+    node_opts(seed, admitted, bootstrap, psk, ledger, opts).await
+}
+
+struct Opts {
+    kademlia: bool,
+    /// Whether the receiver stores what it gets (false: a full disk).
+    stores: bool,
+}
+
+async fn node_opts(
+    seed: u8,
+    admitted: &[[u8; 32]],
+    bootstrap: Vec<Multiaddr>,
+    psk: Option<[u8; 32]>,
+    ledger: Arc<Ledger>,
+    opts: Opts,
+) -> Node {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let (tx, mut rx) = mpsc::channel::<Received>(1024);
     let (handle, task) = net::start(
         MeshConfig {
             bootstrap,
-            kademlia: true,
+            kademlia: opts.kademlia,
             psk,
             validator: ValidatorConfig {
                 admitted: admitted.to_vec(),
@@ -118,9 +139,13 @@ async fn node_with(
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let held = ledger.clone();
-    // The receiver "stores" in memory and acknowledges.
+    // The receiver "stores" in memory and acknowledges (or refuses).
     let store = tokio::spawn(async move {
         while let Some(r) = rx.recv().await {
+            if !opts.stores {
+                let _ = r.stored.send(false);
+                continue;
+            }
             sink.lock().expect("lock").push(r.alert.clone());
             // Stored idempotently by id, as the node's store does.
             let mut h = held.alerts.lock().expect("lock");
@@ -480,4 +505,49 @@ async fn after_a_partition_heals_every_node_holds_every_alert_once() {
         let ids: HashSet<&str> = held.iter().map(|a| a.id.as_str()).collect();
         assert_eq!((held.len(), ids.len()), (5, 5), "every alert, once");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_fetched_by_reconciliation_is_passed_on_only_once_stored() {
+    // a — b — c in a line. b's store refuses everything (a full disk). a
+    // holds an alert it raised while cut off; b fetches it when a connects.
+    // Forwarded before it was stored, it would reach c by gossip.
+    let admitted: Vec<[u8; 32]> = (1..=3u8)
+        .map(|s| SigningKey::from_bytes(&[s; 32]).verifying_key().to_bytes())
+        .collect();
+    let line = |stores| Opts {
+        kademlia: false,
+        stores,
+    };
+    let b = node_opts(2, &admitted, vec![], None, Arc::default(), line(false)).await;
+    let b_addr = tcp_addr(&b).await;
+    let c = node_opts(
+        3,
+        &admitted,
+        vec![b_addr.clone()],
+        None,
+        Arc::default(),
+        line(true),
+    )
+    .await;
+    connected(&c, 1).await;
+    // Let gossipsub graft b and c into one mesh.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a_ledger = Arc::new(Ledger::default());
+    let held = alert(&SigningKey::from_bytes(&[1; 32]), 1, Duration::ZERO);
+    a_ledger.alerts.lock().expect("lock").push(held.clone());
+    let a = node_opts(1, &admitted, vec![b_addr], None, a_ledger, line(true)).await;
+    connected(&a, 1).await;
+    until("b fetched the alert from a", || {
+        b.handle
+            .stats()
+            .synced
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(ids(&c).is_empty(), "c got an alert b never stored");
+    let peers = c.handle.peers().await.expect("peers");
+    assert_eq!(peers.len(), 1, "c reaches a only through b: {peers:?}");
 }

@@ -8,7 +8,7 @@ use libp2p::PeerId;
 use libp2p::request_response;
 use tokio::sync::oneshot;
 
-use super::{Actor, Done, InboundRequest, Received, Tapped, ed25519_key, now_ns};
+use super::{Actor, Done, InboundRequest, Received, STORE_WAIT, ed25519_key, now_ns};
 use crate::gossip::Reject;
 use crate::rpc::{RpcRequest, RpcResponse, Service};
 use crate::sync::{MAX_RANGES, SYNC_BATCH, SyncRequest, SyncResponse};
@@ -168,18 +168,8 @@ impl Actor {
                     match self.validator.check_synced(bytes) {
                         Ok(alert) => {
                             fetched += 1;
-                            // Fresh enough for every peer's time window: pass
-                            // it on by gossip, so the peers that missed it
-                            // too need not wait for their next sync.
-                            if self.validator.is_fresh(alert.body.time_ns, now_ns()) {
-                                self.tap(|| Tapped::Gossip(bytes.clone()));
-                                let _ = self
-                                    .swarm
-                                    .behaviour_mut()
-                                    .gossipsub()
-                                    .publish(self.topic.clone(), bytes.clone());
-                            }
-                            let (stored, _) = oneshot::channel();
+                            let fresh = self.validator.is_fresh(alert.body.time_ns, now_ns());
+                            let (stored, answer) = oneshot::channel();
                             let r = Received {
                                 alert,
                                 from: peer,
@@ -187,6 +177,22 @@ impl Actor {
                             };
                             if self.received.try_send(r).is_err() {
                                 break;
+                            }
+                            // Fresh enough for every peer's time window: once
+                            // stored, pass it on by gossip, so the peers that
+                            // missed it too need not wait for their next sync.
+                            if fresh {
+                                let bytes = bytes.clone();
+                                self.work.push(Box::pin(async move {
+                                    let stored = tokio::time::timeout(STORE_WAIT, answer)
+                                        .await
+                                        .is_ok_and(|r| r.unwrap_or(false));
+                                    if stored {
+                                        Done::Forward(bytes)
+                                    } else {
+                                        Done::Idle
+                                    }
+                                }));
                             }
                         }
                         Err(Reject::Duplicate) => {}

@@ -12,12 +12,12 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, identify, kad, ping, request_response};
 use tokio::sync::oneshot;
 
-use super::MAX_PENDING;
 use super::frames::FramesEvent;
 use super::swarm::MembersEvent;
 use super::{
     Actor, Done, KAD_PROTOCOL, Received, SYNC_PROTOCOL, TARGET_PEERS, ed25519_key, now_ns,
 };
+use super::{MAX_PENDING, STORE_WAIT};
 use crate::gossip::Reject;
 
 /// Longest a peer that is not admitted stays connected: time to ask to
@@ -301,7 +301,7 @@ impl Actor {
             }));
         }
         self.work.push(Box::pin(async move {
-            let ok = tokio::time::timeout(Duration::from_secs(10), answer)
+            let ok = tokio::time::timeout(STORE_WAIT, answer)
                 .await
                 .is_ok_and(|r| r.unwrap_or(false));
             Done::Stored(id, from, ok)

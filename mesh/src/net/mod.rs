@@ -71,6 +71,9 @@ const SYNC_PROTOCOL: &str = "/amoskys/sync/1";
 /// Every connected peer is reconciled with this often (and on connecting).
 const SYNC_EVERY: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a received alert waits for the node to store it before it is
+/// not passed on.
+const STORE_WAIT: Duration = Duration::from_secs(10);
 const KAD_PROTOCOL: &str = "/amoskys/kad/1";
 /// A Kademlia walk for more peers runs this often, while fewer than
 /// `TARGET_PEERS` are connected.
@@ -150,6 +153,8 @@ struct PeerState {
 enum Done {
     /// The receiver stored (or not) a gossiped alert.
     Stored(MessageId, PeerId, bool),
+    /// An alert fetched by reconciliation, now stored: gossip it on.
+    Forward(Vec<u8>),
     /// Our holdings, to ask a peer for what we lack.
     Holdings(PeerId, Result<crate::sync::Holdings, String>),
     /// What a peer lacks, to answer its request.
@@ -234,6 +239,14 @@ impl Actor {
                     .behaviour_mut()
                     .gossipsub()
                     .report_message_validation_result(&id, &from, acceptance);
+            }
+            Done::Forward(bytes) => {
+                self.tap(|| Tapped::Gossip(bytes.clone()));
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub()
+                    .publish(self.topic.clone(), bytes);
             }
             Done::Holdings(peer, Ok(holdings)) => {
                 // Only over a member's connection (a request to anyone else
