@@ -2,7 +2,9 @@
 //! ([`features`]), policy rule detectors ([`rules`]), the local anomaly
 //! model ([`anomaly`]), the drift of its live scores ([`drift`]), and the
 //! pure logic of federated rounds and their aggregation rules
-//! ([`federated`]).
+//! ([`federated`]), and what analysts' verdicts teach: the supervised
+//! [`head`] that re-ranks alerts and the [`active`] learner that picks the
+//! alerts worth judging.
 //!
 //! [`eval`] holds the ranking metrics and the KDD Cup 99 loader used to
 //! measure detectors on real labelled data.
@@ -12,12 +14,14 @@
 //! The node crate feeds the detectors and turns findings into signed alerts.
 //! This crate may use the event types of `amoskys-sensors`.
 
+pub mod active;
 pub mod anomaly;
 pub mod drift;
 pub mod eval;
 pub mod features;
 pub mod federated;
 mod finding;
+pub mod head;
 pub mod rules;
 pub mod sketch;
 pub mod window;

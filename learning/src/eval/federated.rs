@@ -88,10 +88,15 @@ pub struct SplitReport {
 
 /// Shares `train` across `sites` by `split`; each site gets row indices.
 pub fn split_sites(train: &Dataset, sites: usize, split: Split, seed: u64) -> Vec<Vec<usize>> {
+    split_labels(&train.labels, sites, split, seed)
+}
+
+/// Shares rows labelled `labels` (true: attack) across `sites` by `split`.
+pub fn split_labels(labels: &[bool], sites: usize, split: Split, seed: u64) -> Vec<Vec<usize>> {
     let mut rng = Rng::new(seed);
     let mut out = vec![Vec::new(); sites.max(1)];
-    let normal: Vec<usize> = (0..train.len()).filter(|&i| !train.labels[i]).collect();
-    let attacks: Vec<usize> = (0..train.len()).filter(|&i| train.labels[i]).collect();
+    let normal: Vec<usize> = (0..labels.len()).filter(|&i| !labels[i]).collect();
+    let attacks: Vec<usize> = (0..labels.len()).filter(|&i| labels[i]).collect();
     match split {
         Split::Dirichlet { alpha } => {
             for class in [normal, attacks] {

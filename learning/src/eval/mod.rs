@@ -8,5 +8,6 @@ pub mod federated;
 pub mod kdd;
 mod metrics;
 pub mod table;
+pub mod verdicts;
 
 pub use metrics::{Confusion, average_precision, quantile, recall_at_fpr, roc_auc};
