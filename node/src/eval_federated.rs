@@ -3,6 +3,10 @@
 //! trained by each site alone, on two non-IID splits across sites, and with
 //! poisoned sites under FedAvg and robust rules. Writes `report.json`,
 //! `REPORT.md` and SVG plots of ROC-AUC and PR-AUC per round.
+//! [`verdicts`]: the supervised head taught by simulated analysts'
+//! verdicts (`--verdicts-per-site`).
+
+pub mod verdicts;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

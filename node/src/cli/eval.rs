@@ -113,6 +113,35 @@ pub(super) enum EvalCommand {
             requires = "dp_noise_multiplier"
         )]
         dp_clip: f64,
+        /// Instead: simulated analysts judge the N alerts per site the
+        /// active learner asks for, and the supervised head they teach is
+        /// trained federated; PR-AUC and ROC-AUC against N (comma-separated
+        /// or repeated, e.g. 0,10,25,50,100), beside the unsupervised model.
+        #[arg(long, value_name = "N", value_delimiter = ',')]
+        verdicts_per_site: Vec<usize>,
+        /// With --verdicts-per-site: the public data sets (kdd99,
+        /// annthyroid, covertype, glass, pendigits, shuttle, wbc, wine).
+        #[arg(
+            long = "data-set",
+            value_name = "NAME",
+            value_delimiter = ',',
+            default_value = "kdd99",
+            requires = "verdicts_per_site"
+        )]
+        data_sets: Vec<String>,
+        /// With --verdicts-per-site: seeds (site splits, and random splits
+        /// of data sets other than kdd99) to report mean ± sd over.
+        #[arg(long, default_value_t = 5, requires = "verdicts_per_site")]
+        seeds: usize,
+        /// With --verdicts-per-site: verdicts of each class (all sites)
+        /// before the head re-ranks anything (the fallback).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 10,
+            requires = "verdicts_per_site"
+        )]
+        min_verdicts_per_class: u64,
     },
 }
 
@@ -131,7 +160,26 @@ pub(super) fn run(cmd: EvalCommand) -> ExitCode {
             seed,
             dp_noise_multiplier,
             dp_clip,
+            verdicts_per_site,
+            data_sets,
+            seeds,
+            min_verdicts_per_class,
         } => {
+            if !verdicts_per_site.is_empty() {
+                let mut plan =
+                    amoskys_node::eval_federated::verdicts::default_plan(verdicts_per_site);
+                plan.sites = sites;
+                plan.alpha = alpha;
+                plan.head.min_per_class = min_verdicts_per_class;
+                return eval_verdicts(amoskys_node::eval_federated::verdicts::Options {
+                    cache: cache.unwrap_or_else(super::data_cache),
+                    out,
+                    sets: data_sets,
+                    seeds,
+                    seed,
+                    plan,
+                });
+            }
             let mut plan = amoskys_node::eval_federated::default_plan(seed);
             plan.dp = dp_noise_multiplier.map(|z| amoskys_learning::federated::DpConfig {
                 clip: dp_clip,
@@ -254,6 +302,33 @@ fn eval_federated(opts: amoskys_node::eval_federated::Options) -> ExitCode {
         Ok(files) => {
             for n in &report.notes {
                 println!("note: {n}");
+            }
+            for v in &report.verdicts {
+                println!("{v}");
+            }
+            println!("report written:");
+            for f in files {
+                println!("  {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("amoskys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn eval_verdicts(opts: amoskys_node::eval_federated::verdicts::Options) -> ExitCode {
+    use amoskys_node::eval_federated::verdicts;
+    let report = verdicts::run(&opts, &mut |step| eprintln!("{step}"));
+    let written = report
+        .map_err(|e| e.to_string())
+        .and_then(|r| verdicts::write(&r, &opts.out).map(|files| (r, files)));
+    match written {
+        Ok((report, files)) => {
+            for set in &report.sets {
+                print!("{}", set.markdown());
             }
             for v in &report.verdicts {
                 println!("{v}");
