@@ -9,6 +9,7 @@
 //! - [`ingest`]: the single writer from the sensors' channel to the store;
 //! - [`detect`] and [`privacy`]: rules over stored events, signed alerts;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
+//! - [`outputs`]: alerts to syslog collectors, webhooks and files;
 //! - [`audit`]: signed audit records, committed through Raft with the
 //!   actions they record;
 //! - [`auth`]: signed API requests, operator roles per route, key files;
@@ -38,6 +39,7 @@ pub mod ioc;
 pub mod metrics;
 pub mod models;
 mod node;
+pub mod outputs;
 pub mod peering;
 pub mod policy;
 pub mod privacy;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use amoskys_mesh::{MeshStats, Reject};
 
+use crate::outputs::OutputStats;
 use crate::workspace::Workspace;
 
 use amoskys_sensors::snmp::{DeviceState, DeviceStatuses};
@@ -45,6 +46,7 @@ pub struct Metrics {
     tls_refused: Family<Vec<(String, String)>, Counter>,
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
     workspace: Arc<OnceLock<Arc<Workspace>>>,
+    outputs: Arc<OnceLock<Vec<Arc<OutputStats>>>>,
 }
 
 impl Metrics {
@@ -104,9 +106,11 @@ impl Metrics {
         );
         let mesh = Arc::new(OnceLock::new());
         let workspace = Arc::new(OnceLock::new());
+        let outputs = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
             mesh: mesh.clone(),
             workspace: workspace.clone(),
+            outputs: outputs.clone(),
             version,
             started: Instant::now(),
             sensors,
@@ -124,7 +128,13 @@ impl Metrics {
             tls_refused,
             mesh,
             workspace,
+            outputs,
         }
+    }
+
+    /// Reports the alert outputs' counters from now on.
+    pub fn set_outputs(&self, outputs: Vec<Arc<OutputStats>>) {
+        let _ = self.outputs.set(outputs);
     }
 
     /// Counts one API request refused for `reason` (`missing`,
@@ -174,6 +184,7 @@ impl Metrics {
 struct NodeCollector {
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
     workspace: Arc<OnceLock<Arc<Workspace>>>,
+    outputs: Arc<OnceLock<Vec<Arc<OutputStats>>>>,
     version: &'static str,
     started: Instant,
     sensors: Vec<Arc<SensorStats>>,
@@ -335,6 +346,9 @@ impl Collector for NodeCollector {
                 ConstCounter::new(*n)
                     .encode(rejected.encode_family(&[("reason", reason.as_str())])?)?;
             }
+        }
+        if let Some(outputs) = self.outputs.get() {
+            crate::outputs::encode_metrics(&mut encoder, outputs)?;
         }
         Ok(())
     }

@@ -303,6 +303,9 @@ impl Node {
             source,
         })?;
         own_tx.send_modify(|o| o.ports.push(api_addr.port()));
+        let outputs = crate::outputs::Outputs::start(&config, &data_dir, &alerts_tx, &shutdown_rx)
+            .map_err(NodeError::Config)?;
+        metrics.set_outputs(outputs.stats.clone());
         let api_tls = tls.as_ref().map(|t| api::Tls {
             config: t.config.clone(),
             metrics: metrics.clone(),
@@ -350,8 +353,10 @@ impl Node {
             )),
             console: Arc::new(crate::console::Console::new(tls.is_some())),
             restart: restart.clone(),
+            outputs: outputs.stats,
         };
         let mut tasks = vec![drift_task];
+        tasks.extend(outputs.tasks);
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
         }

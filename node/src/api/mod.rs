@@ -83,6 +83,8 @@ pub struct ApiState {
     pub console: Arc<crate::console::Console>,
     /// Asks the node to restart (a staged node key takes over at start).
     pub restart: Arc<tokio::sync::Notify>,
+    /// The alert outputs' counters and state.
+    pub outputs: Vec<Arc<crate::outputs::OutputStats>>,
 }
 
 /// Facts about the node fixed at start.

@@ -32,6 +32,9 @@ pub struct NodeStatus {
     pub policy_error: Option<String>,
     /// The registry's active model version, used by every node.
     pub model_version: Option<u64>,
+    /// The alert outputs (`[[outputs]]`): state and counters.
+    #[serde(default)]
+    pub outputs: Vec<crate::outputs::OutputStatus>,
 }
 
 /// One sensor in `GET /api/v1/node`.
@@ -93,5 +96,6 @@ pub(super) async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
         policy_version: in_force.version,
         policy_error: in_force.error.clone(),
         model_version,
+        outputs: state.outputs.iter().map(|o| o.status()).collect(),
     })
 }

@@ -107,6 +107,38 @@ fn print(s: &NodeStatus) {
             "",
         );
     }
+    if !s.outputs.is_empty() {
+        println!();
+        let outputs = s
+            .outputs
+            .iter()
+            .map(|o| {
+                vec![
+                    o.name.clone(),
+                    o.kind.clone(),
+                    o.state.clone(),
+                    o.sent.to_string(),
+                    o.failed.to_string(),
+                    o.retried.to_string(),
+                    o.spooled.to_string(),
+                    o.dropped.to_string(),
+                    if o.message.is_empty() {
+                        o.target.clone()
+                    } else {
+                        o.message.clone()
+                    },
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "OUTPUT", "KIND", "STATE", "SENT", "FAILED", "RETRIED", "SPOOLED", "DROPPED",
+                "NOTE",
+            ],
+            outputs,
+            "",
+        );
+    }
     println!();
     let peers = s
         .peers

@@ -213,6 +213,7 @@ fn check_items(items: &[Value], path: &str, origin: &str, out: &mut Vec<Problem>
 fn item_schema(path: &str) -> Option<Table> {
     match path {
         "sensors.snmp.devices" => super::SNMP_DEVICE_TOML.parse::<Table>().ok(),
+        "outputs" => super::OUTPUT_TOML.parse::<Table>().ok(),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@
 //! with its key and the expected form.
 
 mod load;
+mod outputs;
 mod validate;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use outputs::{FACILITIES, MAX_OUTPUTS, OUTPUT_TOML, OutputSection};
 pub use load::{CONFIG_FILE_ENV, ConfigError, SYSTEM_CONFIG_FILE, Source, default_file};
 pub use validate::Problem;
 pub(crate) use validate::{host_port, is_dns_name};
@@ -31,6 +33,9 @@ pub const ENV_PREFIX: &str = "AMOSKYS_";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[[outputs]]`: syslog, webhook and file outputs of alerts (first, so
+    /// `outputs = []` renders before the tables).
+    pub outputs: Vec<OutputSection>,
     pub node: NodeSection,
     pub log: LogSection,
     pub api: ApiSection,

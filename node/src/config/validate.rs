@@ -222,6 +222,7 @@ impl Config {
             600_000,
         ));
         self.validate_sensors(&mut out);
+        out.extend(super::outputs::validate(&self.outputs));
         out
     }
 

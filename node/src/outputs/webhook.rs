@@ -1,0 +1,117 @@
+//! Webhook output: each alert as one HTTP(S) POST of JSON (the signed alert
+//! or OCSF). A 2xx answer delivers it; 408, 429, 5xx and network errors
+//! are retried; any other answer refuses it for good.
+
+use std::time::Duration;
+
+use amoskys_mesh::Alert;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::DeliveryError;
+use super::format::Format;
+use crate::config::OutputSection;
+
+/// One HTTP receiver.
+#[derive(Debug)]
+pub struct WebhookSink {
+    url: String,
+    format: Format,
+    http: reqwest::Client,
+}
+
+impl WebhookSink {
+    /// The sink of a validated `[[outputs]]` entry.
+    pub fn new(o: &OutputSection) -> Result<Self, (&'static str, String)> {
+        let mut headers = HeaderMap::new();
+        for h in &o.headers {
+            let parsed = h.split_once(':').and_then(|(n, v)| {
+                Some((
+                    HeaderName::from_bytes(n.trim().as_bytes()).ok()?,
+                    HeaderValue::from_str(v.trim()).ok()?,
+                ))
+            });
+            let (name, value) = parsed.ok_or(("headers", format!("{h:?} is not a header")))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_millis(o.timeout_ms))
+            .user_agent(concat!("amoskys/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers);
+        if !o.ca_file.is_empty() {
+            builder = builder.tls_backend_preconfigured(trusting(&o.ca_file)?);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ("url", format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Self {
+            url: o.url.clone(),
+            format: Format::parse(&o.format),
+            http,
+        })
+    }
+
+    /// Posts one alert.
+    pub async fn deliver(&mut self, alert: &Alert) -> Result<(), DeliveryError> {
+        let body = self.format.render(alert);
+        let answer = self
+            .http
+            .post(&self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| DeliveryError::Transient(cause(&e)))?;
+        let status = answer.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = answer.text().await.unwrap_or_default();
+        let why = format!(
+            "{} answered {status}: {}",
+            self.url,
+            text.chars().take(200).collect::<String>().trim()
+        );
+        let code = status.as_u16();
+        if status.is_client_error() && code != 408 && code != 429 {
+            Err(DeliveryError::Permanent(why))
+        } else {
+            Err(DeliveryError::Transient(why))
+        }
+    }
+}
+
+/// A request error with its innermost cause ("connection refused").
+fn cause(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// A TLS client trusting only the CA certificates of a PEM file.
+fn trusting(path: &str) -> Result<rustls::ClientConfig, (&'static str, String)> {
+    let bad = |why: String| ("ca_file", format!("{path:?}: {why}"));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("a certificate cannot be trusted: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no CERTIFICATE block".into()));
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,505 @@
+//! Alert outputs against real receivers: Debian's rsyslogd over UDP and
+//! TCP, an HTTP server that is down for a while, and an `amoskys run`
+//! process killed with SIGKILL while its spool holds alerts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amoskys_mesh::Alert;
+use amoskys_node::config::Source;
+use amoskys_node::{Config, Node};
+use common::{eventually, get_json};
+
+/// How long the webhook receiver is down (`AMOSKYS_TEST_OUTAGE_SECS`,
+/// default 30).
+fn outage() -> Duration {
+    let secs = std::env::var("AMOSKYS_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// A test node's configuration with `outputs` (TOML `[[outputs]]` tables).
+fn config_with(dir: &Path, outputs: &str) -> Config {
+    let file = dir.join("outputs.toml");
+    std::fs::write(&file, outputs).expect("write config");
+    Config::load(&[
+        Source::Embedded,
+        Source::File(file),
+        Source::Set(vec![
+            format!("node.data_dir={}", dir.join("data").display()),
+            "node.name=node-a".into(),
+            "api.listen=127.0.0.1:0".into(),
+            "mesh.listen=[\"127.0.0.1:0\"]".into(),
+            "sensors.flows.enabled=false".into(),
+            "sensors.ebpf.enabled=false".into(),
+        ]),
+    ])
+    .expect("config loads")
+}
+
+/// A loopback port free at the time of asking.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let u = std::net::UdpSocket::bind(("127.0.0.1", l.local_addr().expect("addr").port()));
+    match u {
+        Ok(_) => l.local_addr().expect("addr").port(),
+        Err(_) => free_port(),
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rsyslogd with its own configuration: UDP and TCP inputs on loopback,
+/// every message written as `APP-NAME MSG` to `out`.
+fn rsyslogd(dir: &Path, udp: u16, tcp: u16, out: &Path) -> KillOnDrop {
+    let conf = dir.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}" maxMessageSize="64k")
+module(load="imudp")
+module(load="imtcp")
+template(name="line" type="string" string="%app-name% %msg%\n")
+ruleset(name="alerts") {{
+  action(type="omfile" file="{out}" template="line")
+}}
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="alerts")
+input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="alerts")
+"#,
+            work = dir.display(),
+            out = out.display(),
+        ),
+    )
+    .expect("write rsyslog.conf");
+    let child = Command::new("rsyslogd")
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rsyslogd runs (apt-get install rsyslog; .ci/deps installs it)");
+    KillOnDrop(child)
+}
+
+/// The lines of a file (none while it does not exist).
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsyslogd_gets_each_alert_once_over_udp_and_tcp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (udp, tcp) = (free_port(), free_port());
+    let received = dir.path().join("received.log");
+    let _rsyslogd = rsyslogd(dir.path(), udp, tcp, &received);
+    let listening = eventually(Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", tcp)).ok()
+    })
+    .await;
+    assert!(listening.is_some(), "rsyslogd listens on {tcp}");
+    // imudp binds with imtcp; give it a moment more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let node = Node::start(config_with(
+        dir.path(),
+        &format!(
+            r#"
+[[outputs]]
+name = "syslog-udp"
+kind = "syslog"
+address = "127.0.0.1:{udp}"
+app_name = "amoskys-udp"
+rules = ["port_scan_vertical"]
+
+[[outputs]]
+name = "syslog-tcp"
+kind = "syslog"
+address = "127.0.0.1:{tcp}"
+transport = "tcp"
+format = "cef"
+app_name = "amoskys-tcp"
+min_severity = "medium"
+"#
+        ),
+    ))
+    .await
+    .expect("node starts");
+    let mut raised = Vec::new();
+    for i in 1..=5 {
+        raised.push(common::raise(&node, Ipv4Addr::new(10, 7, 0, i)).await);
+    }
+    assert!(raised.iter().all(|a| a.body.rule == "port_scan_vertical"));
+    let all_in = eventually(Duration::from_secs(15), || async {
+        let l = lines(&received);
+        let udp = l.iter().filter(|x| x.starts_with("amoskys-udp ")).count();
+        let tcp = l.iter().filter(|x| x.starts_with("amoskys-tcp ")).count();
+        (udp >= 5 && tcp >= 5).then_some(())
+    })
+    .await;
+    assert!(all_in.is_some(), "rsyslogd got: {:?}", lines(&received));
+    // Anything sent twice would have arrived by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = lines(&received);
+
+    // UDP: the signed alert's JSON, which parses and verifies.
+    let from_udp: Vec<Alert> = got
+        .iter()
+        .filter_map(|l| l.strip_prefix("amoskys-udp "))
+        .map(|m| Alert::decode(m.trim().as_bytes()).expect("the message is a signed alert"))
+        .collect();
+    // TCP: CEF, whose externalId is the alert id.
+    let from_tcp: Vec<String> = got
+        .iter()
+        .filter_map(|l| l.strip_prefix("amoskys-tcp "))
+        .map(|m| {
+            let m = m.trim();
+            let fields: Vec<&str> = m.splitn(8, '|').collect();
+            assert_eq!(fields.len(), 8, "a CEF message: {m}");
+            assert_eq!(&fields[..3], ["CEF:0", "AMOSKYS", "AMOSKYS"]);
+            assert_eq!(fields[4], "port_scan_vertical");
+            fields[7]
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("externalId="))
+                .expect("externalId")
+                .to_owned()
+        })
+        .filter(|id| raised.iter().any(|a| &a.id == id))
+        .collect();
+    let ids: Vec<String> = raised.iter().map(|a| a.id.clone()).collect();
+    let udp_ids: Vec<String> = from_udp.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(udp_ids, ids, "each alert once, in order, over UDP");
+    assert_eq!(from_tcp, ids, "each alert once, in order, over TCP");
+
+    let (_, status) = get_json(node.api_addr(), "/api/v1/node").await;
+    let outputs = status["outputs"].as_array().expect("outputs in the status");
+    assert_eq!(outputs.len(), 2);
+    for o in outputs {
+        assert_eq!(o["state"], "ok", "{o}");
+        assert_eq!(o["sent"], 5, "{o}");
+        assert_eq!(o["spooled"], 0, "{o}");
+    }
+    node.shutdown().await;
+}
+
+/// Bodies POSTed to a test receiver, in arrival order.
+type Bodies = Arc<Mutex<Vec<String>>>;
+
+/// An HTTP receiver on `port` storing every POST body; stops when the
+/// returned sender is dropped.
+async fn receiver(port: u16, bodies: Bodies) -> tokio::sync::oneshot::Sender<()> {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let bodies = bodies.clone();
+            async move {
+                bodies.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the receiver binds its port again");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
+/// The alerts among `bodies`, in arrival order.
+fn alerts_in(bodies: &Bodies) -> Vec<Alert> {
+    bodies
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|b| Alert::decode(b.as_bytes()).expect("a POST body is a signed alert"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_down_for_a_while_gets_every_alert_once_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let node = Node::start(config_with(
+        dir.path(),
+        &format!(
+            r#"
+[[outputs]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+headers = ["Authorization: Bearer test-token"]
+rules = ["port_scan_vertical"]
+retry_min_ms = 100
+retry_max_ms = 1000
+"#
+        ),
+    ))
+    .await
+    .expect("node starts");
+    let addr = node.api_addr();
+
+    // Alerts keep coming while the receiver is down.
+    let down = outage();
+    let start = Instant::now();
+    let mut raised = Vec::new();
+    let mut i = 0u8;
+    while start.elapsed() < down {
+        i += 1;
+        raised.push(common::raise(&node, Ipv4Addr::new(10, 8, 0, i)).await);
+        tokio::time::sleep(down / 6).await;
+    }
+    let (_, status) = get_json(addr, "/api/v1/node").await;
+    let o = &status["outputs"][0];
+    assert_eq!(o["state"], "retrying", "{o}");
+    assert_eq!(o["sent"], 0, "{o}");
+    assert_eq!(o["spooled"], raised.len(), "{o}");
+    assert!(o["retried"].as_u64() > Some(3), "{o}");
+    assert!(
+        o["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("127.0.0.1")),
+        "{o}"
+    );
+
+    let bodies = Bodies::default();
+    let _stop = receiver(port, bodies.clone()).await;
+    raised.push(common::raise(&node, Ipv4Addr::new(10, 8, 1, 1)).await);
+    let n = raised.len();
+    let all = eventually(Duration::from_secs(20), || async {
+        (alerts_in(&bodies).len() >= n).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "{} of {n} arrived", alerts_in(&bodies).len());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<String> = alerts_in(&bodies).into_iter().map(|a| a.id).collect();
+    let want: Vec<String> = raised.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(got, want, "every alert once, in order");
+
+    let (_, status) = get_json(addr, "/api/v1/node").await;
+    let o = &status["outputs"][0];
+    assert_eq!(
+        (o["state"].as_str(), o["sent"].as_u64()),
+        (Some("ok"), Some(n as u64))
+    );
+    assert_eq!(
+        (o["spooled"].as_u64(), o["dropped"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (_, metrics) = common::get(addr, "/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "amoskys_output_alerts_sent_total{{output=\"hook\",kind=\"webhook\"}} {n}"
+        )),
+        "{metrics}"
+    );
+    node.shutdown().await;
+}
+
+/// `amoskys run` with `config`; returns the process and its API address.
+fn run_node(data: &Path, config: &Path) -> (KillOnDrop, SocketAddr) {
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_amoskys"))
+            .args(["run", "--log-format", "json", "--api-listen", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .env_remove("RUST_LOG")
+            .env("AMOSKYS_CONFIG", "")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("amoskys run starts"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent
+                && line.contains("node started")
+                && let Some(api) = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["api"].as_str().map(str::to_owned))
+            {
+                sent = tx.send(api).is_ok();
+            }
+        }
+    });
+    let api = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the node says where its API listens");
+    (child, api.parse().expect("an API address"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_spooled_alerts_delivers_them_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config: PathBuf = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[outputs]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+rules = ["new_listening_port"]
+retry_min_ms = 100
+retry_max_ms = 500
+
+[mesh]
+listen = ["127.0.0.1:0"]
+
+[sensors.flows]
+enabled = false
+
+[sensors.ebpf]
+enabled = false
+"#
+        ),
+    )
+    .expect("write config");
+    let data = dir.path().join("data");
+    let (mut node, api) = run_node(&data, &config);
+    // Past the listener baseline: the next listeners of this process are
+    // new to the node, and each raises an alert.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    let spooled = eventually(Duration::from_secs(20), || async {
+        let (_, s) = get_json(api, "/api/v1/node").await;
+        let o = s["outputs"][0].clone();
+        (o["spooled"].as_u64() >= Some(ports.len() as u64)).then_some(o)
+    })
+    .await;
+    assert!(spooled.is_some(), "the node spools its alerts");
+
+    node.0.kill().expect("SIGKILL");
+    let _ = node.0.wait();
+    let bodies = Bodies::default();
+    let _stop = receiver(port, bodies.clone()).await;
+    let (_node, api) = run_node(&data, &config);
+    let subjects: Vec<String> = ports.iter().map(|p| format!("listener:{p}")).collect();
+    let delivered = eventually(Duration::from_secs(20), || async {
+        let got = alerts_in(&bodies);
+        subjects
+            .iter()
+            .all(|s| got.iter().any(|a| &a.body.subject == s))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        delivered.is_some(),
+        "after the restart, the receiver got {:?}",
+        alerts_in(&bodies)
+            .iter()
+            .map(|a| a.body.subject.clone())
+            .collect::<Vec<_>>()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = alerts_in(&bodies);
+    for s in &subjects {
+        assert_eq!(
+            got.iter().filter(|a| &a.body.subject == s).count(),
+            1,
+            "{s} once"
+        );
+    }
+    let seqs: Vec<u64> = got.iter().map(|a| a.body.seq).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(seqs, sorted, "in order, none twice");
+    let (_, s) = get_json(api, "/api/v1/node").await;
+    assert_eq!(s["outputs"][0]["state"], "ok", "{}", s["outputs"]);
+    drop(listeners);
+}
+
+#[test]
+fn a_bad_output_is_refused_at_start_with_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[[outputs]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"nowhere\"\ntransport = \"sctp\"\nurl = \"http://x/\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .expect("amoskys config check runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    for key in [
+        "outputs[0].address",
+        "outputs[0].transport",
+        "outputs[0].url",
+    ] {
+        assert!(text.contains(key), "{key} named in:\n{text}");
+    }
+    // A misspelt key is named too.
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        "[[outputs]]\nname = \"x\"\nkind = \"file\"\npaht = \"/tmp/a\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(["config", "check"])
+        .arg(&typo)
+        .output()
+        .expect("amoskys config check runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("outputs[0].paht: unknown key"),
+        "{text}"
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(["run", "--api-listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("AMOSKYS_CONFIG", "")
+        .output()
+        .expect("amoskys run runs");
+    let text = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && text.contains("outputs[0].transport"),
+        "{text}"
+    );
+}
