@@ -188,6 +188,11 @@ impl Node {
         let metrics = Arc::new(Metrics::new(VERSION, stats.clone(), snmp_devices.clone()));
         metrics.set_workspace(workspace.clone());
         let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // Outputs follow the alerts from the first one on.
+        let outputs = crate::outputs::Outputs::start(&config, &data_dir, &alerts_tx, &shutdown_rx)
+            .map_err(NodeError::Config)?;
+        metrics.set_outputs(outputs.stats.clone());
         let models = Arc::new(ModelSet::load(&store)?);
         let learning = config.learning();
         // The configuration's policy applies until the cluster commits one.
@@ -296,16 +301,12 @@ impl Node {
         if let Some(t) = &tls {
             tracing::info!(fingerprint = %t.fingerprint, cert = ?t.cert_file, "api serves tls");
         }
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let restart = Arc::new(tokio::sync::Notify::new());
         let api_addr = listener.local_addr().map_err(|source| NodeError::ApiBind {
             addr: api_listen,
             source,
         })?;
         own_tx.send_modify(|o| o.ports.push(api_addr.port()));
-        let outputs = crate::outputs::Outputs::start(&config, &data_dir, &alerts_tx, &shutdown_rx)
-            .map_err(NodeError::Config)?;
-        metrics.set_outputs(outputs.stats.clone());
         let api_tls = tls.as_ref().map(|t| api::Tls {
             config: t.config.clone(),
             metrics: metrics.clone(),

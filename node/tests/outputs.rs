@@ -64,22 +64,20 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// rsyslogd with its own configuration: UDP and TCP inputs on loopback,
-/// every message written as `APP-NAME MSG` to `out`.
-fn rsyslogd(dir: &Path, udp: u16, tcp: u16, out: &Path) -> KillOnDrop {
+/// rsyslogd with its own configuration: `inputs` (modules and inputs of
+/// ruleset `alerts`; `global` adds to the global settings), every message
+/// written as `APP-NAME MSG` to `out`.
+fn rsyslogd(dir: &Path, global: &str, inputs: &str, out: &Path) -> KillOnDrop {
     let conf = dir.join("rsyslog.conf");
     std::fs::write(
         &conf,
         format!(
-            r#"global(workDirectory="{work}" maxMessageSize="64k")
-module(load="imudp")
-module(load="imtcp")
+            r#"global(workDirectory="{work}" maxMessageSize="64k" {global})
 template(name="line" type="string" string="%app-name% %msg%\n")
 ruleset(name="alerts") {{
   action(type="omfile" file="{out}" template="line")
 }}
-input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="alerts")
-input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="alerts")
+{inputs}
 "#,
             work = dir.display(),
             out = out.display(),
@@ -98,6 +96,15 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="alerts")
     KillOnDrop(child)
 }
 
+/// Waits until something listens on TCP `port`.
+async fn listening(port: u16) {
+    let up = eventually(Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .await;
+    assert!(up.is_some(), "rsyslogd listens on {port}");
+}
+
 /// The lines of a file (none while it does not exist).
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -110,12 +117,18 @@ async fn rsyslogd_gets_each_alert_once_over_udp_and_tcp() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (udp, tcp) = (free_port(), free_port());
     let received = dir.path().join("received.log");
-    let _rsyslogd = rsyslogd(dir.path(), udp, tcp, &received);
-    let listening = eventually(Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", tcp)).ok()
-    })
-    .await;
-    assert!(listening.is_some(), "rsyslogd listens on {tcp}");
+    let _rsyslogd = rsyslogd(
+        dir.path(),
+        "",
+        &format!(
+            r#"module(load="imudp")
+module(load="imtcp")
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="alerts")
+input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="alerts")"#
+        ),
+        &received,
+    );
+    listening(tcp).await;
     // imudp binds with imtcp; give it a moment more.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -197,6 +210,114 @@ min_severity = "medium"
         assert_eq!(o["sent"], 5, "{o}");
         assert_eq!(o["spooled"], 0, "{o}");
     }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsyslogd_gets_each_alert_once_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("cert");
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).expect("write key");
+    let port = free_port();
+    let received = dir.path().join("received.log");
+    let _rsyslogd = rsyslogd(
+        dir.path(),
+        &format!(
+            r#"DefaultNetstreamDriver="ossl" DefaultNetstreamDriverCAFile="{c}" DefaultNetstreamDriverCertFile="{c}" DefaultNetstreamDriverKeyFile="{k}""#,
+            c = cert_file.display(),
+            k = key_file.display()
+        ),
+        &format!(
+            r#"module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="alerts")"#
+        ),
+        &received,
+    );
+    listening(port).await;
+    let node = Node::start(config_with(
+        dir.path(),
+        &format!(
+            r#"
+[[outputs]]
+name = "syslog-tls"
+kind = "syslog"
+address = "127.0.0.1:{port}"
+transport = "tls"
+ca_file = "{}"
+rules = ["port_scan_vertical"]
+"#,
+            cert_file.display()
+        ),
+    ))
+    .await
+    .expect("node starts");
+    let mut raised = Vec::new();
+    for i in 1..=3 {
+        raised.push(common::raise(&node, Ipv4Addr::new(10, 9, 0, i)).await);
+    }
+    let all_in = eventually(Duration::from_secs(15), || async {
+        (lines(&received).len() >= 3).then_some(())
+    })
+    .await;
+    assert!(all_in.is_some(), "rsyslogd got: {:?}", lines(&received));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<String> = lines(&received)
+        .iter()
+        .map(|l| {
+            let m = l.strip_prefix("amoskys ").expect("APP-NAME amoskys");
+            Alert::decode(m.trim().as_bytes())
+                .expect("a signed alert")
+                .id
+        })
+        .collect();
+    let want: Vec<String> = raised.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(got, want, "each alert once, in order, over TLS");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_output_writes_one_ocsf_line_per_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts").join("ocsf.jsonl");
+    let node = Node::start(config_with(
+        dir.path(),
+        &format!(
+            r#"
+[[outputs]]
+name = "archive"
+kind = "file"
+path = "{}"
+format = "ocsf"
+rules = ["port_scan_vertical"]
+rotate_kib = 16
+keep_files = 2
+"#,
+            path.display()
+        ),
+    ))
+    .await
+    .expect("node starts");
+    let mut raised = Vec::new();
+    for i in 1..=3 {
+        raised.push(common::raise(&node, Ipv4Addr::new(10, 6, 0, i)).await);
+    }
+    let all_in = eventually(Duration::from_secs(10), || async {
+        (lines(&path).len() >= 3).then_some(())
+    })
+    .await;
+    assert!(all_in.is_some(), "the file holds {:?}", lines(&path));
+    let uids: Vec<String> = lines(&path)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            assert_eq!(v["class_uid"], 2004, "an OCSF Detection Finding: {v}");
+            v["finding_info"]["uid"].as_str().expect("uid").to_owned()
+        })
+        .collect();
+    let want: Vec<String> = raised.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(uids, want);
     node.shutdown().await;
 }
 

@@ -179,7 +179,11 @@ pub(super) fn validate(outputs: &[OutputSection]) -> Vec<Problem> {
             ("app_name", "syslog", o.app_name != d.app_name),
             ("url", "webhook", o.url != d.url),
             ("headers", "webhook", o.headers != d.headers),
-            ("ca_file", "webhook", o.ca_file != d.ca_file),
+            (
+                "ca_file",
+                "webhook",
+                o.ca_file != d.ca_file && o.kind != "syslog",
+            ),
             ("timeout_ms", "webhook", o.timeout_ms != d.timeout_ms),
             ("path", "file", o.path != d.path),
             ("rotate_kib", "file", o.rotate_kib != d.rotate_kib),
@@ -220,12 +224,13 @@ fn syslog(o: &OutputSection, bad: &mut impl FnMut(&str, String)) {
             p.message.replace("a peer address", "a collector address"),
         );
     }
-    if o.transport != "udp" && o.transport != "tcp" {
+    if !["udp", "tcp", "tls"].contains(&o.transport.as_str()) {
         bad(
             "transport",
-            format!("{:?} is not \"udp\" or \"tcp\"", o.transport),
+            format!("{:?} is not \"udp\", \"tcp\" or \"tls\"", o.transport),
         );
     }
+    ca_file(o, bad);
     if !FACILITIES.iter().any(|(n, _)| *n == o.facility) {
         let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
         bad(
@@ -272,6 +277,10 @@ fn webhook(o: &OutputSection, bad: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    ca_file(o, bad);
+}
+
+fn ca_file(o: &OutputSection, bad: &mut impl FnMut(&str, String)) {
     if !o.ca_file.is_empty() && std::fs::metadata(&o.ca_file).is_err() {
         bad(
             "ca_file",

@@ -1,5 +1,5 @@
 //! Alert outputs: the node's alerts, as they happen, sent to the tools a SOC
-//! runs — syslog collectors ([`syslog`]), HTTP webhooks ([`webhook`]) and
+//! runs — syslog collectors over UDP, TCP or TLS ([`syslog`]), HTTP webhooks ([`webhook`]) and
 //! JSON-lines files ([`file`]); docs/OUTPUTS.md.
 //!
 //! Each `[[outputs]]` entry runs two tasks. The intake follows the node's

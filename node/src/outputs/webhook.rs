@@ -40,7 +40,8 @@ impl WebhookSink {
             .user_agent(concat!("amoskys/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers);
         if !o.ca_file.is_empty() {
-            builder = builder.tls_backend_preconfigured(trusting(&o.ca_file)?);
+            let tls = trusting(&o.ca_file, vec![b"http/1.1".to_vec()])?;
+            builder = builder.tls_backend_preconfigured(tls);
         }
         let http = builder
             .build()
@@ -93,8 +94,12 @@ fn cause(e: &reqwest::Error) -> String {
     text
 }
 
-/// A TLS client trusting only the CA certificates of a PEM file.
-fn trusting(path: &str) -> Result<rustls::ClientConfig, (&'static str, String)> {
+/// A TLS client trusting only the CA certificates of a PEM file, offering
+/// `alpn`.
+pub(super) fn trusting(
+    path: &str,
+    alpn: Vec<Vec<u8>>,
+) -> Result<rustls::ClientConfig, (&'static str, String)> {
     let bad = |why: String| ("ca_file", format!("{path:?}: {why}"));
     let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
@@ -112,6 +117,6 @@ fn trusting(path: &str) -> Result<rustls::ClientConfig, (&'static str, String)> 
         .map_err(|e| bad(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(config)
 }
