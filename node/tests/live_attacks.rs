@@ -6,9 +6,10 @@
 //! the per-minute threshold. A SYN flood from random spoofed sources is
 //! alerted per destination within 2 s and an ordinary burst of connections
 //! is not (`flood.rs`); a fresh and a restarted node take their own
-//! listeners and those open at start as baseline (`baseline.rs`). Needs root
-//! and the Debian packages iproute2, nmap, hping3, hydra, openssh-server and
-//! python3.
+//! listeners and those open at start as baseline (`baseline.rs`); ordinary
+//! traffic between two meshed nodes raises nothing (`quiet.rs`). Needs root
+//! and the Debian packages iproute2, nmap, hping3, hydra, openssh-server,
+//! python3 (and snmpd for `quiet.rs`).
 
 #[path = "live_attacks/baseline.rs"]
 mod baseline;
@@ -16,6 +17,8 @@ mod baseline;
 mod flood;
 #[path = "live_attacks/lab.rs"]
 mod lab;
+#[path = "live_attacks/quiet.rs"]
+mod quiet;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -238,8 +238,20 @@ impl Drop for Lab {
 /// veth (host sensors off so that other activity on this machine cannot
 /// add alerts), with `sets` on top; answers its API address.
 pub fn start_node(lab: &mut Lab, dir: &std::path::Path, sets: &[&str]) -> String {
+    let (ns, iface) = (lab.target.clone(), lab.target_if.clone());
+    start_node_in(lab, &ns, &iface, dir, sets)
+}
+
+/// [`start_node`] in namespace `ns`, capturing on `iface`.
+pub fn start_node_in(
+    lab: &mut Lab,
+    ns: &str,
+    iface: &str,
+    dir: &std::path::Path,
+    sets: &[&str],
+) -> String {
     let data = dir.join("node").to_string_lossy().into_owned();
-    let interfaces = format!("sensors.flows.interfaces=[\"{}\"]", lab.target_if);
+    let interfaces = format!("sensors.flows.interfaces=[\"{iface}\"]");
     let mut args = vec![
         env!("CARGO_BIN_EXE_amoskys"),
         "run",
@@ -262,7 +274,7 @@ pub fn start_node(lab: &mut Lab, dir: &std::path::Path, sets: &[&str]) -> String
         args.extend(["--set", set]);
     }
     let mut node = lab
-        .exec(&lab.target, &args)
+        .exec(ns, &args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
@@ -278,16 +290,21 @@ pub fn start_node(lab: &mut Lab, dir: &std::path::Path, sets: &[&str]) -> String
             break;
         }
     }
-    let api = api.expect("node started in the target namespace");
+    let api = api.expect("node started in its namespace");
     // Keep reading the log: a full pipe would block the node.
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
     api
 }
 
 pub fn alerts(lab: &Lab, api: &str) -> Vec<Alert> {
+    alerts_in(lab, &lab.target, api)
+}
+
+/// The alerts of the node in namespace `ns` whose API is `api`.
+pub fn alerts_in(lab: &Lab, ns: &str, api: &str) -> Vec<Alert> {
     let out = lab
         .exec(
-            &lab.target,
+            ns,
             &[
                 env!("CARGO_BIN_EXE_amoskys"),
                 "alerts",
