@@ -441,6 +441,64 @@ retry_max_ms = 1000
     node.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_drops_new_alerts_and_counts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let node = Node::start(config_with(
+        dir.path(),
+        &format!(
+            r#"
+[[outputs]]
+name = "small"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+rules = ["port_scan_vertical"]
+spool_max_kib = 16
+"#
+        ),
+    ))
+    .await
+    .expect("node starts");
+    // About 700 bytes each: 16 KiB hold fewer than 30.
+    let n = 40u64;
+    for i in 0..n {
+        common::raise(
+            &node,
+            Ipv4Addr::new(10, 5, (i / 200) as u8, (i % 200 + 1) as u8),
+        )
+        .await;
+    }
+    let addr = node.api_addr();
+    let counted = eventually(Duration::from_secs(5), || async {
+        let (_, s) = get_json(addr, "/api/v1/node").await;
+        let o = s["outputs"][0].clone();
+        let (spooled, dropped) = (o["spooled"].as_u64()?, o["dropped"].as_u64()?);
+        (spooled + dropped == n).then_some((spooled, dropped))
+    })
+    .await;
+    let (spooled, dropped) = counted.expect("every alert spooled or dropped");
+    assert!(
+        dropped > 0 && spooled > 10,
+        "spooled {spooled}, dropped {dropped}"
+    );
+    let bytes: u64 = std::fs::read_dir(dir.path().join("data/outputs/small"))
+        .expect("the spool directory")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    assert!(bytes <= 16 * 1024, "the spool holds {bytes} bytes");
+    let (_, metrics) = common::get(addr, "/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "amoskys_output_alerts_dropped_total{{output=\"small\",kind=\"webhook\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+    node.shutdown().await;
+}
+
 /// `amoskys run` with `config`; returns the process and its API address.
 fn run_node(data: &Path, config: &Path) -> (KillOnDrop, SocketAddr) {
     let mut child = KillOnDrop(
@@ -522,11 +580,25 @@ enabled = false
     let spooled = eventually(Duration::from_secs(20), || async {
         let (_, s) = get_json(api, "/api/v1/node").await;
         let o = s["outputs"][0].clone();
-        (o["spooled"].as_u64() >= Some(ports.len() as u64)).then_some(o)
+        (o["spooled"].as_u64() >= Some(ports.len() as u64) && o["state"] == "retrying").then_some(o)
     })
     .await;
     assert!(spooled.is_some(), "the node spools its alerts");
 
+    // `amoskys status` shows the output waiting on its receiver.
+    let status = Command::new(env!("CARGO_BIN_EXE_amoskys"))
+        .args(["status", "--api", &api.to_string()])
+        .output()
+        .expect("amoskys status runs");
+    let text = String::from_utf8_lossy(&status.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("hook "))
+        .unwrap_or_default();
+    assert!(
+        text.contains("OUTPUT") && row.contains("webhook") && row.contains("retrying"),
+        "{text}"
+    );
     node.0.kill().expect("SIGKILL");
     let _ = node.0.wait();
     let bodies = Bodies::default();
