@@ -145,6 +145,9 @@ const POLICY_KEYS: &[(&str, &str)] = &[
     ("learning", "federated_epochs"),
     ("learning", "federated_deadline_secs"),
     ("learning", "federated_min_participants"),
+    ("learning", "drift_threshold"),
+    ("learning", "drift_min_windows"),
+    ("learning", "drift_windows"),
     ("membership", "voters"),
     ("membership", "voter_down_secs"),
 ];
