@@ -153,11 +153,29 @@ impl Head {
         self.attacks >= cfg.min_per_class && self.normals >= cfg.min_per_class
     }
 
-    /// The log-odds that an alert is a true positive.
+    /// Problems with a head read from elsewhere (a peer, a file): fewer
+    /// than the bias and score weight, or a value that is not finite.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.params.len() < 2 {
+            out.push(format!(
+                "a head has at least 2 parameters, this one {}",
+                self.params.len()
+            ));
+        }
+        if self.params.iter().any(|p| !p.is_finite()) {
+            out.push("a head parameter is not finite".to_owned());
+        }
+        out
+    }
+
+    /// The log-odds that an alert is a true positive (a missing parameter
+    /// counts as 0).
     pub fn logit(&self, score: f32, features: &[f32]) -> f64 {
         let p = &self.params;
-        let mut z = f64::from(p[0]) + f64::from(p[1]) * f64::from(score);
-        for (w, x) in p[2..].iter().zip(features) {
+        let at = |i: usize| f64::from(p.get(i).copied().unwrap_or(0.0));
+        let mut z = at(0) + at(1) * f64::from(score);
+        for (w, x) in p.get(2..).unwrap_or(&[]).iter().zip(features) {
             z += f64::from(*w) * f64::from(*x);
         }
         z
@@ -181,7 +199,8 @@ impl Head {
     /// Trains from this head on `verdicts` (a site's own) and returns the
     /// new head, its counts those of `verdicts` alone.
     pub fn train(&self, verdicts: &[Verdict<'_>], cfg: &HeadConfig) -> Result<Head, HeadError> {
-        let problems = cfg.problems();
+        let mut problems = cfg.problems();
+        problems.extend(self.problems());
         if !problems.is_empty() {
             return Err(HeadError::Config(problems));
         }
@@ -289,13 +308,17 @@ pub fn combine(base: &Head, updates: &[HeadUpdate], rule: Rule) -> Result<Head, 
         .iter()
         .map(|u| Weighted {
             values: u.vector.clone(),
-            samples: u.attacks + u.normals,
+            samples: u.attacks.saturating_add(u.normals),
         })
         .collect();
     Ok(Head {
         params: aggregate(rule, &weighted)?,
-        attacks: updates.iter().map(|u| u.attacks).sum(),
-        normals: updates.iter().map(|u| u.normals).sum(),
+        attacks: updates
+            .iter()
+            .fold(0u64, |n, u| n.saturating_add(u.attacks)),
+        normals: updates
+            .iter()
+            .fold(0u64, |n, u| n.saturating_add(u.normals)),
     })
 }
 

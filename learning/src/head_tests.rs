@@ -78,6 +78,18 @@ fn training_learns_the_verdicts_and_replays() {
         ..cfg.clone()
     };
     assert!(matches!(head.train(&v, &wrong), Err(HeadError::Config(_))));
+    // A head from elsewhere with too few or non-finite parameters is
+    // refused for training and scores without a panic.
+    for params in [vec![], vec![1.0], vec![0.0, f32::NAN, 1.0, 1.0]] {
+        let odd = Head {
+            params,
+            attacks: 20,
+            normals: 20,
+        };
+        assert!(!odd.problems().is_empty());
+        assert!(matches!(odd.train(&v, &cfg), Err(HeadError::Config(_))));
+        let _ = odd.rank(&cfg, 1.0, &[0.5, 0.5]);
+    }
 }
 
 #[test]
