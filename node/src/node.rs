@@ -190,8 +190,9 @@ impl Node {
         let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // Outputs follow the alerts from the first one on.
-        let outputs = crate::outputs::Outputs::start(&config, &data_dir, &alerts_tx, &shutdown_rx)
-            .map_err(NodeError::Config)?;
+        let outputs =
+            crate::outputs::Outputs::start(&config, &id, &data_dir, &alerts_tx, &shutdown_rx)
+                .map_err(NodeError::Config)?;
         metrics.set_outputs(outputs.stats.clone());
         let models = Arc::new(ModelSet::load(&store)?);
         let learning = config.learning();

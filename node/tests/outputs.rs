@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use amoskys_mesh::Alert;
 use amoskys_node::Node;
+use amoskys_node::config::OutputSection;
 use common::{eventually, get_json};
 use support::{
     Bodies, alerts_in, config_with, free_port, lines, listening, outage, receiver, rsyslogd,
@@ -468,6 +469,57 @@ enabled = false
     let (_, s) = get_json(api, "/api/v1/node").await;
     assert_eq!(s["outputs"][0]["state"], "ok", "{}", s["outputs"]);
     drop(listeners);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_outputs_skip_peers_alerts_and_any_forwards_them() {
+    let (dirs, admitted) = common::keyed_dirs(2);
+    let file = |i: usize| dirs[i].path().join("alerts.jsonl");
+    let output = |i: usize, origin: &str| OutputSection {
+        name: "archive".into(),
+        kind: "file".into(),
+        path: file(i).display().to_string(),
+        origin: origin.into(),
+        rules: vec!["port_scan_vertical".into()],
+        ..OutputSection::default()
+    };
+    let mut config = common::voter_config(dirs[0].path(), &admitted, None);
+    config.outputs = vec![output(0, "any")];
+    let a = Node::start(config).await.expect("a starts");
+    let port = common::mesh_port(&a).await;
+    let mut config = common::voter_config(dirs[1].path(), &admitted, Some(port));
+    config.outputs = vec![output(1, "local")];
+    let b = Node::start(config).await.expect("b starts");
+    let ids = |i: usize| -> Vec<String> {
+        lines(&file(i))
+            .iter()
+            .filter_map(|l| Alert::decode(l.as_bytes()).ok().map(|a| a.id))
+            .collect()
+    };
+    // b's alert reaches a by gossip; a's "any" output writes it.
+    let from_b = common::raise(&b, Ipv4Addr::new(10, 4, 0, 2)).await;
+    let forwarded = eventually(Duration::from_secs(30), || async {
+        ids(0).contains(&from_b.id).then_some(())
+    })
+    .await;
+    assert!(forwarded.is_some(), "a's file: {:?}", ids(0));
+    // a's alert reaches b, whose "local" output leaves it out.
+    let mut on_b = b.subscribe_alerts();
+    let from_a = common::raise(&a, Ipv4Addr::new(10, 4, 0, 1)).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while on_b.recv().await.map(|x| x.id) != Ok(from_a.id.clone()) {}
+    })
+    .await
+    .expect("b receives a's alert");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ids(1),
+        std::slice::from_ref(&from_b.id),
+        "b writes only its own alert"
+    );
+    assert_eq!(ids(0), [from_b.id.clone(), from_a.id.clone()]);
+    b.shutdown().await;
+    a.shutdown().await;
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub struct OutputSection {
     pub format: String,
     pub min_severity: String,
     pub rules: Vec<String>,
+    pub origin: String,
     pub address: String,
     pub transport: String,
     pub facility: String,
@@ -45,6 +46,7 @@ impl Default for OutputSection {
             format: "json".into(),
             min_severity: "low".into(),
             rules: Vec::new(),
+            origin: "local".into(),
             address: String::new(),
             transport: "udp".into(),
             facility: "local0".into(),
@@ -139,6 +141,12 @@ pub(super) fn validate(outputs: &[OutputSection]) -> Vec<Problem> {
                     o.min_severity,
                     amoskys_mesh::alert::SEVERITIES.join(", ")
                 ),
+            );
+        }
+        if o.origin != "local" && o.origin != "any" {
+            bad(
+                "origin",
+                format!("{:?} is not \"local\" or \"any\"", o.origin),
             );
         }
         for (j, rule) in o.rules.iter().enumerate() {

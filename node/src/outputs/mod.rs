@@ -133,19 +133,23 @@ pub struct Filter {
     /// Index in [`amoskys_mesh::alert::SEVERITIES`].
     min_severity: usize,
     rules: Vec<String>,
+    /// Only alerts of this origin (the node's own id), when set.
+    origin: Option<String>,
 }
 
 impl Filter {
-    pub fn new(min_severity: &str, rules: &[String]) -> Self {
+    pub fn new(min_severity: &str, rules: &[String], origin: Option<String>) -> Self {
         Self {
             min_severity: severity_rank(min_severity).unwrap_or(0),
             rules: rules.to_vec(),
+            origin,
         }
     }
 
     pub fn passes(&self, alert: &Alert) -> bool {
         severity_rank(&alert.body.severity).is_some_and(|r| r >= self.min_severity)
             && (self.rules.is_empty() || self.rules.contains(&alert.body.rule))
+            && self.origin.as_ref().is_none_or(|o| *o == alert.origin)
     }
 }
 
@@ -180,9 +184,11 @@ pub struct Outputs {
 
 impl Outputs {
     /// Opens each output's spool under `<data_dir>/outputs/<name>` and
-    /// starts its tasks. A problem names the output's key.
+    /// starts its tasks; `own` is the node's id (`origin = "local"`). A
+    /// problem names the output's key.
     pub fn start(
         config: &Config,
+        own: &str,
         data_dir: &Path,
         alerts: &broadcast::Sender<Alert>,
         shutdown: &watch::Receiver<bool>,
@@ -223,7 +229,11 @@ impl Outputs {
             ready.notify_one();
             out.tasks.push(tokio::spawn(intake(
                 alerts.subscribe(),
-                Filter::new(&o.min_severity, &o.rules),
+                Filter::new(
+                    &o.min_severity,
+                    &o.rules,
+                    (o.origin == "local").then(|| own.to_owned()),
+                ),
                 spool.clone(),
                 stats.clone(),
                 ready.clone(),
@@ -502,10 +512,14 @@ mod tests {
             a.body.severity = sev.into();
             a
         };
-        let f = Filter::new("medium", &["port_scan_vertical".into()]);
+        let f = Filter::new("medium", &["port_scan_vertical".into()], None);
         assert!(f.passes(&alert("high", "port_scan_vertical")));
         assert!(!f.passes(&alert("low", "port_scan_vertical")));
         assert!(!f.passes(&alert("critical", "brute_force")));
-        assert!(Filter::new("low", &[]).passes(&alert("low", "anything")));
+        assert!(Filter::new("low", &[], None).passes(&alert("low", "anything")));
+        let own = alert("low", "r").origin;
+        assert!(Filter::new("low", &[], Some(own)).passes(&alert("low", "r")));
+        let other = Some("12D3KooWanotherpeer".to_owned());
+        assert!(!Filter::new("low", &[], other).passes(&alert("low", "r")));
     }
 }
