@@ -1,5 +1,6 @@
 //! What the output tests run against: test nodes, rsyslogd, an HTTP
-//! receiver, `amoskys run`.
+//! receiver, `amoskys run`. Each test file uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -115,17 +116,41 @@ pub type Bodies = Arc<Mutex<Vec<String>>>;
 
 /// An HTTP receiver on `port` storing every POST body; stops when the
 /// returned sender is dropped.
+/// At `/picky` it answers 400 to an alert about 10.3.0.1 and 503 to the
+/// first try of one about 10.3.0.2, storing neither.
 pub async fn receiver(port: u16, bodies: Bodies) -> tokio::sync::oneshot::Sender<()> {
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let bodies = bodies.clone();
-            async move {
-                bodies.lock().expect("lock").push(body);
-                "ok"
-            }
-        }),
-    );
+    use axum::http::StatusCode;
+    let busy_once = Arc::new(Mutex::new(true));
+    let picky_bodies = bodies.clone();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let bodies = bodies.clone();
+                async move {
+                    bodies.lock().expect("lock").push(body);
+                    "ok"
+                }
+            }),
+        )
+        .route(
+            "/picky",
+            axum::routing::post(move |body: String| {
+                let (bodies, busy_once) = (picky_bodies.clone(), busy_once.clone());
+                async move {
+                    if body.contains("source_ip:10.3.0.1\"") {
+                        return (StatusCode::BAD_REQUEST, "no such index");
+                    }
+                    if body.contains("source_ip:10.3.0.2\"")
+                        && std::mem::take(&mut *busy_once.lock().expect("lock"))
+                    {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "busy");
+                    }
+                    bodies.lock().expect("lock").push(body);
+                    (StatusCode::OK, "ok")
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("the receiver binds its port again");
