@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use outputs::{FACILITIES, MAX_OUTPUTS, OUTPUT_TOML, OutputSection};
 pub use load::{CONFIG_FILE_ENV, ConfigError, SYSTEM_CONFIG_FILE, Source, default_file};
+pub use outputs::{FACILITIES, MAX_OUTPUTS, OUTPUT_TOML, OutputSection};
 pub use validate::Problem;
 pub(crate) use validate::{host_port, is_dns_name};
 
