@@ -400,3 +400,95 @@ pub async fn act(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use amoskys_learning::anomaly::{AnomalyModel, ModelKind, TrainConfig};
+
+    use super::*;
+    use crate::models::info_for;
+
+    /// A tails model of two features trained on a grid of ordinary rows.
+    fn loaded(seed: u64) -> Loaded {
+        let rows: Vec<Vec<f32>> = (0..400)
+            .map(|i| vec![(i % 20) as f32 / 100.0, (i % 7) as f32 / 100.0])
+            .collect();
+        let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        let cfg = TrainConfig {
+            kind: ModelKind::Tails,
+            seed,
+            ..TrainConfig::default()
+        };
+        let model = AnomalyModel::train("source@1", &rows, &cfg).expect("trains");
+        let mut info = info_for(EntityKind::Source, &model, 0.0);
+        info.sha256 = format!("{seed:064x}");
+        Loaded { info, model }
+    }
+
+    fn scores(l: &Loaded, far: bool) -> Vec<f64> {
+        let rows: Vec<Vec<f32>> = (0..50)
+            .map(|i| {
+                let v = if far { 0.9 } else { (i % 20) as f32 / 100.0 };
+                vec![v, (i % 7) as f32 / 100.0]
+            })
+            .collect();
+        let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        l.model.score(&rows)
+    }
+
+    #[test]
+    fn one_finding_and_one_action_per_episode_and_a_new_model_ends_it() {
+        for (action, sent) in [
+            ("alert", None),
+            ("retrain", Some(Action::Retrain)),
+            ("federated_round", Some(Action::FederatedRound)),
+        ] {
+            let board = DriftBoard::default();
+            let (tx, mut rx) = mpsc::channel(ACTIONS_QUEUE);
+            board.send_actions_to(tx);
+            board.configure(DriftSettings {
+                min_windows: 100,
+                windows: 200,
+                ..DriftSettings::from_policy(&LearningPolicy {
+                    drift_action: action.into(),
+                    ..LearningPolicy::default()
+                })
+            });
+            let model = loaded(1);
+            // Ordinary windows: warming, then steady.
+            for batch in 0..4u64 {
+                board.record(EntityKind::Source, &model, &scores(&model, false), batch);
+                assert!(board.check().is_empty(), "{action}");
+            }
+            // Far-out windows: one finding, one action, however long.
+            let mut found = Vec::new();
+            for batch in 4..12u64 {
+                board.record(EntityKind::Source, &model, &scores(&model, true), batch);
+                found.extend(board.check());
+            }
+            assert_eq!(found.len(), 1, "{action}: {found:?}");
+            let f = &found[0];
+            assert_eq!(
+                (f.rule.as_str(), f.severity),
+                ("model_drift", Severity::Low)
+            );
+            assert_eq!(f.subject, Subject::Model("source".into()));
+            assert!(f.score > 0.5, "{f:?}");
+            assert_eq!(rx.try_recv().ok().map(|r| r.action), sent, "{action}");
+            assert!(rx.try_recv().is_err(), "{action}: one action");
+            let status = board.status();
+            assert!(status[0].drifting && status[0].episodes == 1, "{status:?}");
+            // A new model ends the episode and empties the window.
+            board.replaced(EntityKind::Source, &loaded(2), 99);
+            let status = board.status();
+            let last = status[0].last_episode.as_ref().expect("episode");
+            assert!(!status[0].drifting && status[0].windows == 0, "{status:?}");
+            assert_eq!(last.ended_ns, Some(99));
+            assert!(
+                last.ended_by
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("model replaced"))
+            );
+        }
+    }
+}
