@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use amoskys_learning::RulePolicy;
-use amoskys_learning::anomaly::{AnomalyModel, TrainConfig};
+use amoskys_learning::anomaly::{AnomalyModel, ModelKind, TrainConfig};
 use amoskys_learning::features::{EntityKind, FEATURE_SCHEMA_VERSION, FeatureExtractor};
 use amoskys_sensors::now_ns;
 use serde::{Deserialize, Serialize};
@@ -37,8 +37,12 @@ pub struct ModelInfo {
     /// Feature schema of its inputs, e.g. `source@1`.
     pub schema: String,
     pub feature_schema_version: u32,
-    /// tails, autoencoder or combined.
+    /// auto, tails, forest, autoencoder or combined.
     pub model: String,
+    /// What scores the windows, e.g. what `auto` chose: `tails (top 5)`,
+    /// `isolation forest`; empty in records written before it was kept.
+    #[serde(default)]
+    pub detector: String,
     /// SHA-256 of the stored model bytes, hex.
     pub sha256: String,
     pub size_bytes: usize,
@@ -318,6 +322,10 @@ pub fn info_for(kind: EntityKind, model: &AnomalyModel, train_seconds: f64) -> M
         schema: kind.schema(),
         feature_schema_version: FEATURE_SCHEMA_VERSION,
         model: format!("{:?}", model.config().kind).to_lowercase(),
+        detector: match model.config().kind {
+            ModelKind::Autoencoder | ModelKind::Combined => String::new(),
+            _ => model.detector().to_string(),
+        },
         sha256: String::new(),
         size_bytes: 0,
         trained_at_ns: now_ns(),

@@ -353,6 +353,9 @@ fn a_flood_during_training_stays_out_of_the_baseline_named_or_not() {
     assert!(kept.left_out >= 60_000, "{kept:?}");
     let rows = |k: &amoskys_node::models::KindOutcome| k.model.as_ref().map(|m| m.train_rows);
     assert_eq!(rows(&kept), Some(28 * 8), "{kept:?}");
+    // The record says what scores the windows.
+    let detector = kept.model.as_ref().map(|m| m.detector.as_str());
+    assert_eq!(detector, Some("tails (top 5)"));
     assert_eq!(all.left_out, 0);
     assert!(rows(&all) >= Some(60_000), "{all:?}");
     assert!(capped.left_out >= 60_000 - 30 * 16, "{capped:?}");

@@ -73,7 +73,10 @@ async fn list(api: &ApiArgs, json: bool) -> Result<(), ClientError> {
         .map(|m| {
             vec![
                 show::text(&m["entity"]),
-                show::text(&m["model"]),
+                match m["detector"].as_str() {
+                    Some(d) if !d.is_empty() && m["model"] == "auto" => format!("auto: {d}"),
+                    _ => show::text(&m["model"]),
+                },
                 show::text(&m["train_rows"]),
                 m["threshold"]
                     .as_f64()
