@@ -28,6 +28,7 @@ pub struct OutputSection {
     pub app_name: String,
     pub url: String,
     pub headers: Vec<String>,
+    pub template: String,
     pub ca_file: String,
     pub timeout_ms: u64,
     pub path: String,
@@ -53,6 +54,7 @@ impl Default for OutputSection {
             app_name: "amoskys".into(),
             url: String::new(),
             headers: Vec::new(),
+            template: String::new(),
             ca_file: String::new(),
             timeout_ms: 5000,
             path: String::new(),
@@ -180,13 +182,14 @@ pub(super) fn validate(outputs: &[OutputSection]) -> Vec<Problem> {
         }
         // Keys of another kind, set away from their default, are mistakes.
         let d = OutputSection::default();
-        let foreign: [(&str, &str, bool); 11] = [
+        let foreign: [(&str, &str, bool); 12] = [
             ("address", "syslog", o.address != d.address),
             ("transport", "syslog", o.transport != d.transport),
             ("facility", "syslog", o.facility != d.facility),
             ("app_name", "syslog", o.app_name != d.app_name),
             ("url", "webhook", o.url != d.url),
             ("headers", "webhook", o.headers != d.headers),
+            ("template", "webhook", o.template != d.template),
             (
                 "ca_file",
                 "webhook",
@@ -286,6 +289,40 @@ fn webhook(o: &OutputSection, bad: &mut impl FnMut(&str, String)) {
         }
     }
     ca_file(o, bad);
+    template(o, bad);
+}
+
+fn template(o: &OutputSection, bad: &mut impl FnMut(&str, String)) {
+    use crate::outputs::format::{TEMPLATE_FIELDS, unknown_placeholders};
+    if o.template.is_empty() {
+        return;
+    }
+    let unknown = unknown_placeholders(&o.template);
+    if !unknown.is_empty() {
+        bad(
+            "template",
+            format!(
+                "has unknown placeholders {}; expected {{{{field}}}} with field one of {}",
+                unknown.join(", "),
+                TEMPLATE_FIELDS.join(", ")
+            ),
+        );
+        return;
+    }
+    // Filled with plain text, the template must be JSON.
+    let mut sample = o.template.clone();
+    for f in TEMPLATE_FIELDS {
+        sample = sample.replace(&format!("{{{{{f}}}}}"), "x");
+    }
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&sample) {
+        bad("template", format!("is not JSON once filled in: {e}"));
+    }
+    if o.format != "json" {
+        bad(
+            "format",
+            "is ignored with a template; leave it \"json\"".into(),
+        );
+    }
 }
 
 fn ca_file(o: &OutputSection, bad: &mut impl FnMut(&str, String)) {

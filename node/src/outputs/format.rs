@@ -37,6 +37,82 @@ impl Format {
     }
 }
 
+/// The placeholders of a webhook `template`, each replaced by the alert's
+/// value, JSON-escaped (without quotes).
+pub const TEMPLATE_FIELDS: [&str; 10] = [
+    "id",
+    "origin",
+    "time",
+    "severity",
+    "category",
+    "technique",
+    "rule",
+    "score",
+    "subject",
+    "evidence",
+];
+
+/// A webhook body from `template`: `{{field}}` replaced by the alert's
+/// field, JSON-escaped, for the message formats of chat services. Unknown
+/// placeholders stay as they are (validation refuses them).
+pub fn fill(template: &str, alert: &Alert) -> String {
+    let b = &alert.body;
+    let value = |field: &str| -> Option<String> {
+        Some(match field {
+            "id" => alert.id.clone(),
+            "origin" => alert.origin.clone(),
+            "time" => amoskys_mesh::alert::rfc3339(b.time_ns),
+            "severity" => b.severity.clone(),
+            "category" => b.category.clone(),
+            "technique" => b.technique.clone(),
+            "rule" => b.rule.clone(),
+            "score" => format!("{:.2}", b.score),
+            "subject" => b.subject.clone(),
+            "evidence" => {
+                let facts: Vec<String> =
+                    b.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                facts.join(", ")
+            }
+            _ => return None,
+        })
+    };
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after
+            .find("}}")
+            .and_then(|end| Some((end, value(after[..end].trim())?)))
+        {
+            Some((end, v)) => {
+                let quoted = serde_json::Value::String(v).to_string();
+                out.push_str(&quoted[1..quoted.len() - 1]);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The placeholders of `template` that are not fields.
+pub fn unknown_placeholders(template: &str) -> Vec<String> {
+    template
+        .split("{{")
+        .skip(1)
+        .filter_map(|part| {
+            part.split_once("}}")
+                .map(|(name, _)| name.trim().to_owned())
+        })
+        .filter(|name| !TEMPLATE_FIELDS.contains(&name.as_str()))
+        .collect()
+}
+
 /// CEF severity (0 to 10) of an alert severity.
 pub fn cef_severity(severity: &str) -> u8 {
     match severity {
@@ -200,6 +276,21 @@ mod tests {
         );
         assert_eq!(line, expected);
         assert_eq!(octet_counted("abc"), b"3 abc");
+    }
+
+    #[test]
+    fn a_template_takes_escaped_fields_and_stays_json() {
+        let a = alert("odd\"rule", "source_ip:192.0.2.7");
+        let body = fill(
+            r#"{"text": "{{severity}}: {{rule}} on {{ subject }} ({{nope}})"}"#,
+            &a,
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            v["text"],
+            "high: odd\"rule on source_ip:192.0.2.7 ({{nope}})"
+        );
+        assert_eq!(unknown_placeholders("{{rule}} {{nope}}"), ["nope"]);
     }
 
     #[test]

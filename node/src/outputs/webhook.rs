@@ -1,5 +1,5 @@
-//! Webhook output: each alert as one HTTP(S) POST of JSON (the signed alert
-//! or OCSF). A 2xx answer delivers it; 408, 429, 5xx and network errors
+//! Webhook output: each alert as one HTTP(S) POST of JSON (the signed alert,
+//! OCSF, or a template of the message a chat service takes). A 2xx answer delivers it; 408, 429, 5xx and network errors
 //! are retried; any other answer refuses it for good.
 
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::config::OutputSection;
 pub struct WebhookSink {
     url: String,
     format: Format,
+    template: String,
     http: reqwest::Client,
 }
 
@@ -49,13 +50,18 @@ impl WebhookSink {
         Ok(Self {
             url: o.url.clone(),
             format: Format::parse(&o.format),
+            template: o.template.clone(),
             http,
         })
     }
 
     /// Posts one alert.
     pub async fn deliver(&mut self, alert: &Alert) -> Result<(), DeliveryError> {
-        let body = self.format.render(alert);
+        let body = if self.template.is_empty() {
+            self.format.render(alert)
+        } else {
+            super::format::fill(&self.template, alert)
+        };
         let answer = self
             .http
             .post(&self.url)
