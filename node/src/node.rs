@@ -12,7 +12,7 @@ use amoskys_sensors::ebpf::{EbpfConfig, EbpfSensor};
 use amoskys_sensors::flows::{FlowConfig, FlowSensor};
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
 use amoskys_sensors::snmp::{SnmpConfig, SnmpSensor};
-use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel, now_ns};
+use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::{self, ApiState, NodeInfo};
@@ -39,7 +39,6 @@ const STORE_RELEASE: Duration = Duration::from_secs(10);
 /// Requests from peers (Raft, joins) waiting for a handler.
 const REQUEST_QUEUE: usize = 1024;
 /// How often age retention runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -378,7 +377,7 @@ impl Node {
                 workspace.clone().run(mesh, shutdown_rx.clone()),
             ));
         }
-        tasks.push(tokio::spawn(retention(
+        tasks.push(tokio::spawn(crate::storage::upkeep::retention(
             store.clone(),
             config.event_retention(),
             config.storage.event_max_mb.saturating_mul(1 << 20),
@@ -538,67 +537,15 @@ impl Node {
         // The database closes (and its lock file frees) with its last
         // holder: a blocking task still training on it may hold it a
         // moment after the node's own parts are gone.
-        let mut store = self.store.clone();
+        let store = self.store.clone();
         drop(self);
-        let deadline = Instant::now() + STORE_RELEASE;
-        loop {
-            match Arc::try_unwrap(store) {
-                Ok(closed) => {
-                    drop(closed);
-                    break;
-                }
-                Err(held) if Instant::now() < deadline => {
-                    store = held;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "database still in use after shutdown; closes with its last user"
-                    );
-                    break;
-                }
-            }
-        }
+        crate::storage::upkeep::close(store, STORE_RELEASE).await;
         tracing::info!(node = %id, "node stopped");
     }
 
     /// The database directory of this node.
     pub fn db_path(&self) -> PathBuf {
         self.store.path().to_owned()
-    }
-}
-
-async fn retention(
-    store: Arc<Store>,
-    keep: Duration,
-    max_bytes: u64,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(RETENTION_EVERY);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        let cutoff = now_ns().saturating_sub(u64::try_from(keep.as_nanos()).unwrap_or(u64::MAX));
-        let store = store.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            store.delete_events_before(cutoff)?;
-            store.enforce_events_size(max_bytes)
-        })
-        .await;
-        match result {
-            Ok(Ok(Some(cutoff_ns))) => {
-                tracing::info!(
-                    cutoff_ns,
-                    max_bytes,
-                    "event store over its size limit; oldest events deleted"
-                )
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "event retention failed"),
-            Err(e) => tracing::warn!(error = %e, "event retention task failed"),
-        }
     }
 }
 

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 mod alerts;
 mod suppress;
+pub mod upkeep;
 
 /// Meta key holding the next event sequence number, written with each batch.
 const NEXT_SEQ_KEY: &str = "events.next_seq";
