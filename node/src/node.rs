@@ -38,7 +38,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const STORE_RELEASE: Duration = Duration::from_secs(10);
 /// Requests from peers (Raft, joins) waiting for a handler.
 const REQUEST_QUEUE: usize = 1024;
-/// How often age retention runs.
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::Store;
 
+/// How often age retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes events older than `keep` and beyond `max_bytes` every minute
