@@ -298,12 +298,20 @@ fn eval_federated(opts: amoskys_node::eval_federated::Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match fed::write(&report, &opts.out) {
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    written(
+        fed::write(&report, &opts.out).map_err(|e| e.to_string()),
+        &report.verdicts,
+    )
+}
+
+/// Prints a report's verdicts and the files written, or why not.
+fn written(files: Result<Vec<PathBuf>, String>, verdicts: &[String]) -> ExitCode {
+    match files {
         Ok(files) => {
-            for n in &report.notes {
-                println!("note: {n}");
-            }
-            for v in &report.verdicts {
+            for v in verdicts {
                 println!("{v}");
             }
             println!("report written:");
@@ -322,22 +330,15 @@ fn eval_federated(opts: amoskys_node::eval_federated::Options) -> ExitCode {
 fn eval_verdicts(opts: amoskys_node::eval_federated::verdicts::Options) -> ExitCode {
     use amoskys_node::eval_federated::verdicts;
     let report = verdicts::run(&opts, &mut |step| eprintln!("{step}"));
-    let written = report
-        .map_err(|e| e.to_string())
-        .and_then(|r| verdicts::write(&r, &opts.out).map(|files| (r, files)));
-    match written {
-        Ok((report, files)) => {
-            for set in &report.sets {
+    match report {
+        Ok(r) => {
+            for set in &r.sets {
                 print!("{}", set.markdown());
             }
-            for v in &report.verdicts {
-                println!("{v}");
-            }
-            println!("report written:");
-            for f in files {
-                println!("  {}", f.display());
-            }
-            ExitCode::SUCCESS
+            written(
+                verdicts::write(&r, &opts.out).map_err(|e| e.to_string()),
+                &r.verdicts,
+            )
         }
         Err(e) => {
             eprintln!("amoskys: {e}");
