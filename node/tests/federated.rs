@@ -53,6 +53,7 @@ fn device_events(node: usize, secs: u64) -> Vec<Event> {
                         in_errors_per_sec: Some(0.0),
                         out_errors_per_sec: Some(0.0),
                     }],
+                    ..Default::default()
                 }),
             ));
         }

@@ -4,6 +4,8 @@
 //! they correspond to. [`SCHEMA_VERSION`] changes whenever a field changes
 //! meaning or is removed; adding an optional field does not change it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the event schema written into every event.
@@ -283,8 +285,8 @@ pub enum FileActivityKind {
     Open,
 }
 
-/// One SNMP poll of a device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One reading of a device: an SNMP poll, or an MQTT message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceMetrics {
     /// Device name from the configuration.
     pub device: String,
@@ -303,6 +305,12 @@ pub struct DeviceMetrics {
     pub memory_total_kib: Option<u64>,
     pub memory_available_kib: Option<u64>,
     pub interfaces: Vec<InterfaceRates>,
+    /// Named readings from an MQTT payload (metric name → value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// Size of the MQTT payload the reading came in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_bytes: Option<u64>,
 }
 
 /// Rates of one interface between two polls (none on the first poll, after a

@@ -13,6 +13,7 @@
 //! Sources:
 //! - [`procfs`]: process start and exit with lineage, read from `/proc`.
 //! - [`snmp`]: device metrics polled from SNMP agents (v2c and v3).
+//! - [`mqtt`]: device readings published to an MQTT broker (3.1.1 and 5).
 //! - [`flows`]: bidirectional network flow records from AF_PACKET capture.
 //! - [`ebpf`]: exec, connect/accept and watched-file opens from eBPF programs.
 
@@ -20,6 +21,7 @@ pub mod ebpf;
 pub mod event;
 pub mod flows;
 pub mod procfs;
+pub mod mqtt;
 mod sink;
 pub mod snmp;
 pub mod worker;

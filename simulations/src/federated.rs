@@ -120,6 +120,7 @@ pub fn device_events(site: usize, secs: u64, attack: bool, rng: &mut Rng) -> Vec
                         in_errors_per_sec: Some(errors),
                         out_errors_per_sec: Some(0.0),
                     }],
+                    ..Default::default()
                 }),
             ));
         }

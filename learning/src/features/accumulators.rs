@@ -152,6 +152,8 @@ pub(super) struct DeviceAcc {
     pub(super) errors: f64,
     pub(super) max_z: f64,
     pub(super) rebooted: bool,
+    pub(super) payload_bytes: f64,
+    pub(super) max_metric_z: f64,
 }
 
 impl DeviceAcc {
@@ -168,6 +170,9 @@ impl DeviceAcc {
             log_scale(self.errors / n, 1e6),
             (self.max_z / 10.0).min(1.0) as f32,
             f32::from(u8::from(self.rebooted)),
+            log_scale(self.polls as f64, 1e5),
+            log_scale(self.payload_bytes / n, 1e6),
+            (self.max_metric_z / 10.0).min(1.0) as f32,
         ]
     }
 }

@@ -7,12 +7,13 @@
 //! time, every entity's window closes into a [`FeatureWindow`] whose values
 //! are scaled to [0, 1]: counts on a log scale up to a stated ceiling,
 //! ratios as they are. The names and order of the values are the feature
-//! schema, versioned by [`FEATURE_SCHEMA_VERSION`]; a model records the
+//! schema, versioned per kind by [`EntityKind::version`]; a model records the
 //! schema it was trained on and is never fed another.
 //!
-//! Two pieces of state outlive a window: the parent→child pairs seen so far
-//! (for "rare lineage") and per-interface moving averages of SNMP rates (for
-//! rate z-scores). Both are bounded.
+//! Three pieces of state outlive a window: the parent→child pairs seen so
+//! far (for "rare lineage"), per-interface moving averages of SNMP rates and
+//! per-metric moving averages of MQTT readings (for z-scores). All are
+//! bounded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,12 +28,14 @@ use crate::Subject;
 mod accumulators;
 use accumulators::{DeviceAcc, Ewma, HostAcc, ProcessAcc, SourceAcc};
 
-/// Version of every schema below; bumped when a feature is added, removed,
-/// reordered or rescaled.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+/// The newest version of any schema below. Each kind's own version
+/// ([`EntityKind::version`]) is bumped when one of its features is added,
+/// removed, reordered or rescaled.
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
 /// Parent→child pairs remembered for the rarity of a launch.
 const MAX_PAIRS: usize = 65_536;
-/// Interfaces with a moving average of their rates.
+/// Interfaces with a moving average of their rates; so many device metrics
+/// too.
 const MAX_INTERFACES: usize = 4_096;
 /// Weight of the newest window in an interface's moving average.
 const EWMA_ALPHA: f64 = 0.1;
@@ -51,7 +54,7 @@ pub enum EntityKind {
     Host,
     /// A program, by executable path.
     Process,
-    /// An SNMP device.
+    /// A device: polled by SNMP or publishing over MQTT.
     Device,
 }
 
@@ -67,9 +70,18 @@ impl EntityKind {
         }
     }
 
+    /// The version of this kind's features: 2 for devices (message rate,
+    /// payload size and metric z-score added), 1 for the others.
+    pub fn version(self) -> u32 {
+        match self {
+            Self::Device => FEATURE_SCHEMA_VERSION,
+            Self::Source | Self::Host | Self::Process => 1,
+        }
+    }
+
     /// The feature schema, e.g. `source@1`.
     pub fn schema(self) -> String {
-        format!("{}@{FEATURE_SCHEMA_VERSION}", self.as_str())
+        format!("{}@{}", self.as_str(), self.version())
     }
 
     /// Names of the features, in order.
@@ -128,6 +140,9 @@ impl EntityKind {
                 "error_rate",
                 "max_rate_zscore",
                 "rebooted",
+                "messages",
+                "payload_bytes",
+                "max_metric_zscore",
             ],
         }
     }
@@ -188,6 +203,8 @@ pub struct FeatureExtractor {
     devices: HashMap<String, DeviceAcc>,
     pairs: HashMap<(String, String), u32>,
     rates: HashMap<(String, u32), Ewma>,
+    /// Per (device, metric) of MQTT readings.
+    readings: HashMap<(String, String), Ewma>,
 }
 
 impl FeatureExtractor {
@@ -204,6 +221,7 @@ impl FeatureExtractor {
             devices: HashMap::new(),
             pairs: HashMap::new(),
             rates: HashMap::new(),
+            readings: HashMap::new(),
         }
     }
 
@@ -397,8 +415,23 @@ impl FeatureExtractor {
             });
             max_z = max_z.max(ewma.observe((ib + ob).max(0.0).ln_1p()));
         }
+        let mut max_metric_z = 0f64;
+        for (metric, value) in &d.metrics {
+            let key = (d.device.clone(), metric.clone());
+            if !self.readings.contains_key(&key) && self.readings.len() >= MAX_INTERFACES {
+                continue;
+            }
+            let ewma = self.readings.entry(key).or_insert(Ewma {
+                mean: 0.0,
+                var: 0.0,
+                seen: 0,
+            });
+            max_metric_z = max_metric_z.max(ewma.observe(*value));
+        }
         let acc = self.devices.entry(d.device.clone()).or_default();
         acc.polls += 1;
+        acc.payload_bytes += d.payload_bytes.unwrap_or(0) as f64;
+        acc.max_metric_z = acc.max_metric_z.max(max_metric_z);
         if !d.cpu_percent.is_empty() {
             let sum: f64 = d.cpu_percent.iter().map(|c| f64::from(*c)).sum();
             acc.cpu += sum / d.cpu_percent.len() as f64;

@@ -189,6 +189,7 @@ fn a_rate_jump_raises_the_zscore() {
                     in_errors_per_sec: Some(0.0),
                     out_errors_per_sec: Some(0.0),
                 }],
+                ..Default::default()
             }),
         )
     };

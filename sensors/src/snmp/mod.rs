@@ -300,6 +300,7 @@ fn metrics_event(
             memory_total_kib: r.memory_total_kib,
             memory_available_kib: r.memory_available_kib,
             interfaces,
+            ..DeviceMetrics::default()
         }),
     )
 }
