@@ -10,6 +10,7 @@
 //! - [`detect`] and [`privacy`]: rules over stored events, signed alerts;
 //! - [`api`] and [`metrics`]: the HTTP API and Prometheus metrics;
 //! - [`outputs`]: alerts to syslog collectors, webhooks and files;
+//! - [`response`]: decisions the mesh agrees on, enforced with nftables;
 //! - [`audit`]: signed audit records, committed through Raft with the
 //!   actions they record;
 //! - [`auth`]: signed API requests, operator roles per route, key files;
@@ -43,6 +44,7 @@ pub mod outputs;
 pub mod peering;
 pub mod policy;
 pub mod privacy;
+pub mod response;
 pub mod rotation;
 pub mod storage;
 pub mod suppress;

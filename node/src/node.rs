@@ -320,6 +320,20 @@ impl Node {
             policy_rx.clone(),
             shutdown_rx.clone(),
         ));
+        let response = Arc::new(crate::response::Response::new(crate::response::nft::TABLE));
+        let bouncer = tokio::spawn(crate::response::bouncer::run(
+            crate::response::bouncer::Parts {
+                me: id.to_string(),
+                policy: policy_rx.clone(),
+                alerts: alerts_tx.subscribe(),
+                workspace: workspace.clone(),
+                applied: cluster.cluster.applied(),
+                mesh: mesh.clone(),
+                response: response.clone(),
+                nft: crate::response::nft::Nft::default(),
+                shutdown: shutdown_rx.clone(),
+            },
+        ));
         let state = ApiState {
             info: Arc::new(NodeInfo {
                 id: id.clone(),
@@ -354,8 +368,9 @@ impl Node {
             console: Arc::new(crate::console::Console::new(tls.is_some())),
             restart: restart.clone(),
             outputs: outputs.stats,
+            response,
         };
-        let mut tasks = vec![drift_task];
+        let mut tasks = vec![drift_task, bouncer];
         tasks.extend(outputs.tasks);
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));

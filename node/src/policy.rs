@@ -6,8 +6,10 @@
 //! `[learning]` (the retraining schedule, federated rounds, model drift),
 //! `[membership]` (voter count, promotion, keys admitted on request) and
 //! `[governance]` (how many nodes' admins must approve a policy change, a
-//! member removal or a model activation). Before a cluster has committed a policy, each node runs the
-//! one its configuration gives.
+//! member removal or a model activation) and `[response]` (alerts turned
+//! into decisions, enforced or only recorded: [`crate::response`]). Before
+//! a cluster has committed a policy, each node runs the one its
+//! configuration gives.
 
 use amoskys_consensus::{GovernancePolicy, MembershipPolicy, NodeId};
 use amoskys_learning::RulePolicy;
@@ -24,6 +26,7 @@ pub struct Policy {
     pub learning: LearningPolicy,
     pub membership: MembershipSection,
     pub governance: GovernancePolicy,
+    pub response: crate::response::ResponsePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +231,7 @@ impl Policy {
             },
             membership: MembershipSection::default(),
             governance: GovernancePolicy::default(),
+            response: crate::response::ResponsePolicy::default(),
         })
     }
 
@@ -339,6 +343,7 @@ impl Policy {
             );
         }
         out.extend(self.governance.problems());
+        out.extend(self.response.problems());
         for (i, k) in self.membership.auto_admit.iter().enumerate() {
             if let Err(e) = NodeId::parse(k) {
                 out.push(format!("membership.auto_admit[{i}]: {e}"));

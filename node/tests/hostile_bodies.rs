@@ -109,6 +109,24 @@ async fn generated_hostile_writes_are_refused_cleanly() {
         ),
         (
             Method::POST,
+            "/api/v1/decisions",
+            json!({ "subject": "198.51.100.8", "duration_secs": max }).to_string(),
+            "duration_secs: ",
+        ),
+        (
+            Method::POST,
+            "/api/v1/decisions",
+            json!({ "subject": "198.51.100.8/99", "duration_secs": 60 }).to_string(),
+            "subject: ",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/policy",
+            format!("[response]\nmax_decisions = {max}\n"),
+            "response.max_decisions: ",
+        ),
+        (
+            Method::POST,
             "/api/v1/members",
             json!({ "id": id, "addr": "not an address" }).to_string(),
             "addr: ",

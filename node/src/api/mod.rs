@@ -25,6 +25,7 @@ mod admit;
 mod alerts;
 mod audit;
 mod cluster;
+mod decisions;
 mod export;
 mod guard;
 mod learn;
@@ -85,6 +86,8 @@ pub struct ApiState {
     pub restart: Arc<tokio::sync::Notify>,
     /// The alert outputs' counters and state.
     pub outputs: Vec<Arc<crate::outputs::OutputStats>>,
+    /// The bouncer's state and never-block check ([`crate::response`]).
+    pub response: Arc<crate::response::Response>,
 }
 
 /// Facts about the node fixed at start.
@@ -190,6 +193,12 @@ fn routes() -> Router<ApiState> {
             get(workspace::list)
                 .post(workspace::add)
                 .delete(workspace::remove),
+        )
+        .route(
+            "/api/v1/decisions",
+            get(decisions::list)
+                .post(decisions::add)
+                .delete(decisions::remove),
         )
         .route("/api/v1/cases", get(workspace::cases))
         .route("/api/v1/cases/{alert}", get(workspace::show))

@@ -35,6 +35,10 @@ pub struct NodeStatus {
     /// The alert outputs (`[[outputs]]`): state and counters.
     #[serde(default)]
     pub outputs: Vec<crate::outputs::OutputStatus>,
+    /// The bouncer ([`crate::response`]): mode, health and its reason,
+    /// what it enforces and refused.
+    #[serde(default)]
+    pub response: Option<crate::response::BouncerStatus>,
 }
 
 /// One sensor in `GET /api/v1/node`.
@@ -97,5 +101,6 @@ pub(super) async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
         policy_error: in_force.error.clone(),
         model_version,
         outputs: state.outputs.iter().map(|o| o.status()).collect(),
+        response: Some(state.response.status()),
     })
 }

@@ -4,6 +4,7 @@ mod alerts;
 mod audit;
 mod client;
 mod cluster;
+mod decisions;
 mod eval;
 mod key;
 mod learn;
@@ -78,6 +79,9 @@ enum Command {
     /// Acknowledge, annotate or show the case of an alert.
     #[command(subcommand)]
     Case(workspace::CaseCommand),
+    /// Response decisions every node enforces: list, add, remove.
+    #[command(subcommand)]
+    Decisions(decisions::DecisionsCommand),
     /// Operator keys, and the cluster's operators and their roles.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
@@ -208,6 +212,7 @@ pub fn main() -> ExitCode {
         Command::Learn(cmd) => learn::learn(cmd),
         Command::Intel(cmd) => workspace::intel(cmd),
         Command::Case(cmd) => workspace::case(cmd),
+        Command::Decisions(cmd) => decisions::run(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
         Command::Operator(cmd) => operator::operator(cmd),
         Command::Api(args) => operator::raw(args),

@@ -65,6 +65,18 @@ fn print(s: &NodeStatus) {
         Some(v) => println!("model     version {v} (the registry's active version)"),
         None => println!("model     none registered (local models only)"),
     }
+    if let Some(r) = &s.response {
+        let refused: u64 = r.refused.values().sum();
+        match &r.reason {
+            Some(why) if !r.healthy => {
+                println!("response  {} mode, bouncer UNHEALTHY: {why}", r.mode)
+            }
+            _ => println!(
+                "response  {} mode, bouncer healthy, {} enforced, {refused} refused",
+                r.mode, r.enforced
+            ),
+        }
+    }
     println!();
     let sensors = s
         .sensors

@@ -11,6 +11,7 @@
 //! | `case/<alert>/status` | `POST /api/v1/cases/<alert>/status` with the same status, or `…/ack` for `acknowledged` |
 //! | `case/<alert>/assignee` | `POST /api/v1/cases/<alert>/ack` with the same assignee |
 //! | `case/<alert>/note/…` | `POST /api/v1/cases/<alert>/notes` with the same text |
+//! | decision `<action>:<subject>` (and its tombstone) | `POST /api/v1/decisions`, `DELETE /api/v1/decisions?subject=…` (`decisions.rs`) |
 //!
 //! Request bodies are read as the API reads them (unknown fields refused).
 
@@ -64,6 +65,7 @@ pub(super) fn matches(
     match kind {
         DocKind::Intel => intel(key, entry, req, &path, query),
         DocKind::Cases => case(key, entry, req, &path),
+        DocKind::Decisions => super::decisions::claim(key, entry, req, &path, query),
     }
 }
 
@@ -184,7 +186,7 @@ fn case(key: &str, entry: &Entry, req: &RequestProof, path: &str) -> Result<(), 
 
 /// The value of `name` in a form-encoded query, when it appears exactly
 /// once.
-fn form_value(query: &str, name: &str) -> Option<String> {
+pub(super) fn form_value(query: &str, name: &str) -> Option<String> {
     let mut found = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -74,13 +74,18 @@ impl From<automerge::AutomergeError> for WsError {
 pub enum DocKind {
     Intel,
     Cases,
+    Decisions,
 }
 
 impl DocKind {
+    /// Every kind, in the order peers sync them.
+    pub const ALL: [DocKind; 3] = [DocKind::Intel, DocKind::Cases, DocKind::Decisions];
+
     pub fn label(self) -> &'static str {
         match self {
             DocKind::Intel => "intel",
             DocKind::Cases => "cases",
+            DocKind::Decisions => "decisions",
         }
     }
 
@@ -88,6 +93,7 @@ impl DocKind {
         match self {
             DocKind::Intel => 1,
             DocKind::Cases => 2,
+            DocKind::Decisions => 3,
         }
     }
 
@@ -95,6 +101,7 @@ impl DocKind {
         match code {
             1 => Some(DocKind::Intel),
             2 => Some(DocKind::Cases),
+            3 => Some(DocKind::Decisions),
             _ => None,
         }
     }

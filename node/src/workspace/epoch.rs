@@ -352,5 +352,6 @@ fn retired_keys(
     match kind {
         DocKind::Intel => super::intel::retired_keys(entries, now_ms),
         DocKind::Cases => super::cases::retired_keys(entries, now_ms, retention_ms),
+        DocKind::Decisions => super::decisions::retired_keys(entries, now_ms),
     }
 }

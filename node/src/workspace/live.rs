@@ -1,9 +1,9 @@
-//! The workspace on a running node: both documents kept in the store,
+//! The workspace on a running node: the documents kept in the store,
 //! edits from the API, sync with admitted peers over the mesh's
 //! `workspace` service (at once after a change, and every
 //! `workspace.sync_every_ms` so new peers are met), the IOC matcher and the
-//! false-positive verdicts that detection follows, and compaction when a
-//! document grows too large.
+//! false-positive verdicts that detection follows, the decisions the
+//! bouncer enforces, and compaction when a document grows too large.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use super::cases::{Case, CaseError, CaseNotes};
+use super::decisions::{DecisionError, Decisions};
 use super::doc::{DocKind, Document, WsError};
 use super::envelope::peek_kind;
 use super::intel::{IocError, ThreatIntel};
@@ -24,6 +25,7 @@ use super::sync::PeerSync;
 use crate::storage::{StorageError, Store};
 use crate::suppress::{FalsePositives, VerdictCounts, VerdictFeed};
 
+mod decided;
 mod edits;
 
 /// Messages one exchange with a peer may take before it waits for the
@@ -45,6 +47,8 @@ pub enum EditError {
     Intel(#[from] IocError),
     #[error("{0}")]
     Case(#[from] CaseError),
+    #[error("{0}")]
+    Decision(#[from] DecisionError),
     #[error("{0}")]
     Store(#[from] StorageError),
 }
@@ -86,12 +90,14 @@ pub struct DocStatus {
 pub struct WorkspaceStatus {
     pub intel: DocStatus,
     pub cases: DocStatus,
+    pub decisions: DocStatus,
     pub sync: SyncStats,
 }
 
 struct Docs {
     intel: ThreatIntel,
     cases: CaseNotes,
+    decisions: Decisions,
     peers: HashMap<(PeerId, DocKind), PeerSync>,
     /// Size of each document as last stored (saving is what costs).
     saved: HashMap<DocKind, usize>,
@@ -106,6 +112,7 @@ impl Docs {
         match kind {
             DocKind::Intel => self.intel.document_mut(),
             DocKind::Cases => self.cases.document_mut(),
+            DocKind::Decisions => self.decisions.document_mut(),
         }
     }
 
@@ -114,6 +121,7 @@ impl Docs {
         let doc = match kind {
             DocKind::Intel => self.intel.document_mut(),
             DocKind::Cases => self.cases.document_mut(),
+            DocKind::Decisions => self.decisions.document_mut(),
         };
         let state = self.peers.entry((peer, kind)).or_default();
         (doc, state)
@@ -130,6 +138,8 @@ pub struct Workspace {
     changed: Notify,
     matcher: watch::Sender<Arc<IocMatcher>>,
     verdicts: watch::Sender<Arc<FalsePositives>>,
+    /// Bumped after every change of the decisions document.
+    decided: watch::Sender<u64>,
     suppressed: Arc<VerdictCounts>,
     stats: Mutex<SyncStats>,
 }
@@ -183,15 +193,27 @@ impl Workspace {
             Some((d, size)) => (CaseNotes::from_document(d).map_err(corrupt("cases"))?, size),
             None => (CaseNotes::new(), 0),
         };
+        let (decisions, decisions_size) = match load(&store, DocKind::Decisions)? {
+            Some((d, size)) => (
+                Decisions::from_document(d).map_err(corrupt("decisions"))?,
+                size,
+            ),
+            None => (Decisions::new(), 0),
+        };
         let (matcher, _) = watch::channel(Arc::new(intel.matcher(now_ms())));
         let (verdicts, _) = watch::channel(Arc::new(cases.false_positives()));
         let me = key.verifying_key().to_bytes();
         Ok(Arc::new(Workspace {
             docs: Mutex::new(Docs {
-                saved: HashMap::from([(DocKind::Intel, intel_size), (DocKind::Cases, cases_size)]),
+                saved: HashMap::from([
+                    (DocKind::Intel, intel_size),
+                    (DocKind::Cases, cases_size),
+                    (DocKind::Decisions, decisions_size),
+                ]),
                 floor: HashMap::new(),
                 intel,
                 cases,
+                decisions,
                 peers: HashMap::new(),
             }),
             store,
@@ -201,6 +223,7 @@ impl Workspace {
             changed: Notify::new(),
             matcher,
             verdicts,
+            decided: watch::channel(0).0,
             suppressed: Arc::default(),
             stats: Mutex::new(SyncStats::default()),
         }))
@@ -252,6 +275,8 @@ impl Workspace {
         if kind == DocKind::Intel {
             self.matcher
                 .send_replace(Arc::new(docs.intel.matcher(now_ms())));
+        } else if kind == DocKind::Decisions {
+            self.decided.send_modify(|n| *n = n.wrapping_add(1));
         } else {
             let set = docs.cases.false_positives();
             self.verdicts.send_if_modified(|old| {
@@ -289,6 +314,7 @@ impl Workspace {
         WorkspaceStatus {
             intel: of(docs.intel.document()),
             cases: of(docs.cases.document()),
+            decisions: of(docs.decisions.document()),
             sync: lock(&self.stats).clone(),
         }
     }
@@ -395,7 +421,7 @@ impl Workspace {
     /// Compacts a document that grew past the threshold.
     fn compact_if_large(&self) {
         let mut docs = lock(&self.docs);
-        for kind in [DocKind::Intel, DocKind::Cases] {
+        for kind in DocKind::ALL {
             let size = docs.saved.get(&kind).copied().unwrap_or(0);
             let floor = docs.floor.get(&kind).copied().unwrap_or(0);
             if size <= self.settings.compact_above || size <= floor.saturating_mul(2) {
@@ -405,6 +431,7 @@ impl Workspace {
             let report = match kind {
                 DocKind::Intel => docs.intel.compact(now, keep, &self.key),
                 DocKind::Cases => docs.cases.compact(now, keep, &self.key),
+                DocKind::Decisions => docs.decisions.compact(now, keep, &self.key),
             };
             match report {
                 Ok(r) => {
@@ -455,7 +482,7 @@ impl Workspace {
             lock(&self.docs).peers.retain(|(p, _), _| peers.contains(p));
             let mut exchanges = tokio::task::JoinSet::new();
             for p in peers {
-                for kind in [DocKind::Intel, DocKind::Cases] {
+                for kind in DocKind::ALL {
                     let (me, mesh) = (self.clone(), mesh.clone());
                     exchanges.spawn(async move { me.exchange(&mesh, p, kind).await });
                 }

@@ -10,13 +10,15 @@
 //! removals older than the tombstone retention, is described in [`epoch`]).
 //!
 //! On top: [`intel`] (IOC lists, with [`matcher::IocMatcher`] for live
-//! detection) and [`cases`] (status, assignee and notes per alert);
-//! [`live`] runs both on a node (storage, API edits, sync over the mesh,
+//! detection), [`cases`] (status, assignee and notes per alert) and
+//! [`decisions`] (the response decisions every node enforces);
+//! [`live`] runs them on a node (storage, API edits, sync over the mesh,
 //! compaction). An edit made through the API carries its [`operator`]: the
 //! operator's signed request, checked by anyone who reads the entry.
 
 pub mod cases;
 mod claims;
+pub mod decisions;
 pub mod doc;
 mod envelope;
 pub mod epoch;
