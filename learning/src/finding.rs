@@ -22,6 +22,14 @@ pub enum Category {
     Persistence,
     CommandAndControl,
     Impact,
+    ResourceDevelopment,
+    InitialAccess,
+    PrivilegeEscalation,
+    DefenseEvasion,
+    Discovery,
+    LateralMovement,
+    Collection,
+    Exfiltration,
     /// From the anomaly model: unusual, not matched to a technique.
     Anomaly,
 }

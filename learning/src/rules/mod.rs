@@ -6,10 +6,12 @@
 //! window, so an ongoing attack yields one finding per window, not a flood.
 //! The SYN-flood rule counts over a short sliding window instead
 //! (`flood_window_ms`), and also fires at most once per `window_secs`.
+//! Users' Sigma rules (`sigma`, [`sigma`]) run beside them, stateless.
 
 mod flood;
 mod host;
 mod network;
+pub mod sigma;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -72,6 +74,9 @@ pub struct RulePolicy {
     /// How long a false-positive verdict on an alert suppresses its rule on
     /// its subject, from the verdict (0: it suppresses nothing).
     pub false_positive_suppress_secs: u64,
+    /// Sigma rule texts (YAML, one or more documents each), see
+    /// docs/RULES.md.
+    pub sigma: Vec<String>,
 }
 
 impl Default for RulePolicy {
@@ -121,6 +126,7 @@ impl Default for RulePolicy {
             campaign_min_nodes: 3,
             campaign_window_secs: 600,
             false_positive_suppress_secs: 86_400,
+            sigma: Vec::new(),
         }
     }
 }
@@ -211,6 +217,9 @@ impl RulePolicy {
                 self.brute_force_min_attempts
             ));
         }
+        if let Err(problems) = sigma::SigmaRules::load(&self.sigma) {
+            out.extend(problems.iter().map(ToString::to_string));
+        }
         out
     }
 
@@ -231,6 +240,7 @@ pub struct RuleEngine {
     ioc: HashSet<IpAddr>,
     net: network::NetworkRules,
     host: host::HostRules,
+    sigma: sigma::SigmaRules,
 }
 
 impl RuleEngine {
@@ -240,6 +250,7 @@ impl RuleEngine {
             ioc: policy.ioc_addresses.iter().copied().collect(),
             net: network::NetworkRules::new(policy.window_ns(), policy.slow_window_ns()),
             host: host::HostRules::new(policy.window_ns()),
+            sigma: sigma::SigmaRules::load_lenient(&policy.sigma).0,
             policy,
         }
     }
@@ -256,7 +267,22 @@ impl RuleEngine {
         }
         self.allow = policy.allow_sources.iter().copied().collect();
         self.ioc = policy.ioc_addresses.iter().copied().collect();
+        if policy.sigma != self.policy.sigma {
+            let users = self.sigma.user_names().clone();
+            self.sigma = sigma::SigmaRules::load_lenient(&policy.sigma).0;
+            self.sigma.set_user_names(users);
+        }
         self.policy = policy;
+    }
+
+    /// User names by uid, for the `User` field of Sigma rules.
+    pub fn set_user_names(&mut self, users: std::collections::HashMap<u32, String>) {
+        self.sigma.set_user_names(users);
+    }
+
+    /// The Sigma rules loaded from the policy.
+    pub fn sigma(&self) -> &sigma::SigmaRules {
+        &self.sigma
     }
 
     /// The node's own sockets: never reported as new listeners.
@@ -299,6 +325,7 @@ impl RuleEngine {
             EventBody::ProcessActivity(p) => self.host.process(&self.policy, t, p, &mut out),
             _ => {}
         }
+        self.sigma.observe(event, &mut out);
         out
     }
 
