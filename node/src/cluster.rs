@@ -69,6 +69,8 @@ pub struct Parts {
     /// A hand-over from this node's previous key not yet committed, and
     /// the data directory that keeps it ([`crate::rotation`]).
     pub handover: Option<(amoskys_consensus::rotation::Handover, std::path::PathBuf)>,
+    /// The verdicts and heads of federated head rounds.
+    pub learner: Arc<crate::verdicts::Learner>,
 }
 
 impl ClusterNode {
@@ -89,6 +91,7 @@ impl ClusterNode {
             workspace,
             admin,
             handover,
+            learner,
         } = parts;
         let c = &config.cluster;
         let mut settings = ClusterSettings::new(me, listen_address(config, mesh.as_ref()).await);
@@ -111,6 +114,7 @@ impl ClusterNode {
             key,
             learning: config.learning(),
             site,
+            learner,
         });
         let configured: Vec<NodeId> = config.mesh_admitted().into_iter().map(NodeId).collect();
         cluster.set_allow_list(configured.iter().copied());

@@ -19,6 +19,7 @@ use crate::ioc::IocDetection;
 use crate::models::ModelSet;
 use crate::policy::InForce;
 use crate::privacy::Privacy;
+use crate::storage::windows::Window;
 use crate::storage::{StorageError, Store};
 use crate::suppress::{Mark, Outcome, Suppression, VerdictFeed};
 /// Entities of one kind with an open feature window.
@@ -168,10 +169,14 @@ impl Detector {
             .policy()
             .false_positive_suppress_secs
             .saturating_mul(1_000_000_000);
-        let mut findings: Vec<Finding> =
-            events.iter().flat_map(|e| self.engine.observe(e)).collect();
+        let mut findings: Vec<(Finding, Option<Window>)> = events
+            .iter()
+            .flat_map(|e| self.engine.observe(e))
+            .map(|f| (f, None))
+            .collect();
         if let Some(intel) = self.intel.as_mut() {
-            findings.extend(intel.observe(events, now_ns() / 1_000_000));
+            let matched = intel.observe(events, now_ns() / 1_000_000);
+            findings.extend(matched.into_iter().map(|f| (f, None)));
         }
         if let Some(a) = self.anomaly.as_mut() {
             let mut windows = Vec::new();
@@ -180,11 +185,13 @@ impl Detector {
             }
             windows.extend(a.features.flush(now_ns()));
             let quantile = self.engine.policy().anomaly_quantile;
-            findings.extend(score_windows(&a.models, &windows, quantile));
-            findings.extend(a.models.drift().check());
+            let scored = score_windows_kept(&a.models, &windows, quantile);
+            findings.extend(scored.into_iter().map(|(f, w)| (f, Some(w))));
+            findings.extend(a.models.drift().check().into_iter().map(|f| (f, None)));
         }
         let mut alerts = Vec::new();
-        for finding in findings {
+        let mut kept = Vec::new();
+        for (finding, window) in findings {
             let subject = self.privacy.subject(&finding.subject);
             let outcome =
                 self.suppression
@@ -206,13 +213,20 @@ impl Detector {
                 subject,
                 evidence: self.privacy.evidence(&finding.evidence),
             };
-            alerts.push(Alert::sign(body, &self.key));
+            let alert = Alert::sign(body, &self.key);
+            if let Some(w) = window {
+                kept.push((alert.id.clone(), w));
+            }
+            alerts.push(alert);
         }
         let marks = self.suppression.take_changes();
         if !alerts.is_empty() || !marks.is_empty() {
             // The repeat memory goes in the alerts' batch: a crash keeps
             // both or neither.
             store.put_alerts_marked(&alerts, &marks)?;
+            // The windows behind anomaly alerts, for the analysts' verdicts
+            // (crate::verdicts); they stay on this node.
+            store.put_windows(&kept)?;
             for alert in &alerts {
                 tracing::info!(
                     id = %alert.id,
@@ -291,6 +305,19 @@ fn ports_of(addrs: impl Iterator<Item = String>) -> Vec<u16> {
 /// of their model's baseline scores. Every score also goes to the model's
 /// drift window ([`crate::drift`]).
 pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64) -> Vec<Finding> {
+    score_windows_kept(models, windows, quantile)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect()
+}
+
+/// [`score_windows`], each finding with the window behind it as the
+/// supervised head takes it (the score as a log ratio to the threshold).
+pub fn score_windows_kept(
+    models: &ModelSet,
+    windows: &[FeatureWindow],
+    quantile: f64,
+) -> Vec<(Finding, Window)> {
     let mut out = Vec::new();
     for kind in EntityKind::ALL {
         let of_kind: Vec<&FeatureWindow> = windows.iter().filter(|w| w.kind == kind).collect();
@@ -336,7 +363,13 @@ pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64
                     format!("{value} (tail {tail:.1})"),
                 ));
             }
-            out.push(Finding {
+            let kept = Window {
+                kind: kind.as_str().to_owned(),
+                time_ns: w.end_ns,
+                score: amoskys_learning::head::score_input(score, threshold),
+                features: w.values.clone(),
+            };
+            let finding = Finding {
                 time_ns: w.end_ns,
                 rule: format!("anomaly_{}", kind.as_str()),
                 category: Category::Anomaly,
@@ -349,7 +382,8 @@ pub fn score_windows(models: &ModelSet, windows: &[FeatureWindow], quantile: f64
                 score: rank,
                 subject: w.subject.clone(),
                 evidence,
-            });
+            };
+            out.push((finding, kept));
         }
     }
     out

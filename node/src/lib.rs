@@ -51,6 +51,7 @@ pub mod suppress;
 pub mod telemetry;
 pub mod tls;
 pub mod trust;
+pub mod verdicts;
 pub mod workspace;
 
 pub use config::Config;

@@ -213,6 +213,7 @@ impl Node {
                     config.detection.suppress_secs,
                     alerts_tx.clone(),
                 )
+        let learner = crate::verdicts::Learner::new(store.clone(), policy_rx.clone());
                 .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
                 .with_policy(policy_rx.clone())
                 .with_intel(workspace.matcher())
@@ -292,6 +293,7 @@ impl Node {
             })?;
         let tls = crate::tls::server(
             &config.api.tls,
+                learner: learner.clone(),
             &identity,
             &data_dir,
             api_listen,
@@ -372,6 +374,7 @@ impl Node {
         };
         let mut tasks = vec![drift_task, bouncer];
         tasks.extend(outputs.tasks);
+            learner: learner.clone(),
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
         }
@@ -404,6 +407,11 @@ impl Node {
             api_addr,
             store,
             sensors,
+        tasks.push(tokio::spawn(learner.clone().follow(
+            workspace.clone(),
+            config.event_retention(),
+            shutdown_rx.clone(),
+        )));
             events_tx: Some(events_tx),
             alerts: alerts_tx,
             writer: Some(writer),

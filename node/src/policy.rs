@@ -97,6 +97,12 @@ pub struct LearningPolicy {
     /// What a drift episode does besides the alert: `alert` (nothing
     /// more), `retrain` (local training) or `federated_round`.
     pub drift_action: String,
+    /// The supervised head the analysts' verdicts train
+    /// ([`crate::verdicts`]): `off`, `local` (this node's verdicts) or
+    /// `federated` (the registry's head, combined from every site's).
+    pub head: String,
+    /// Verdicts of each class before the head re-ranks anything.
+    pub head_min_per_class: u64,
 }
 
 impl Default for LearningPolicy {
@@ -116,6 +122,8 @@ impl Default for LearningPolicy {
             drift_min_windows: 200,
             drift_windows: 1000,
             drift_action: "retrain".into(),
+            head: "local".into(),
+            head_min_per_class: 10,
         }
     }
 }
@@ -159,6 +167,9 @@ pub const DRIFT_THRESHOLD_RANGE: (f64, f64) = (0.01, 10.0);
 pub const DRIFT_WINDOWS_RANGE: (usize, usize) = (10, 100_000);
 /// The values of `learning.drift_action`.
 pub const DRIFT_ACTIONS: [&str; 3] = ["alert", "retrain", "federated_round"];
+/// The values of `learning.head`.
+pub const HEAD_MODES: [&str; 3] = ["off", "local", "federated"];
+pub const HEAD_MIN_PER_CLASS_MAX: u64 = 100_000;
 /// Largest `byzantine` and `select` of a robust aggregation rule.
 pub const RULE_PEERS_MAX: usize = 1000;
 
@@ -313,6 +324,12 @@ impl Policy {
                     l.drift_min_windows.max(DRIFT_WINDOWS_RANGE.0),
                     DRIFT_WINDOWS_RANGE.1,
                 ),
+                in_range(
+                    "learning.head_min_per_class",
+                    l.head_min_per_class,
+                    1,
+                    HEAD_MIN_PER_CLASS_MAX,
+                ),
                 in_range("membership.voters", m.voters, 1, MAX_VOTERS),
                 in_range(
                     "membership.voter_down_secs",
@@ -328,6 +345,12 @@ impl Policy {
             out.push(format!(
                 "learning.drift_action: {:?} is not \"alert\", \"retrain\" or \"federated_round\"",
                 l.drift_action
+            ));
+        }
+        if !HEAD_MODES.contains(&l.head.as_str()) {
+            out.push(format!(
+                "learning.head: {:?} is not \"off\", \"local\" or \"federated\"",
+                l.head
             ));
         }
         out.extend(
@@ -472,6 +495,11 @@ mod tests {
         let drift = Policy::parse("[learning]\ndrift_action = \"federated_round\"\n")
             .expect("a drift action");
         assert_eq!(drift.learning.drift_threshold, 0.25);
+        let err = Policy::parse("[learning]\nhead = \"on\"\nhead_min_per_class = 0\n")
+            .expect_err("bad head keys");
+        for key in ["learning.head: ", "learning.head_min_per_class: "] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
         let unknown = Policy::parse("[rules]\nno_such_key = 1\n").expect_err("unknown key");
         assert!(unknown.contains("no_such_key"), "{unknown}");
     }

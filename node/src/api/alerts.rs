@@ -14,6 +14,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 
 use super::{ApiState, bad_request, internal, parse_limit, parse_since};
+use crate::verdicts::HeadScore;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct AlertsParams {
@@ -42,23 +43,63 @@ pub(super) async fn list(
         Ok(a) => a,
         Err(r) => return r,
     };
+    let heads = match head_scores(&state, &alerts).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     // Each alert re-verified as it is served: where it came from, and
     // whether its signature still holds (a changed database would show).
     let own = state.info.id.as_str();
     let status: Vec<serde_json::Value> = alerts
         .iter()
-        .map(|a| {
-            serde_json::json!({
+        .zip(heads)
+        .map(|(a, head)| {
+            let mut s = serde_json::json!({
                 "id": a.id,
                 "origin": if a.origin == own { "local" } else { "peer" },
                 "signature": match a.verify() {
                     Ok(_) => "valid".to_owned(),
                     Err(e) => format!("invalid: {e}"),
                 },
-            })
+            });
+            if let Some((score, rank)) = head {
+                s["head"] = serde_json::json!({
+                    "probability": score.probability,
+                    "logit": score.logit,
+                    "rank": rank,
+                });
+            }
+            s
         })
         .collect();
     axum::Json(serde_json::json!({ "alerts": alerts, "status": status })).into_response()
+}
+
+/// The supervised head's score of each alert where a head is in force
+/// ([`crate::verdicts`]), with its rank among them (1: most likely a true
+/// positive).
+async fn head_scores(
+    state: &ApiState,
+    alerts: &[Alert],
+) -> Result<Vec<Option<(HeadScore, usize)>>, Response> {
+    let learner = state.learner.clone();
+    let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
+    let scores = tokio::task::spawn_blocking(move || {
+        ids.iter()
+            .map(|id| learner.score_alert(id))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| internal(format!("head scores failed: {e}")))?
+    .map_err(|e| internal(e.to_string()))?;
+    let mut order: Vec<usize> = (0..scores.len()).filter(|&i| scores[i].is_some()).collect();
+    let logit = |i: usize| scores[i].map_or(f64::NEG_INFINITY, |s| s.logit);
+    order.sort_by(|&a, &b| logit(b).total_cmp(&logit(a)).then(a.cmp(&b)));
+    let mut out = vec![None; scores.len()];
+    for (rank, i) in order.into_iter().enumerate() {
+        out[i] = scores[i].map(|s| (s, rank + 1));
+    }
+    Ok(out)
 }
 
 /// `GET /api/v1/alerts/export?format=jsonl|ocsf&since=&limit=`: one JSON

@@ -19,7 +19,8 @@ use crate::policy::{self, in_range};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StartBody {
-    /// Entity kind: source, host, process or device.
+    /// Entity kind: source, host, process or device; `head:<kind>` for
+    /// the supervised head of that kind.
     kind: String,
     #[serde(default)]
     rule: Option<Rule>,
@@ -39,7 +40,9 @@ pub(super) async fn start(
     caller: CallerExt,
     Json(body): Json<StartBody>,
 ) -> Response {
-    let kind: EntityKind = match body.kind.parse() {
+    // `head:<kind>`: a round of the supervised head (crate::verdicts).
+    let head = crate::federation::head_kind(&body.kind);
+    let kind: EntityKind = match head.clone().unwrap_or_else(|| body.kind.parse()) {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("kind: {e}")),
     };
@@ -79,10 +82,21 @@ pub(super) async fn start(
         "kind {}, {epochs} epoch(s), deadline {deadline} s, at least {min_participants} participant(s)",
         body.kind
     );
-    let done = state
-        .federation
-        .start_round(kind, settings, Duration::from_secs(deadline))
-        .await;
+    let deadline = Duration::from_secs(deadline);
+    let done = if head.is_some() {
+        if body.dp.is_some() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "dp: a head round sends no noise; leave dp out".into(),
+            );
+        }
+        state
+            .federation
+            .start_head_round(kind, settings, deadline)
+            .await
+    } else {
+        state.federation.start_round(kind, settings, deadline).await
+    };
     let (target, result) = match &done {
         Ok(id) => (format!("round {id}"), "ok".to_owned()),
         Err(e) => ("round".to_owned(), format!("failed: {e}")),

@@ -33,6 +33,7 @@ mod models;
 mod node_key;
 mod operators;
 mod proposals;
+mod review;
 mod serve;
 mod status;
 mod topology;
@@ -78,6 +79,8 @@ pub struct ApiState {
     pub workspace: Arc<crate::workspace::Workspace>,
     /// The node's key: signs membership exports.
     pub key: Arc<ed25519_dalek::SigningKey>,
+    /// The analysts' verdicts and the supervised heads.
+    pub learner: Arc<crate::verdicts::Learner>,
     /// Who may call what ([`crate::auth`]).
     pub authority: Arc<crate::auth::Authority>,
     /// The web console's sign-in links and sessions ([`crate::console`]).
@@ -160,6 +163,7 @@ fn routes() -> Router<ApiState> {
         .route("/api/v1/alerts/export", get(alerts::export))
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/peers", get(peers))
+        .route("/api/v1/alerts/review", get(review::review))
         .route("/api/v1/mesh/topology", get(topology::topology))
         .route("/api/v1/models/train", axum::routing::post(models::train))
         .route(

@@ -47,6 +47,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/alerts", R(Viewer)),
     ("GET", "/api/v1/alerts/stream", R(Viewer)),
     ("GET", "/api/v1/alerts/export", R(Viewer)),
+    ("GET", "/api/v1/alerts/review", R(Viewer)),
     ("GET", "/api/v1/models", R(Viewer)),
     ("POST", "/api/v1/models/train", R(Admin)),
     ("POST", "/api/v1/models/{version}/activate", R(Admin)),

@@ -1,4 +1,5 @@
-//! `amoskys alerts tail|export` (and `verify`, in verify.rs).
+//! `amoskys alerts tail|export` (and `verify`, in verify.rs; `review`, in
+//! review.rs).
 
 use std::collections::{HashSet, VecDeque};
 use std::process::ExitCode;
@@ -42,6 +43,19 @@ pub enum AlertsCommand {
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
     },
+    /// The unjudged anomaly alerts whose verdict would teach the supervised
+    /// head the most, in the order to judge them (set the verdict with
+    /// `amoskys case status ALERT resolved|false_positive`).
+    Review {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// How many alerts to list (1 to 100).
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every alert in a JSON-lines file (- for stdin) offline: its
     /// signature, and that its origin is in a trust set (--members or --keys).
     Verify(super::verify::VerifyArgs),
@@ -50,6 +64,7 @@ pub enum AlertsCommand {
 pub fn run(cmd: AlertsCommand) -> ExitCode {
     match cmd {
         AlertsCommand::Verify(args) => super::verify::alerts(&args),
+        AlertsCommand::Review { api, limit, json } => super::review::run(api, limit, json),
         AlertsCommand::Tail {
             api,
             lines,

@@ -26,7 +26,9 @@ pub enum LearnCommand {
     /// Start a federated round over every member; the aggregator commits
     /// the combined model to the registry and every node puts it in use.
     Round {
-        /// Entity kind: source, host, process or device.
+        /// Entity kind: source, host, process or device; head:KIND (for
+        /// example head:source) for the supervised head the analysts'
+        /// verdicts train.
         #[arg(long)]
         kind: String,
         #[arg(long, value_enum, default_value_t = RuleName::Fedavg)]

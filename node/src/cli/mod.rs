@@ -11,6 +11,7 @@ mod learn;
 mod models;
 mod operator;
 mod proposals;
+mod review;
 mod show;
 mod status;
 mod tls;

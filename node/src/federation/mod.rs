@@ -12,6 +12,7 @@
 //! - Every node follows the registry's active version: it fetches the blob
 //!   by hash (locally or with `blob` requests to its peers), checks hash,
 //!   format and feature schema, and puts the model in use.
+//! - Rounds of the supervised head (kind `head:<entity>`): `head.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,9 +35,11 @@ use sha2::{Digest, Sha256};
 use crate::models::{LearningSettings, ModelSet, baseline_rows};
 use crate::policy::InForce;
 
+mod head;
 mod registry;
 mod site;
 use crate::storage::Store;
+pub use head::head_kind;
 pub use site::{Rewrite, SiteBehaviour};
 use tokio::sync::watch;
 
@@ -81,6 +84,8 @@ pub struct Parts {
     pub key: SigningKey,
     pub learning: LearningSettings,
     pub site: SiteBehaviour,
+    /// The verdicts a head round trains on, and the heads in use.
+    pub learner: Arc<crate::verdicts::Learner>,
 }
 
 /// The node's federation: rounds it takes part in or aggregates, and the
@@ -95,7 +100,9 @@ pub struct Federation {
     key: SigningKey,
     learning: LearningSettings,
     site: SiteBehaviour,
+    learner: Arc<crate::verdicts::Learner>,
     collecting: Mutex<HashMap<u64, Collector<SiteUpdate>>>,
+    heads: Mutex<HashMap<u64, Collector<amoskys_learning::head::HeadUpdate>>>,
     handled: Mutex<HashSet<u64>>,
 }
 
@@ -122,7 +129,9 @@ impl Federation {
             key: p.key,
             learning: p.learning,
             site: p.site,
+            learner: p.learner,
             collecting: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
             handled: Mutex::new(HashSet::new()),
         })
     }
@@ -220,6 +229,7 @@ impl Federation {
                     }
                 }
             }
+            self.schedule_heads(&l, &applied, every_ns).await;
         }
     }
 
@@ -228,12 +238,19 @@ impl Federation {
     pub async fn follow(self: Arc<Self>) {
         let mut applied = self.cluster.applied();
         let mut installed: Option<u64> = None;
+        let mut heads_seen = Vec::new();
         loop {
             let now = applied.borrow_and_update().clone();
             for r in now.state.rounds.values() {
                 if r.status == RoundStatus::Open && lock(&self.handled).insert(r.id) {
                     self.clone().begin(r.clone());
                 }
+            }
+            let heads = head::newest_all(&now);
+            if heads != heads_seen {
+                heads_seen = heads;
+                let (me, now) = (self.clone(), now.clone());
+                tokio::spawn(async move { me.install_heads(&now).await });
             }
             if now.state.active_model != installed {
                 installed = now.state.active_model;
@@ -255,6 +272,9 @@ impl Federation {
                 return;
             }
         };
+        if head_kind(&round.round.kind).is_some() {
+            return self.begin_head(round, settings);
+        }
         if round.round.aggregator == self.me {
             lock(&self.collecting).insert(
                 round.id,
@@ -369,6 +389,11 @@ impl Federation {
     }
 
     fn offer(&self, from: &NodeId, body: &[u8]) -> Result<(), String> {
+        if let Ok(head) = serde_json::from_slice::<amoskys_learning::head::HeadUpdate>(body)
+            && self.collects_head(head.round)
+        {
+            return self.offer_head(from, &head);
+        }
         let update: SiteUpdate =
             serde_json::from_slice(body).map_err(|e| format!("malformed update: {e}"))?;
         let mut collecting = lock(&self.collecting);
@@ -555,38 +580,4 @@ impl Federation {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn round(id: u64, kind: &str, time_ns: u64, status: RoundStatus) -> (u64, RoundRecord) {
-        (
-            id,
-            RoundRecord {
-                id,
-                round: NewRound {
-                    kind: kind.into(),
-                    base: None,
-                    participants: vec![NodeId::from(1)],
-                    aggregator: NodeId::from(1),
-                    deadline_ns: time_ns + 10,
-                    spec: "{}".into(),
-                    started_by: NodeId::from(1),
-                    time_ns,
-                },
-                status,
-            },
-        )
-    }
-
-    #[test]
-    fn a_scheduled_round_is_due_once_the_last_is_old_and_none_is_open() {
-        let mut rounds = BTreeMap::new();
-        assert!(due(&rounds, "device", 100, 1_000), "never run: due");
-        rounds.extend([round(1, "device", 950, RoundStatus::Done { version: 1 })]);
-        assert!(!due(&rounds, "device", 100, 1_000), "ran 50 ago");
-        assert!(due(&rounds, "device", 100, 1_050));
-        assert!(due(&rounds, "source", 100, 1_000), "other kinds are apart");
-        rounds.extend([round(2, "device", 500, RoundStatus::Open)]);
-        assert!(!due(&rounds, "device", 100, 5_000), "one is still open");
-    }
-}
+mod tests;

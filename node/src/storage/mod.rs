@@ -24,6 +24,7 @@ use serde::Serialize;
 mod alerts;
 mod suppress;
 pub mod upkeep;
+pub mod windows;
 
 /// Meta key holding the next event sequence number, written with each batch.
 const NEXT_SEQ_KEY: &str = "events.next_seq";

@@ -140,6 +140,8 @@ pub struct Workspace {
     verdicts: watch::Sender<Arc<FalsePositives>>,
     /// Bumped after every change of the decisions document.
     decided: watch::Sender<u64>,
+    /// Counts case changes, for what follows every verdict.
+    case_changes: watch::Sender<u64>,
     suppressed: Arc<VerdictCounts>,
     stats: Mutex<SyncStats>,
 }
@@ -224,6 +226,7 @@ impl Workspace {
             matcher,
             verdicts,
             decided: watch::channel(0).0,
+            case_changes: watch::channel(0).0,
             suppressed: Arc::default(),
             stats: Mutex::new(SyncStats::default()),
         }))
@@ -286,6 +289,7 @@ impl Workspace {
                 }
                 new
             });
+            self.case_changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         self.changed.notify_one();
         Ok(())
@@ -293,6 +297,11 @@ impl Workspace {
 
     pub fn case_show(&self, alert: &str) -> Case {
         lock(&self.docs).cases.show(alert)
+    }
+
+    /// Changes when any case changes (here or by a peer's sync).
+    pub fn case_changes(&self) -> watch::Receiver<u64> {
+        self.case_changes.subscribe()
     }
 
     pub fn case_list(&self) -> Vec<Case> {

@@ -2,7 +2,8 @@
 //! technique, origin, subject, time, signature and case status; filters in
 //! the URL's query; and `GET /alerts/stream`, the rows of new alerts that
 //! match the same filters as Server-Sent Events (the page's script adds
-//! them; without it the page is complete, just not live).
+//! them; without it the page is complete, just not live). Below the
+//! table, the alerts to judge next (`review.rs`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -281,6 +282,7 @@ pub async fn page(
          <th scope=\"col\">Signature</th><th scope=\"col\">Case</th></tr></thead><tbody>{rows}</tbody></table>",
         stream = esc(&f.query()),
     );
+    body.push_str(&super::review::section(&state, &v).await);
     render::page(&v, "/alerts", "Alerts", &body)
 }
 

@@ -10,3 +10,4 @@ pub mod mesh;
 pub mod models;
 pub mod overview;
 pub mod policy;
+pub mod review;
