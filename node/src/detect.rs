@@ -68,7 +68,7 @@ impl Detector {
         announce: broadcast::Sender<Alert>,
     ) -> Self {
         Self {
-            engine: RuleEngine::new(policy),
+            engine: with_user_names(RuleEngine::new(policy)),
             privacy,
             key,
             suppression: Suppression::new(suppress_secs),
@@ -396,6 +396,15 @@ fn severity_name(s: Severity) -> &'static str {
         Severity::High => "high",
         Severity::Critical => "critical",
     }
+}
+
+/// The rule engine with the host's user names (Sigma's `User` field), read
+/// from /etc/passwd once; uids without a name show as numbers.
+fn with_user_names(mut engine: RuleEngine) -> RuleEngine {
+    if let Ok(text) = std::fs::read_to_string("/etc/passwd") {
+        engine.set_user_names(amoskys_learning::rules::sigma::parse_passwd(&text));
+    }
+    engine
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod models;
 mod operator;
 mod proposals;
 mod review;
+mod rules;
 mod show;
 mod status;
 mod tls;
@@ -71,6 +72,9 @@ enum Command {
     /// Changes waiting for admins of several nodes (`policy approve ID`).
     #[command(subcommand)]
     Proposals(proposals::ProposalsCommand),
+    /// Sigma rules in the policy: list, add, remove; test a file on events.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
     /// Start federated rounds and list them.
     #[command(subcommand)]
     Learn(learn::LearnCommand),
@@ -210,6 +214,7 @@ pub fn main() -> ExitCode {
         Command::Members(cmd) => cluster::members(cmd),
         Command::Policy(cmd) => cluster::policy(cmd),
         Command::Proposals(cmd) => proposals::run(cmd),
+        Command::Rules(cmd) => rules::run(cmd),
         Command::Learn(cmd) => learn::learn(cmd),
         Command::Intel(cmd) => workspace::intel(cmd),
         Command::Case(cmd) => workspace::case(cmd),
