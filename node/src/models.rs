@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use amoskys_learning::RulePolicy;
 use amoskys_learning::anomaly::{AnomalyModel, ModelKind, TrainConfig};
-use amoskys_learning::features::{EntityKind, FEATURE_SCHEMA_VERSION, FeatureExtractor};
+use amoskys_learning::features::{EntityKind, FeatureExtractor};
 use amoskys_sensors::now_ns;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -320,7 +320,7 @@ pub fn info_for(kind: EntityKind, model: &AnomalyModel, train_seconds: f64) -> M
     ModelInfo {
         entity: kind.as_str().to_owned(),
         schema: kind.schema(),
-        feature_schema_version: FEATURE_SCHEMA_VERSION,
+        feature_schema_version: kind.version(),
         model: format!("{:?}", model.config().kind).to_lowercase(),
         detector: match model.config().kind {
             ModelKind::Autoencoder | ModelKind::Combined => String::new(),

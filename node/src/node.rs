@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use amoskys_learning::OwnSockets;
 use amoskys_sensors::ebpf::{EbpfConfig, EbpfSensor};
 use amoskys_sensors::flows::{FlowConfig, FlowSensor};
+use amoskys_sensors::mqtt::MqttSensor;
 use amoskys_sensors::procfs::{ProcfsConfig, ProcfsSensor};
 use amoskys_sensors::snmp::{SnmpConfig, SnmpSensor};
 use amoskys_sensors::{Event, EventSink, HealthState, Sensor, SensorStats, event_channel};
@@ -176,6 +177,17 @@ impl Node {
             snmp_devices = Some(sensor.device_status());
             sensors.push(Box::new(sensor));
         }
+        let mut mqtt = None;
+        if config.sensors.mqtt.active() {
+            let settings = config
+                .sensors
+                .mqtt
+                .sensor_config(&id)
+                .map_err(|p| NodeError::Config(vec![p]))?;
+            let sensor = MqttSensor::new(settings);
+            mqtt = Some(sensor.status());
+            sensors.push(Box::new(sensor));
+        }
         if config.sensors.ebpf.enabled {
             sensors.push(Box::new(EbpfSensor::new(EbpfConfig {
                 host: id.clone(),
@@ -201,6 +213,7 @@ impl Node {
             version: None,
             error: None,
         }));
+        let learner = crate::verdicts::Learner::new(store.clone(), policy_rx.clone());
         // The node's own listeners (API and mesh, bound below) never alert.
         let (own_tx, own_rx) = watch::channel(OwnSockets::this_process());
         let detector = if config.detection.enabled {
@@ -213,7 +226,6 @@ impl Node {
                     config.detection.suppress_secs,
                     alerts_tx.clone(),
                 )
-        let learner = crate::verdicts::Learner::new(store.clone(), policy_rx.clone());
                 .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
                 .with_policy(policy_rx.clone())
                 .with_intel(workspace.matcher())
@@ -281,6 +293,7 @@ impl Node {
                 workspace: workspace.clone(),
                 admin: admin.public_key_hex(),
                 handover: handover.map(|h| (h, data_dir.clone())),
+                learner: learner.clone(),
             },
         )
         .await?;
@@ -293,7 +306,6 @@ impl Node {
             })?;
         let tls = crate::tls::server(
             &config.api.tls,
-                learner: learner.clone(),
             &identity,
             &data_dir,
             api_listen,
@@ -354,6 +366,7 @@ impl Node {
             alerts: alerts_tx.clone(),
             shutdown: shutdown_rx.clone(),
             snmp_devices,
+            mqtt,
             mesh,
             models,
             trainer: trainer.clone(),
@@ -361,6 +374,7 @@ impl Node {
             federation: cluster.federation.clone(),
             policy: policy_rx,
             workspace: workspace.clone(),
+            learner: learner.clone(),
             key: Arc::new(identity.signing_key().clone()),
             authority: Arc::new(crate::auth::Authority::new(
                 id.clone(),
@@ -374,7 +388,6 @@ impl Node {
         };
         let mut tasks = vec![drift_task, bouncer];
         tasks.extend(outputs.tasks);
-            learner: learner.clone(),
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));
         }
@@ -394,6 +407,11 @@ impl Node {
                 workspace.clone().run(mesh, shutdown_rx.clone()),
             ));
         }
+        tasks.push(tokio::spawn(learner.clone().follow(
+            workspace.clone(),
+            config.event_retention(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(crate::storage::upkeep::retention(
             store.clone(),
             config.event_retention(),
@@ -407,11 +425,6 @@ impl Node {
             api_addr,
             store,
             sensors,
-        tasks.push(tokio::spawn(learner.clone().follow(
-            workspace.clone(),
-            config.event_retention(),
-            shutdown_rx.clone(),
-        )));
             events_tx: Some(events_tx),
             alerts: alerts_tx,
             writer: Some(writer),

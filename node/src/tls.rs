@@ -89,6 +89,27 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A TLS client trusting only the CA certificates of the PEM file `path`;
+/// the error says what is wrong with the file.
+pub fn client_trusting(path: &Path) -> Result<rustls::ClientConfig, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate file: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a certificate cannot be trusted: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("holds no CERTIFICATE block".into());
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The API's TLS for `tls`, or `None` when it is off.
 pub fn server(
     tls: &TlsSection,

@@ -20,8 +20,8 @@
 pub mod ebpf;
 pub mod event;
 pub mod flows;
-pub mod procfs;
 pub mod mqtt;
+pub mod procfs;
 mod sink;
 pub mod snmp;
 pub mod worker;

@@ -114,15 +114,25 @@ fn readings_become_events_over_3_1_1_and_5_and_bad_payloads_are_counted() {
         broker.publish("plant/8/telemetry", "{not json");
         broker.publish("plant/9/telemetry", r#"{"other":1}"#);
         broker.publish("plant/10/telemetry", r#"{"env":{"temp":"hot"}}"#);
-        broker.publish("plant/11/telemetry", &format!(r#"{{"on":1,"pad":"{}"}}"#, "x".repeat(400)));
+        broker.publish(
+            "plant/11/telemetry",
+            &format!(r#"{{"on":1,"pad":"{}"}}"#, "x".repeat(400)),
+        );
         broker.publish("plant/12/telemetry", r#"{"env":{"temp":19}}"#);
         let good = next(&mut rx, WAIT).expect("the good reading after the bad ones");
-        assert_eq!(metrics(&good).device, "plant-12", "{protocol:?}: bad payloads made events");
+        assert_eq!(
+            metrics(&good).device,
+            "plant-12",
+            "{protocol:?}: bad payloads made events"
+        );
         let status = sensor.status();
         assert!(eventually(WAIT, || status.lock().expect("s").oversized == 1));
         let s = status.lock().expect("status").clone();
         assert_eq!(s.malformed, 3, "{s:?}");
-        assert!(s.last_dropped.starts_with("plant/11/telemetry: payload of"), "{s:?}");
+        assert!(
+            s.last_dropped.starts_with("plant/11/telemetry: payload of"),
+            "{s:?}"
+        );
         assert!(sensor.stats().counts().2 >= 4, "errors counted");
         sensor.stop();
     }
@@ -142,12 +152,17 @@ fn a_broker_restart_is_survived() {
     broker.stop();
     let status = sensor.status();
     assert!(
-        eventually(WAIT, || status.lock().expect("s").state != BrokerState::Connected),
+        eventually(WAIT, || status.lock().expect("s").state
+            != BrokerState::Connected),
         "the lost broker is noticed"
     );
     assert_eq!(sensor.stats().health().state, HealthState::Degraded);
     broker.restart();
-    assert!(connected(&sensor, 2), "reconnected: {:?}", status.lock().expect("s"));
+    assert!(
+        connected(&sensor, 2),
+        "reconnected: {:?}",
+        status.lock().expect("s")
+    );
     let e = first_reading(&broker, &mut rx, "plant/2/telemetry", r#"{"on":0}"#);
     assert_eq!(metrics(&e).device, "plant-2");
     assert_eq!(sensor.stats().health().state, HealthState::Healthy);
@@ -184,7 +199,11 @@ fn a_password_and_tls_are_used_and_a_wrong_password_is_reported() {
         tls: tls.clone(),
         ..config(&broker, Protocol::V5)
     });
-    assert!(connected(&sensor, 1), "{:?}", sensor.status().lock().expect("s"));
+    assert!(
+        connected(&sensor, 1),
+        "{:?}",
+        sensor.status().lock().expect("s")
+    );
     first_reading(&broker, &mut rx, "plant/3/telemetry", r#"{"on":1}"#);
     sensor.stop();
 
@@ -195,10 +214,14 @@ fn a_password_and_tls_are_used_and_a_wrong_password_is_reported() {
         ..config(&broker, Protocol::V311)
     });
     let status = wrong.status();
-    assert!(eventually(WAIT, || {
-        let s = status.lock().expect("s");
-        s.state != BrokerState::Connected && s.message.contains("refused")
-    }), "{:?}", status.lock().expect("s"));
+    assert!(
+        eventually(WAIT, || {
+            let s = status.lock().expect("s");
+            s.state != BrokerState::Connected && s.message.contains("refused")
+        }),
+        "{:?}",
+        status.lock().expect("s")
+    );
     assert_eq!(wrong.stats().health().state, HealthState::Degraded);
     assert_eq!(status.lock().expect("s").connects, 0);
     wrong.stop();

@@ -63,6 +63,8 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Status of each polled SNMP device, when the SNMP sensor runs.
     pub snmp_devices: Option<DeviceStatuses>,
+    /// The MQTT sensor's broker connection, when it runs.
+    pub mqtt: Option<Arc<std::sync::Mutex<amoskys_sensors::mqtt::MqttStatus>>>,
     /// The mesh, when it runs.
     pub mesh: Option<amoskys_mesh::MeshHandle>,
     /// The anomaly models in use.
@@ -77,10 +79,10 @@ pub struct ApiState {
     pub policy: tokio::sync::watch::Receiver<Arc<crate::policy::InForce>>,
     /// Threat intel and case notes.
     pub workspace: Arc<crate::workspace::Workspace>,
-    /// The node's key: signs membership exports.
-    pub key: Arc<ed25519_dalek::SigningKey>,
     /// The analysts' verdicts and the supervised heads.
     pub learner: Arc<crate::verdicts::Learner>,
+    /// The node's key: signs membership exports.
+    pub key: Arc<ed25519_dalek::SigningKey>,
     /// Who may call what ([`crate::auth`]).
     pub authority: Arc<crate::auth::Authority>,
     /// The web console's sign-in links and sessions ([`crate::console`]).
@@ -161,9 +163,9 @@ fn routes() -> Router<ApiState> {
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/alerts/export", get(alerts::export))
+        .route("/api/v1/alerts/review", get(review::review))
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/peers", get(peers))
-        .route("/api/v1/alerts/review", get(review::review))
         .route("/api/v1/mesh/topology", get(topology::topology))
         .route("/api/v1/models/train", axum::routing::post(models::train))
         .route(

@@ -3,6 +3,7 @@
 
 use amoskys_mesh::net::PeerInfo;
 use amoskys_sensors::Health;
+use amoskys_sensors::mqtt::MqttStatus;
 use amoskys_sensors::snmp::DeviceStatus;
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +22,9 @@ pub struct NodeStatus {
     /// SNMP devices and how their last poll went.
     #[serde(default)]
     pub snmp_devices: Vec<DeviceStatus>,
+    /// The MQTT broker connection and its message counts.
+    #[serde(default)]
+    pub mqtt: Option<MqttStatus>,
     /// Connected mesh peers (empty when the mesh is off).
     pub peers: Vec<PeerInfo>,
     /// This node's Raft view: state (role), term, leader, voters, learners,
@@ -95,6 +99,10 @@ pub(super) async fn node(State(state): State<ApiState>) -> Json<NodeStatus> {
                     .unwrap_or_else(|p| p.into_inner().clone())
             })
             .unwrap_or_default(),
+        mqtt: state
+            .mqtt
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         peers,
         cluster: serde_json::to_value(cluster).unwrap_or_default(),
         policy_version: in_force.version,

@@ -119,6 +119,34 @@ fn print(s: &NodeStatus) {
             "",
         );
     }
+    if let Some(m) = &s.mqtt {
+        println!();
+        print_table(
+            &[
+                "BROKER",
+                "STATE",
+                "CONNECTS",
+                "MESSAGES",
+                "MALFORMED",
+                "OVERSIZED",
+                "NOTE",
+            ],
+            vec![vec![
+                m.broker.clone(),
+                show::text(&serde_json::to_value(m.state).unwrap_or_default()),
+                m.connects.to_string(),
+                m.messages.to_string(),
+                m.malformed.to_string(),
+                m.oversized.to_string(),
+                [m.message.as_str(), m.last_dropped.as_str()]
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]],
+            "",
+        );
+    }
     if !s.outputs.is_empty() {
         println!();
         let outputs = s

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use clap::Args;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
@@ -157,24 +156,9 @@ pub(super) fn plain() -> Result<rustls::ClientConfig, String> {
 
 /// Trusts only the certificates of a PEM file.
 fn trusting(path: &PathBuf) -> Result<rustls::ClientConfig, String> {
-    let bad = |why: String| format!("--cacert {}: {why}", path.display());
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("a certificate cannot be trusted: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("holds no CERTIFICATE block".into()));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(finish(config))
+    amoskys_node::tls::client_trusting(path)
+        .map(finish)
+        .map_err(|why| format!("--cacert {}: {why}", path.display()))
 }
 
 /// Accepts only the certificate with `fingerprint`.

@@ -214,6 +214,7 @@ fn item_schema(path: &str) -> Option<Table> {
     match path {
         "sensors.snmp.devices" => super::SNMP_DEVICE_TOML.parse::<Table>().ok(),
         "outputs" => super::OUTPUT_TOML.parse::<Table>().ok(),
+        "sensors.mqtt.topics" => super::MQTT_TOPIC_TOML.parse::<Table>().ok(),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@
 //! with its key and the expected form.
 
 mod load;
+mod mqtt;
 mod outputs;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use load::{CONFIG_FILE_ENV, ConfigError, SYSTEM_CONFIG_FILE, Source, default_file};
+pub use mqtt::{MQTT_TOPIC_TOML, MqttSection, MqttTopicSection};
 pub use outputs::{FACILITIES, MAX_OUTPUTS, OUTPUT_TOML, OutputSection};
 pub use validate::Problem;
 pub(crate) use validate::{host_port, is_dns_name};
@@ -170,6 +172,7 @@ pub struct SensorsSection {
     pub flows: FlowsSection,
     pub snmp: SnmpSection,
     pub ebpf: EbpfSection,
+    pub mqtt: MqttSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -223,6 +223,7 @@ impl Config {
         ));
         self.validate_sensors(&mut out);
         out.extend(super::outputs::validate(&self.outputs));
+        out.extend(self.sensors.mqtt.validate());
         out
     }
 
@@ -501,7 +502,7 @@ pub(crate) fn host_port(key: &str, value: &str) -> Result<(), Problem> {
     }
 }
 
-fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), Problem> {
+pub(super) fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), Problem> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {

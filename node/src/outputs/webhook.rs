@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use amoskys_mesh::Alert;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::DeliveryError;
 use super::format::Format;
@@ -106,23 +104,8 @@ pub(super) fn trusting(
     path: &str,
     alpn: Vec<Vec<u8>>,
 ) -> Result<rustls::ClientConfig, (&'static str, String)> {
-    let bad = |why: String| ("ca_file", format!("{path:?}: {why}"));
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("a certificate cannot be trusted: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("holds no CERTIFICATE block".into()));
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = crate::tls::client_trusting(std::path::Path::new(path))
+        .map_err(|why| ("ca_file", format!("{path:?}: {why}")))?;
     config.alpn_protocols = alpn;
     Ok(config)
 }

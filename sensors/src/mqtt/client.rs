@@ -103,9 +103,11 @@ impl Session {
     pub(super) fn subscribe(&self, filters: &[String], level: u8) -> Result<(), String> {
         let result = match self {
             Session::V4 { client, .. } => client
-                .try_subscribe_many(filters.iter().map(|f| {
-                    rumqttc::SubscribeFilter::new(f.clone(), qos(level))
-                }))
+                .try_subscribe_many(
+                    filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), qos(level))),
+                )
                 .map_err(|e| e.to_string()),
             Session::V5 { client, .. } => client
                 .try_subscribe_many(filters.iter().map(|f| {

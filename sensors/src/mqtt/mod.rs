@@ -218,7 +218,10 @@ fn run(config: &MqttConfig, status: &Mutex<MqttStatus>, sink: &EventSink, stop: 
                 tracing::info!(sensor = NAME, broker = %config.broker, "connected to the broker");
             }
             Step::Refused(refused) => {
-                let why = format!("the broker refused the subscription to {}", refused.join(", "));
+                let why = format!(
+                    "the broker refused the subscription to {}",
+                    refused.join(", ")
+                );
                 tracing::warn!(sensor = NAME, broker = %config.broker, "{why}");
                 stats.set_health(HealthState::Degraded, why.clone());
                 lock(status).message = why;

@@ -87,7 +87,12 @@ impl Broker {
             run(Command::new("openssl")
                 .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
                 .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-                .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
                 .args(["-addext", "basicConstraints=critical,CA:FALSE"])
                 .arg("-keyout")
                 .arg(&key)
@@ -154,28 +159,52 @@ impl Broker {
         }
     }
 
-    fn pub_command(&self, topic: &str) -> Command {
-        let mut cmd = Command::new(MOSQUITTO_PUB);
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", topic]);
-        if let Some((user, password)) = &self.options.login {
-            cmd.args(["-u", user, "-P", password]);
+    /// A publisher to this broker that may move to another thread.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            port: self.port,
+            login: self.options.login.clone(),
+            ca: self.options.tls.then(|| self.ca()),
         }
-        if self.options.tls {
-            cmd.arg("--cafile").arg(self.ca());
-        }
-        cmd
     }
 
     /// Publishes one message with `mosquitto_pub`.
     pub fn publish(&self, topic: &str, payload: &str) {
-        run(self.pub_command(topic).args(["-m", payload]));
+        self.publisher().publish(topic, payload);
+    }
+}
+
+/// `mosquitto_pub` towards one broker.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    port: u16,
+    login: Option<(String, String)>,
+    ca: Option<PathBuf>,
+}
+
+impl Publisher {
+    fn command(&self, topic: &str) -> Command {
+        let mut cmd = Command::new(MOSQUITTO_PUB);
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", topic]);
+        if let Some((user, password)) = &self.login {
+            cmd.args(["-u", user, "-P", password]);
+        }
+        if let Some(ca) = &self.ca {
+            cmd.arg("--cafile").arg(ca);
+        }
+        cmd
+    }
+
+    /// Publishes one message.
+    pub fn publish(&self, topic: &str, payload: &str) {
+        run(self.command(topic).args(["-m", payload]));
     }
 
     /// Publishes each line as one message, from one `mosquitto_pub -l`
     /// session, `per_sec` lines a second.
     pub fn publish_lines(&self, topic: &str, lines: &[String], per_sec: u32) {
         let mut child = self
-            .pub_command(topic)
+            .command(topic)
             .arg("-l")
             .stdin(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,0 +1,130 @@
+//! MQTT devices in a real node: a Mosquitto broker the test starts on a
+//! loopback port, readings published with `mosquitto_pub`, the node's MQTT
+//! sensor, store, trainer and detector. A device's normal rate trains the
+//! device model; the same device flooding at 50 times that rate raises a
+//! signed `anomaly_device` alert naming it, and normal traffic after
+//! training raises none. `GET /api/v1/node` and `amoskys status` show the
+//! broker. One-second feature windows keep the test short.
+
+mod common;
+
+#[path = "../../sensors/tests/support/mosquitto.rs"]
+mod mosquitto;
+
+use std::time::Duration;
+
+use amoskys_node::Node;
+use common::{eventually, get_json};
+use mosquitto::{Broker, Options, skip_reason};
+
+const TOPIC: &str = "plant/7/telemetry";
+/// Messages a second at rest, and in the flood (50×).
+const RATE: u32 = 4;
+const FLOOD: u32 = 50 * RATE;
+
+/// `n` readings of a temperature that moves a little.
+fn readings(n: usize, from: usize) -> Vec<String> {
+    (from..from + n)
+        .map(|i| format!(r#"{{"temp":{:.1},"seq":{i}}}"#, 21.0 + (i % 5) as f64 * 0.1))
+        .collect()
+}
+
+async fn publish(broker: &Broker, lines: Vec<String>, per_sec: u32) {
+    let publisher = broker.publisher();
+    tokio::task::spawn_blocking(move || publisher.publish_lines(TOPIC, &lines, per_sec))
+        .await
+        .expect("publisher joins");
+}
+
+fn device_alerts(node: &Node) -> Vec<amoskys_mesh::Alert> {
+    node.store()
+        .alerts(None, 10_000)
+        .expect("alerts")
+        .into_iter()
+        .filter(|a| a.body.rule == "anomaly_device")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_flooding_at_fifty_times_its_rate_raises_an_anomaly_alert() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED mqtt node test: {why}");
+        return;
+    }
+    let broker = Broker::start(Options::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::quiet_config(
+        dir.path(),
+        &[
+            "sensors.procfs.enabled=false",
+            "learning.window_secs=1",
+            "learning.min_windows=30",
+            "learning.retrain_hours=0",
+            &format!("sensors.mqtt.broker={}", broker.address()),
+            r#"sensors.mqtt.topics=[{filter="plant/+/telemetry", device="plant-{2}", metrics=["temp=/temp"]}]"#,
+        ],
+    );
+    let node = Node::start(config).await.expect("node starts");
+    let addr = node.api_addr();
+    eventually(Duration::from_secs(10), || async {
+        let (_, body) = get_json(addr, "/api/v1/node").await;
+        (body["mqtt"]["state"] == "connected").then_some(())
+    })
+    .await
+    .expect("the sensor connects to the broker");
+
+    // 40 s at the normal rate, then a device model trained on it.
+    publish(&broker, readings(40 * RATE as usize, 0), RATE).await;
+    let (status, _) = common::send(addr, reqwest::Method::POST, "/api/v1/models/train", None).await;
+    assert!(status == 202 || status == 409, "{status}");
+    let model = eventually(Duration::from_secs(60), || async {
+        let (_, body) = get_json(addr, "/api/v1/models").await;
+        body["models"]
+            .as_array()?
+            .iter()
+            .find(|m| m["entity"] == "device")
+            .cloned()
+    })
+    .await
+    .expect("a device model trains on the normal rate");
+    assert_eq!(model["schema"], "device@2");
+
+    // Normal traffic after training raises nothing.
+    publish(&broker, readings(8 * RATE as usize, 1000), RATE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(device_alerts(&node), Vec::new(), "normal rate alerted");
+
+    // The flood: 50 times the rate for 3 s.
+    publish(&broker, readings(3 * FLOOD as usize, 2000), FLOOD).await;
+    let alert = eventually(Duration::from_secs(15), || async {
+        device_alerts(&node).into_iter().next()
+    })
+    .await
+    .expect("the flood raises an anomaly alert");
+    alert.verify().expect("signed by the node");
+    assert_eq!(alert.body.subject, "device:plant-7");
+    let evidence = format!("{:?}", alert.body.evidence);
+    assert!(evidence.contains("feature.messages"), "{evidence}");
+
+    // The broker in the status, as the API and the CLI show it.
+    let (_, body) = get_json(addr, "/api/v1/node").await;
+    assert!(
+        body["mqtt"]["messages"].as_u64() >= Some(u64::from(60 * RATE)),
+        "{body}"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_amoskys"))
+            .args(["status", "--api", &addr.to_string()])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joins");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("BROKER") && text.contains("connected"),
+        "{text}"
+    );
+    node.shutdown().await;
+}
