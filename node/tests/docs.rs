@@ -35,6 +35,7 @@ const DOCUMENTS: &[&str] = &[
     "docs/DETECTION.md",
     "docs/FEDERATED.md",
     "docs/MESH.md",
+    "docs/RESPONSE.md",
     "docs/SENSORS.md",
     "docs/SIMULATIONS.md",
     "docs/TESTNET.md",
@@ -388,6 +389,11 @@ fn federated() {
 #[test]
 fn mesh() {
     check("docs/MESH.md");
+}
+
+#[test]
+fn response() {
+    check("docs/RESPONSE.md");
 }
 
 #[test]
