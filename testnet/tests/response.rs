@@ -4,8 +4,9 @@
 //! and C are dropped while the nodes still reach each other; after the
 //! decision expires the attacker connects again; a decision against a
 //! member's address is refused; in `observe` mode a scan of B is decided
-//! but nothing is dropped. Needs root, iproute2, iptables, nftables and
-//! nmap; cleans up on failure too (`Drop`).
+//! but nothing is dropped; a node stopped with SIGTERM removes its table.
+//! Needs root, iproute2, iptables, nftables and nmap; cleans up on failure
+//! too (`Drop`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -282,7 +283,7 @@ fn a_scan_of_one_node_is_dropped_by_every_node_until_the_decision_expires() {
     );
 
     // In observe mode a scan of B is decided, and nothing is dropped.
-    policy(&net, "observe", Some(v1));
+    let v2 = policy(&net, "observe", Some(v1));
     net.until(
         "the table gone in observe mode",
         Duration::from_secs(10),
@@ -312,4 +313,26 @@ fn a_scan_of_one_node_is_dropped_by_every_node_until_the_decision_expires() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // A node stopped with SIGTERM removes its table.
+    policy(&net, "enforce", Some(v2));
+    let table = |n: &Testnet| {
+        n.exec(&n.hosts[2].ns, &["nft", "list", "table", "inet", "amoskys"])
+            .is_ok()
+    };
+    net.until(
+        "the table back in enforce mode",
+        Duration::from_secs(10),
+        table,
+    )
+    .expect("table installed");
+    let pid = net.hosts[2].pid.expect("node 2 runs").to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    net.until("node 2 stopped", Duration::from_secs(25), |_| {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+    .expect("node 2 stops");
+    assert!(!table(&net), "the stopped node's table is gone");
 }
