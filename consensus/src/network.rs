@@ -41,6 +41,11 @@ pub enum RaftRequest {
     ReadIndex,
     /// The leader's view of its quorum, for a member's status.
     Quorum,
+    /// Would the receiver vote for the sender, whose last log id this is?
+    /// Changes no term (`cluster/prevote.rs`).
+    PreVote {
+        last_log: Option<LogId<NodeId>>,
+    },
 }
 
 /// Membership changes only the leader makes.
@@ -72,6 +77,7 @@ pub enum RaftReply {
     Admin(Result<(), WriteError>),
     ReadIndex(Result<Option<LogId<NodeId>>, WriteError>),
     Quorum(Quorum),
+    PreVote(bool),
 }
 
 /// Members this node neither sends to nor accepts from.

@@ -242,3 +242,53 @@ async fn a_joining_node_waits_for_admission_and_replaces_a_lost_voter() {
     );
     lab.stop().await;
 }
+
+/// A voter cut off from the others for many election timeouts keeps its
+/// term (its pre-votes are refused, so it never starts an election), and
+/// when the cut heals it rejoins as a follower: the leader and the term the
+/// majority kept stay, and the entry committed meanwhile reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_cut_off_keeps_its_term_and_rejoins_as_follower() {
+    let lab = Lab::start(3, 0, quick).await;
+    lab.init(3).await;
+    let leader = lab.leader().await;
+    let cut = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let term = |lab: &Lab, i: usize| lab.m(i).cluster.raft().metrics().borrow().current_term;
+    let before = term(&lab, leader);
+    assert_eq!(term(&lab, cut), before);
+
+    let (a, b, c) = (lab.m(leader).id, lab.m(other).id, lab.m(cut).id);
+    lab.m(cut).cluster.cut().isolate([a, b]);
+    lab.m(leader).cluster.cut().isolate([c]);
+    lab.m(other).cluster.cut().isolate([c]);
+    // The majority commits while the voter is away: 8 s is 10 to 20
+    // election timeouts of `quick`.
+    let (_, out) = lab
+        .m(leader)
+        .cluster
+        .propose(policy("v = 1", a))
+        .await
+        .expect("the majority commits");
+    assert_eq!(out, Outcome::Policy { version: 1 });
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(term(&lab, cut), before, "the cut-off voter raised its term");
+    assert_eq!(
+        lab.m(cut).cluster.raft().metrics().borrow().state,
+        openraft::ServerState::Follower
+    );
+
+    for i in 0..3 {
+        lab.m(i).cluster.cut().heal();
+    }
+    lab.applied_everywhere(1).await;
+    assert_eq!(
+        lab.leader().await,
+        leader,
+        "the leadership moved after the heal"
+    );
+    for i in 0..3 {
+        assert_eq!(term(&lab, i), before, "member {i}'s term after the heal");
+    }
+    lab.stop().await;
+}

@@ -35,6 +35,7 @@ use crate::{NodeId, Raft};
 
 mod join;
 mod leader;
+mod prevote;
 mod quorum;
 mod route;
 pub use join::{JoinReply, JoinRequest, PendingJoin};
@@ -157,6 +158,9 @@ pub struct Cluster {
     /// This node's hand-over from its previous key, until committed.
     handover: Mutex<Option<crate::rotation::Handover>>,
     steward: JoinHandle<()>,
+    /// The election timer, with pre-vote ([`prevote`]).
+    elector: prevote::Elector,
+    timer: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -203,14 +207,25 @@ impl Cluster {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.keep_logs,
             install_snapshot_timeout: 4_000,
+            // Elections start from the pre-vote timer (prevote.rs) instead.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ClusterError::Invalid(format!("raft settings: {e}")))?;
         let transport = Transport::new(mesh);
+        let log_reader = log.clone();
         let raft = Raft::new(settings.id, Arc::new(config), transport.clone(), log, sm)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let elector = prevote::Elector {
+            raft: raft.clone(),
+            id: settings.id,
+            timeout: settings.election_timeout,
+            transport: transport.clone(),
+            log: log_reader,
+        };
+        let timer = tokio::spawn(prevote::run(elector.clone()));
         let policy = Arc::new(Mutex::new(MembershipPolicy::default()));
         let steward = tokio::spawn(crate::steward::run(
             raft.clone(),
@@ -231,6 +246,8 @@ impl Cluster {
             pending: Arc::default(),
             handover: Mutex::new(None),
             steward,
+            elector,
+            timer,
         })
     }
 
@@ -352,6 +369,12 @@ impl Cluster {
                 }
                 RaftReply::Vote(self.raft.vote(r).await)
             }
+            RaftRequest::PreVote { last_log } => {
+                if !voters.contains(&from) {
+                    return Err(format!("{from} is not a voter"));
+                }
+                RaftReply::PreVote(self.elector.grant(from, last_log).await)
+            }
             RaftRequest::Append(r) => {
                 // A node that is still joining knows no members yet.
                 if !member && !voters.is_empty() {
@@ -403,6 +426,7 @@ impl Cluster {
     /// Stops Raft and the steward.
     pub async fn shutdown(&self) {
         self.steward.abort();
+        self.timer.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }

@@ -47,10 +47,6 @@ impl Quorum {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Cluster {
     /// The longest election timeout: how long a leader may go without a
     /// quorum's acknowledgement before it counts as lost.
@@ -69,9 +65,7 @@ impl Cluster {
         &self,
         m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
     ) -> bool {
-        m.state == ServerState::Leader
-            && m.millis_since_quorum_ack
-                .is_some_and(|ms| ms > millis(self.lease()))
+        super::prevote::quorum_lost(m, self.lease())
     }
 
     /// This node's own view of the quorum.
