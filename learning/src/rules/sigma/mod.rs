@@ -104,13 +104,30 @@ impl SigmaRules {
     pub fn load_lenient(texts: &[String]) -> (SigmaRules, Vec<SigmaProblem>) {
         let mut out = SigmaRules::default();
         let mut problems = Vec::new();
+        let mut checked: HashMap<LogSource, Vec<SigmaRule>> = HashMap::new();
         for (i, text) in texts.iter().enumerate() {
-            out.add_text(i, text, &mut problems);
+            out.add_text(i, text, &mut checked, &mut problems);
+        }
+        // One batch per engine: its candidate index is built once, over all
+        // its rules (rules added one by one wait in a list that every event
+        // tries).
+        for (logsource, rules) in checked {
+            let mut engine = Engine::new();
+            // Each compiled once already in `add_text`.
+            let failed = engine.add_rules(&rules);
+            debug_assert!(failed.is_empty(), "checked rules compile: {failed:?}");
+            out.engines.insert(logsource, engine);
         }
         (out, problems)
     }
 
-    fn add_text(&mut self, index: usize, text: &str, problems: &mut Vec<SigmaProblem>) {
+    fn add_text(
+        &mut self,
+        index: usize,
+        text: &str,
+        checked: &mut HashMap<LogSource, Vec<SigmaRule>>,
+        problems: &mut Vec<SigmaProblem>,
+    ) {
         let problem = |rule: String, refusal: Refusal| SigmaProblem {
             text: index,
             rule,
@@ -173,8 +190,7 @@ impl SigmaRules {
                 ));
                 continue;
             }
-            let engine = self.engines.entry(logsource).or_default();
-            if let Err(e) = engine.add_rule(rule) {
+            if let Err(e) = rsigma_eval::compile_rule(rule) {
                 problems.push(problem(
                     name,
                     Refusal {
@@ -186,6 +202,7 @@ impl SigmaRules {
                 continue;
             }
             self.rules.insert(info.id.clone(), info);
+            checked.entry(logsource).or_default().push(rule.clone());
         }
     }
 
