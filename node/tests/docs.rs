@@ -36,6 +36,7 @@ const DOCUMENTS: &[&str] = &[
     "docs/FEDERATED.md",
     "docs/MESH.md",
     "docs/RESPONSE.md",
+    "docs/RULES.md",
     "docs/SENSORS.md",
     "docs/SIMULATIONS.md",
     "docs/TESTNET.md",
@@ -389,6 +390,11 @@ fn federated() {
 #[test]
 fn mesh() {
     check("docs/MESH.md");
+}
+
+#[test]
+fn rules() {
+    check("docs/RULES.md");
 }
 
 #[test]
