@@ -187,6 +187,13 @@ async fn sign_in_pages_roles_and_forgeries() {
         alerts.body
     );
     assert!(alerts.body.contains("sig-valid"));
+    // The review list: no anomaly alert of this node to judge yet.
+    assert!(
+        alerts.body.contains("<section id=\"review\">")
+            && alerts.body.contains("Nothing to review"),
+        "{}",
+        alerts.body
+    );
     let filtered = b.get("/alerts?severity=low").await;
     assert!(
         !filtered.body.contains(&format!("/alerts/{}", alert.id)),
