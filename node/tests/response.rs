@@ -7,6 +7,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The node's process, killed (and reaped) if the test ends early.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn amoskys(path: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_amoskys"))
         .args(args)
@@ -21,26 +31,28 @@ fn without_nft_the_bouncer_is_unhealthy_with_the_reason_and_the_node_runs() {
     let empty = dir.path().join("bin");
     std::fs::create_dir(&empty).expect("an empty PATH");
     let data = dir.path().join("node");
-    let mut node = Command::new(env!("CARGO_BIN_EXE_amoskys"))
-        .args(["run", "--log-format", "json", "--api-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--set",
-            "mesh.listen=[\"127.0.0.1:0\"]",
-            "--set",
-            "sensors.procfs.enabled=false",
-            "--set",
-            "sensors.flows.enabled=false",
-            "--set",
-            "sensors.ebpf.enabled=false",
-        ])
-        .env("PATH", &empty)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let stderr = node.stderr.take().expect("stderr");
+    let mut node = Running(
+        Command::new(env!("CARGO_BIN_EXE_amoskys"))
+            .args(["run", "--log-format", "json", "--api-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--set",
+                "mesh.listen=[\"127.0.0.1:0\"]",
+                "--set",
+                "sensors.procfs.enabled=false",
+                "--set",
+                "sensors.flows.enabled=false",
+                "--set",
+                "sensors.ebpf.enabled=false",
+            ])
+            .env("PATH", &empty)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node starts"),
+    );
+    let stderr = node.0.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut api = None;
     for line in lines.by_ref().map_while(Result::ok).take(300) {
@@ -101,16 +113,15 @@ fn without_nft_the_bouncer_is_unhealthy_with_the_reason_and_the_node_runs() {
     assert_eq!(v["bouncer"]["healthy"], false, "{v}");
 
     let _ = Command::new("kill")
-        .args(["-TERM", &node.id().to_string()])
+        .args(["-TERM", &node.0.id().to_string()])
         .status();
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
-        if let Ok(Some(s)) = node.try_wait() {
+        if let Ok(Some(s)) = node.0.try_wait() {
             assert!(s.success(), "the node stops cleanly: {s}");
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = node.kill();
     panic!("the node did not stop within 20 s");
 }

@@ -56,8 +56,9 @@ fn policy(net: &Testnet, mode: &str, version_after: Option<u64>) -> u64 {
     version
 }
 
-/// Starts a TCP server on host `i` that accepts and closes connections.
-fn listen(net: &Testnet, i: usize) {
+/// Starts a TCP server on host `i` that accepts and closes connections
+/// (killed with the testnet's namespaces at the latest).
+fn listen(net: &Testnet, i: usize) -> std::process::Child {
     let addr = &net.hosts[i].addr;
     let script = format!(
         "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
@@ -70,7 +71,7 @@ fn listen(net: &Testnet, i: usize) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("listener starts");
+        .expect("listener starts")
 }
 
 /// Whether a new TCP connection from namespace `ns` to each address
@@ -160,9 +161,7 @@ fn a_scan_of_one_node_is_dropped_by_every_node_until_the_decision_expires() {
     .expect("cluster formed");
     let v1 = policy(&net, "enforce", None);
     let addrs: Vec<String> = net.hosts.iter().map(|h| h.addr.clone()).collect();
-    for i in 0..3 {
-        listen(&net, i);
-    }
+    let mut servers: Vec<_> = (0..3).map(|i| listen(&net, i)).collect();
     net.until(
         "the attacker reaches every node",
         Duration::from_secs(10),
@@ -335,4 +334,8 @@ fn a_scan_of_one_node_is_dropped_by_every_node_until_the_decision_expires() {
     })
     .expect("node 2 stops");
     assert!(!table(&net), "the stopped node's table is gone");
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
 }

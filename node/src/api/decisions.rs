@@ -20,13 +20,15 @@ use crate::workspace::{EditError, Operator};
 
 type SignedExt = Option<axum::Extension<SignedRequest>>;
 
-fn operator(caller: &CallerExt, signed: &SignedExt) -> Result<Option<Operator>, Response> {
+/// The operator of an edit with their signed request, or why it cannot
+/// be kept (a 400).
+fn operator(caller: &CallerExt, signed: &SignedExt) -> Result<Option<Operator>, String> {
     let (Some(caller), Some(signed)) = (who(caller), signed) else {
         return Ok(None);
     };
     Operator::from_request(&caller.name, caller.role, &signed.0)
         .map(Some)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -44,9 +46,9 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn subject(text: &str) -> Result<Subject, Response> {
-    text.parse::<Subject>()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("subject: {e}")))
+/// The subject a client named, or the 400 message.
+fn subject(text: &str) -> Result<Subject, String> {
+    text.parse::<Subject>().map_err(|e| format!("subject: {e}"))
 }
 
 /// `GET /api/v1/decisions`: the live decisions, the mode in force and
@@ -74,11 +76,11 @@ pub(super) async fn add(
 ) -> Response {
     let op = match operator(&caller, &signed) {
         Ok(op) => op,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let subject = match subject(&body.subject) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if !(1..=MAX_DURATION_SECS).contains(&body.duration_secs) {
         return error(
@@ -156,11 +158,11 @@ pub(super) async fn remove(
 ) -> Response {
     let op = match operator(&caller, &signed) {
         Ok(op) => op,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let subject = match subject(&p.subject) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match blocking(&state, move |w| w.decision_remove(&subject, op.as_ref())).await {
         Ok(Some(view)) => {

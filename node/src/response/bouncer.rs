@@ -258,7 +258,9 @@ impl Enforcer {
             .filter(|(_, e)| **e > now)
             .map(|(s, e)| (*s, *e))
             .collect();
-        if want == held && !(want.is_empty() && !self.in_kernel.is_empty()) {
+        // Unchanged, unless the last elements just expired (then the
+        // bookkeeping is cleared with an empty set).
+        if want == held && (!want.is_empty() || self.in_kernel.is_empty()) {
             return;
         }
         let elems: Vec<(Subject, u64)> = want

@@ -240,7 +240,7 @@ pub(super) fn claim(
         .duration_secs
         .checked_mul(1000)
         .and_then(|ms| req.ts_ms.checked_add(ms));
-    if !want.is_some_and(|w| w.abs_diff(d.expires_ms) <= super::operator::PROOF_WINDOW_MS) {
+    if want.is_none_or(|w| w.abs_diff(d.expires_ms) > super::operator::PROOF_WINDOW_MS) {
         return Err("the lifetime differs".into());
     }
     Ok(())
