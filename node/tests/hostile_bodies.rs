@@ -157,6 +157,24 @@ async fn generated_hostile_writes_are_refused_cleanly() {
         ),
         (
             Method::POST,
+            "/api/v1/learn/rounds",
+            json!({ "kind": "head:toaster" }).to_string(),
+            "kind: ",
+        ),
+        (
+            Method::POST,
+            "/api/v1/learn/rounds",
+            json!({ "kind": "head:source", "dp": { "clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5 } }).to_string(),
+            "dp: ",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/policy",
+            format!("[learning]\nhead_min_per_class = {max}\nhead = \"on\"\n"),
+            "learning.head",
+        ),
+        (
+            Method::POST,
             "/api/v1/cluster/init",
             json!({ "peers": vec![id.clone(); 9] }).to_string(),
             "peers: ",
