@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::drift::DriftSettings;
 use crate::ioc::IocDetection;
+use crate::members::MemberAddresses;
 use crate::models::ModelSet;
 use crate::policy::InForce;
 use crate::privacy::Privacy;
@@ -34,6 +35,8 @@ const MESH_PORTS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct AnomalyDetection {
     pub features: FeatureExtractor,
     pub models: Arc<ModelSet>,
+    /// Members' source windows are not scored ([`crate::members`]).
+    pub members: MemberAddresses,
 }
 
 impl AnomalyDetection {
@@ -41,6 +44,7 @@ impl AnomalyDetection {
         Self {
             features: FeatureExtractor::new(window_ns, MAX_WINDOW_ENTITIES),
             models,
+            members: MemberAddresses::default(),
         }
     }
 }
@@ -184,6 +188,7 @@ impl Detector {
                 windows.extend(a.features.push(e));
             }
             windows.extend(a.features.flush(now_ns()));
+            windows.retain(|w| !a.members.covers(w));
             let quantile = self.engine.policy().anomaly_quantile;
             let scored = score_windows_kept(&a.models, &windows, quantile);
             findings.extend(scored.into_iter().map(|(f, w)| (f, Some(w))));

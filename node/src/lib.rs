@@ -37,6 +37,7 @@ pub mod federation;
 pub mod identity;
 pub mod ingest;
 pub mod ioc;
+pub mod members;
 pub mod metrics;
 pub mod models;
 mod node;

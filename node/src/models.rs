@@ -198,6 +198,9 @@ pub struct LearningSettings {
     /// The rules replayed over the baseline to leave attacks out of it
     /// ([`BaselineFilter`]); none keeps every window.
     pub rules: Option<RulePolicy>,
+    /// Members' source windows are left out of the baseline
+    /// ([`crate::members`]).
+    pub member_addresses: crate::members::MemberAddresses,
 }
 
 /// What one training run did for one entity kind.
@@ -283,7 +286,8 @@ fn replay(
                 left_out: 0,
                 state: seed,
             });
-            if filter.as_mut().is_some_and(|f| !f.keeps(&w)) {
+            if filter.as_mut().is_some_and(|f| !f.keeps(&w)) || settings.member_addresses.covers(&w)
+            {
                 sample.left_out += 1;
                 continue;
             }

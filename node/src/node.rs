@@ -205,7 +205,10 @@ impl Node {
                 .map_err(NodeError::Config)?;
         metrics.set_outputs(outputs.stats.clone());
         let models = Arc::new(ModelSet::load(&store)?);
-        let learning = config.learning();
+        // Admitted members' addresses: out of anomaly baselines and scoring.
+        let members = crate::members::MemberAddresses::default();
+        let mut learning = config.learning();
+        learning.member_addresses = members.clone();
         // The configuration's policy applies until the cluster commits one.
         let local = Policy::from_config(&config).map_err(|p| NodeError::Config(vec![p]))?;
         let (policy_tx, policy_rx) = watch::channel(Arc::new(InForce {
@@ -226,7 +229,10 @@ impl Node {
                     config.detection.suppress_secs,
                     alerts_tx.clone(),
                 )
-                .with_anomaly(AnomalyDetection::new(learning.window_ns, models.clone()))
+                .with_anomaly(AnomalyDetection {
+                    members: members.clone(),
+                    ..AnomalyDetection::new(learning.window_ns, models.clone())
+                })
                 .with_policy(policy_rx.clone())
                 .with_intel(workspace.matcher())
                 .with_verdicts(workspace.verdicts())
@@ -387,6 +393,12 @@ impl Node {
             response,
         };
         let mut tasks = vec![drift_task, bouncer];
+        tasks.push(tokio::spawn(crate::members::follow(
+            members,
+            cluster.cluster.applied(),
+            state.mesh.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.extend(outputs.tasks);
         if let Some(p) = &peering {
             tasks.push(tokio::spawn(follow_mesh_ports(p.handle.clone(), own_tx)));

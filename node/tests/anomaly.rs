@@ -93,6 +93,7 @@ fn settings() -> LearningSettings {
             ..TrainConfig::default()
         },
         rules: Some(RulePolicy::default()),
+        member_addresses: Default::default(),
     }
 }
 
@@ -385,4 +386,49 @@ fn a_flood_during_training_stays_out_of_the_baseline_named_or_not() {
     assert_eq!(flagged[0], 0, "the clean baseline flags ordinary traffic");
     assert!(flagged[1] > 0, "the contaminated baseline flags nothing");
     assert_eq!(flagged[2], 0, "the capped baseline flags ordinary traffic");
+}
+
+/// Admitted members' source windows stay out of the baseline: the mesh's
+/// own traffic is not what a model of the site's clients learns.
+#[test]
+fn members_source_windows_stay_out_of_the_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let until = now_ns();
+    store.put_events(&baseline(until, 120)).expect("events");
+    let source_windows = |settings: &LearningSettings| {
+        let run = train_all(
+            &store,
+            &ModelSet::default(),
+            settings,
+            until,
+            &AtomicBool::new(false),
+        );
+        let k = run
+            .kinds
+            .iter()
+            .find(|k| k.entity == "source")
+            .cloned()
+            .expect("source kind");
+        (k.windows, k.left_out)
+    };
+    let plain = settings();
+    let (windows, left_out) = source_windows(&plain);
+    let members = amoskys_node::members::MemberAddresses::default();
+    members.set([
+        "10.0.0.1".parse().expect("ip"),
+        "10.0.0.2".parse().expect("ip"),
+    ]);
+    let with_members = LearningSettings {
+        member_addresses: members,
+        ..settings()
+    };
+    let (windows_m, left_out_m) = source_windows(&with_members);
+    // Two of the eight clients, one window each per minute (the last cut).
+    let members_windows = left_out_m - left_out;
+    assert!(
+        members_windows >= 2 * 118,
+        "members' windows left out: {members_windows}"
+    );
+    assert_eq!(windows_m, windows - members_windows);
 }

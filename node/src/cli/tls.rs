@@ -155,7 +155,7 @@ pub(super) fn plain() -> Result<rustls::ClientConfig, String> {
 }
 
 /// Trusts only the certificates of a PEM file.
-fn trusting(path: &PathBuf) -> Result<rustls::ClientConfig, String> {
+fn trusting(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
     amoskys_node::tls::client_trusting(path)
         .map(finish)
         .map_err(|why| format!("--cacert {}: {why}", path.display()))

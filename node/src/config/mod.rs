@@ -345,6 +345,7 @@ impl Config {
                 ..Default::default()
             },
             rules: Some(self.rule_policy().unwrap_or_default()),
+            member_addresses: Default::default(),
         }
     }
 

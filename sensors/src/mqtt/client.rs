@@ -26,13 +26,14 @@ pub(super) enum Step {
 }
 
 pub(super) enum Session {
+    // Boxed: the two event loops differ much in size.
     V4 {
         client: rumqttc::Client,
-        conn: rumqttc::Connection,
+        conn: Box<rumqttc::Connection>,
     },
     V5 {
         client: rumqttc::v5::Client,
-        conn: rumqttc::v5::Connection,
+        conn: Box<rumqttc::v5::Connection>,
     },
 }
 
@@ -82,7 +83,10 @@ impl Session {
                     o.set_credentials(user, password);
                 }
                 let (client, conn) = rumqttc::Client::new(o, REQUESTS);
-                Session::V4 { client, conn }
+                Session::V4 {
+                    client,
+                    conn: Box::new(conn),
+                }
             }
             Protocol::V5 => {
                 let mut o = rumqttc::v5::MqttOptions::new(&config.client_id, host, port);
@@ -94,7 +98,10 @@ impl Session {
                     o.set_credentials(user, password);
                 }
                 let (client, conn) = rumqttc::v5::Client::new(o, REQUESTS);
-                Session::V5 { client, conn }
+                Session::V5 {
+                    client,
+                    conn: Box::new(conn),
+                }
             }
         }
     }
