@@ -47,6 +47,7 @@ pub struct Metrics {
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
     workspace: Arc<OnceLock<Arc<Workspace>>>,
     outputs: Arc<OnceLock<Vec<Arc<OutputStats>>>>,
+    response: Arc<OnceLock<Arc<crate::response::Response>>>,
 }
 
 impl Metrics {
@@ -107,10 +108,12 @@ impl Metrics {
         let mesh = Arc::new(OnceLock::new());
         let workspace = Arc::new(OnceLock::new());
         let outputs = Arc::new(OnceLock::new());
+        let response = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
             mesh: mesh.clone(),
             workspace: workspace.clone(),
             outputs: outputs.clone(),
+            response: response.clone(),
             version,
             started: Instant::now(),
             sensors,
@@ -129,6 +132,7 @@ impl Metrics {
             mesh,
             workspace,
             outputs,
+            response,
         }
     }
 
@@ -151,6 +155,11 @@ impl Metrics {
         self.tls_refused
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
             .inc();
+    }
+
+    /// Reports the bouncer's state from now on.
+    pub fn set_response(&self, response: Arc<crate::response::Response>) {
+        let _ = self.response.set(response);
     }
 
     /// Reports the workspace's sync counters from now on.
@@ -185,6 +194,7 @@ struct NodeCollector {
     mesh: Arc<OnceLock<Arc<MeshStats>>>,
     workspace: Arc<OnceLock<Arc<Workspace>>>,
     outputs: Arc<OnceLock<Vec<Arc<OutputStats>>>>,
+    response: Arc<OnceLock<Arc<crate::response::Response>>>,
     version: &'static str,
     started: Instant,
     sensors: Vec<Arc<SensorStats>>,
@@ -349,6 +359,9 @@ impl Collector for NodeCollector {
         }
         if let Some(outputs) = self.outputs.get() {
             crate::outputs::encode_metrics(&mut encoder, outputs)?;
+        }
+        if let Some(r) = self.response.get() {
+            crate::response::metrics::encode_metrics(&mut encoder, r)?;
         }
         Ok(())
     }

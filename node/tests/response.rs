@@ -1,6 +1,6 @@
 //! A node that cannot run `nft` (here: an empty PATH) keeps running: its
-//! bouncer is unhealthy with the reason in `GET /api/v1/node` and
-//! `amoskys status`, and decisions are still recorded. Enforcement itself
+//! bouncer is unhealthy with the reason in `GET /api/v1/node`,
+//! `amoskys status` and `/metrics`, and decisions are still recorded. Enforcement itself
 //! is tested on three nodes in network namespaces (testnet/tests/response.rs).
 
 use std::io::{BufRead, BufReader};
@@ -15,6 +15,17 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The node's Prometheus text (a public route).
+fn metrics(api: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).expect("connects");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("sent");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn amoskys(path: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -88,6 +99,11 @@ fn without_nft_the_bouncer_is_unhealthy_with_the_reason_and_the_node_runs() {
     assert!(
         text.contains("response  observe mode, bouncer UNHEALTHY: cannot run nft"),
         "{text}"
+    );
+    let scrape = metrics(&api);
+    assert!(
+        scrape.contains("amoskys_response_bouncer_healthy 0"),
+        "{scrape}"
     );
     // Decisions are still recorded and listed.
     let add = amoskys(

@@ -8,6 +8,7 @@
 //!   and the [`decisions::plan`] a node enforces; pure.
 //! - [`engine`]: alerts in, decisions out (rules and campaign counts); pure.
 //! - [`nft`]: the nftables driver (one `nft -j` transaction per change).
+//! - [`metrics`]: `amoskys_response_*` at scrape time.
 //! - [`bouncer`]: the task that ties them to the node: writes decisions to
 //!   the workspace, follows its `decisions` document and the policy,
 //!   installs the table, and removes it at shutdown.
@@ -19,6 +20,7 @@
 pub mod bouncer;
 pub mod decisions;
 pub mod engine;
+pub mod metrics;
 pub mod nft;
 pub mod policy;
 
