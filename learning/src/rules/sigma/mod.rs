@@ -399,7 +399,9 @@ fn finding(info: &RuleInfo, event: &Event, sigma: &SigmaEvent<'_>) -> Finding {
         ("logsource".to_owned(), info.logsource.name().to_owned()),
     ];
     let facts: &[&str] = match info.logsource {
-        LogSource::ProcessCreation => &["Image", "CommandLine", "ProcessId", "ParentImage", "User"],
+        // Never the command line: evidence is a summary, the event stays on
+        // the node (docs/DETECTION.md, privacy).
+        LogSource::ProcessCreation => &["Image", "ProcessId", "ParentImage", "User"],
         LogSource::NetworkConnection => &[
             "Image",
             "ProcessId",

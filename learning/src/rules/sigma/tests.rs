@@ -176,6 +176,7 @@ fn a_match_is_a_finding_with_the_rules_id_title_level_and_tags() {
     assert_eq!(ev["tags"], "attack.execution attack.t1059.004");
     assert_eq!(ev["ParentImage"], "/bin/bash");
     assert_eq!(ev["User"], "alice");
+    assert!(!ev.contains_key("CommandLine"), "no command line in alerts");
 }
 
 #[test]
