@@ -3,7 +3,8 @@
 //!
 //! Sections: `[rules]` (detection thresholds and allow-lists, the
 //! correlation k), `[privacy]` (how addresses appear in alerts),
-//! `[learning]` (the retraining schedule, federated rounds, model drift),
+//! `[learning]` (the retraining schedule, federated rounds, model drift,
+//! the supervised head the analysts' verdicts train),
 //! `[membership]` (voter count, promotion, keys admitted on request) and
 //! `[governance]` (how many nodes' admins must approve a policy change, a
 //! member removal or a model activation) and `[response]` (alerts turned

@@ -175,6 +175,17 @@ async fn a_head_round_moves_only_parameters_and_puts_the_head_in_force_everywher
     assert_eq!(entry["metrics"]["normals"], 7.0);
     assert_eq!(entry["activate"], false, "{entry}");
 
+    // A head is put in force by the policy, not activated as a model.
+    let path = format!("/api/v1/models/{version}/activate");
+    let (status, v) = send(a.api_addr(), Method::POST, &path, None).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("supervised head")),
+        "{v}"
+    );
+
     // In force everywhere: 6 true positives over the sites reach MIN.
     for n in nodes {
         let h = eventually(Duration::from_secs(20), || async {

@@ -370,7 +370,24 @@ pub(super) async fn activate_model(
             format!("version: {version:?} is not a number"),
         );
     };
-    let active = state.cluster.applied().borrow().state.active_model;
+    let (active, head) = {
+        let applied = state.cluster.applied().borrow().clone();
+        let head = applied
+            .state
+            .models
+            .get(&version)
+            .is_some_and(|m| m.model.schema.starts_with("head:"));
+        (applied.state.active_model, head)
+    };
+    if head {
+        // A head is in force by the policy (`learning.head`), not activated.
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "version: {version} is a supervised head (learning.head = \"federated\" puts the newest in force), not an anomaly model"
+            ),
+        );
+    }
     let summary = format!(
         "active model {} -> {version}",
         active.map_or("none".to_owned(), |v| v.to_string())

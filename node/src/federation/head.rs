@@ -26,6 +26,11 @@ use std::sync::Arc;
 use super::{Federation, RoundSettings, lock, now_ns, sha256_hex};
 use crate::verdicts::{Registered, head_config};
 
+/// Times a participant sends its head update before it gives up.
+const SEND_TRIES: u32 = 10;
+/// The wait between two of them.
+const SEND_RETRY: Duration = Duration::from_millis(300);
+
 /// The round kind of `kind`'s head.
 pub fn round_kind(kind: EntityKind) -> String {
     format!("head:{}", kind.as_str())
@@ -226,10 +231,21 @@ impl Federation {
             .aggregator
             .peer_id()
             .ok_or("aggregator has no peer id")?;
-        mesh.request(peer, Service::Model, signed)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        // A head trains in milliseconds: the update may reach the
+        // aggregator before it has opened the round, so a refusal is tried
+        // again, a bounded number of times within the deadline.
+        let mut tries = 1;
+        loop {
+            match mesh.request(peer, Service::Model, signed.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tries < SEND_TRIES && now_ns() < round.round.deadline_ns => {
+                    tracing::debug!(round = id, error = %e, "head update refused; sending again");
+                    tries += 1;
+                    tokio::time::sleep(SEND_RETRY).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 
     /// Offers a head update to the round it names.

@@ -9,7 +9,8 @@
 //! Event keys are `time_ns (u64 BE) ++ seq (u64 BE)`: ordered by time, unique,
 //! so time queries and age retention are range operations. Alerts and what
 //! reconciliation reads of them: `alerts.rs`; the detector's repeat
-//! memory: `suppress.rs`.
+//! memory: `suppress.rs`; the windows behind anomaly alerts and the
+//! verdicts on them: `windows.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
