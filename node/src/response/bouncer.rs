@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 use super::decisions::{self, Decision, Guard, Subject, seconds_left};
 use super::engine::Engine;
 use super::nft::Nft;
-use super::{Response, ResponsePolicy, ip_in, own_addresses};
+use super::{Response, ResponsePolicy, own_addresses};
 use crate::policy::InForce;
 use crate::workspace::Workspace;
 
@@ -148,19 +148,7 @@ async fn gather_guard(
     applied: &watch::Receiver<Arc<Applied>>,
     mesh: Option<&MeshHandle>,
 ) -> Guard {
-    let mut members = Vec::new();
-    {
-        let a = applied.borrow();
-        members.extend(a.membership.nodes().filter_map(|(_, n)| ip_in(&n.addr)));
-        members.extend(a.state.members.values().filter_map(|r| ip_in(&r.addr)));
-    }
-    if let Some(m) = mesh
-        && let Ok(peers) = m.peers().await
-    {
-        members.extend(peers.iter().filter_map(|p| ip_in(&p.address)));
-    }
-    members.sort();
-    members.dedup();
+    let members = crate::members::gather(applied, mesh).await;
     let own = tokio::task::spawn_blocking(own_addresses)
         .await
         .unwrap_or_default();
