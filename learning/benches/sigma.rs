@@ -91,6 +91,7 @@ fn events(n: usize, rules: usize) -> Vec<Event> {
                         cmdline,
                         uid: 1000,
                         start_time_ns: k as u64,
+                        cwd: String::new(),
                     },
                     lineage: vec![LineageEntry {
                         pid: 999,

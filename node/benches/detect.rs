@@ -35,6 +35,7 @@ fn launch(pid: i32, name: &str, parent: &str) -> Event {
                 cmdline: vec![name.into()],
                 uid: 33,
                 start_time_ns: 0,
+                cwd: String::new(),
             },
             lineage: vec![LineageEntry {
                 pid: 100,

@@ -28,6 +28,7 @@ fn sample() -> Event {
                 cmdline: vec!["curl".into(), "-s".into(), "https://example.org/".into()],
                 uid: 1000,
                 start_time_ns: 1_700_000_000_000_000_000,
+                cwd: String::new(),
             },
             lineage: vec![
                 LineageEntry {

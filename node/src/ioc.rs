@@ -250,6 +250,7 @@ mod tests {
                     cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
                     uid: 0,
                     start_time_ns: 1,
+                    cwd: String::new(),
                 },
                 lineage: Vec::new(),
             }),

@@ -51,12 +51,13 @@ fn evidence<'a>(a: &'a Alert, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `sh -c 'sleep 2; true' ARG0 ARGS…`: a shell that lives long enough for
-/// a procfs pass, with the words in its command line.
-fn shell(arg0: &str, args: &[&str]) -> Child {
+/// `sh -c 'sleep 2; true' ARG0 ARGS…` in `dir`: a shell that lives long
+/// enough for a procfs pass, with the words in its command line.
+fn shell(dir: &Path, arg0: &str, args: &[&str]) -> Child {
     Command::new("/bin/sh")
         .args(["-c", "sleep 2; true", arg0])
         .args(args)
+        .current_dir(dir)
         .spawn()
         .expect("sh starts")
 }
@@ -67,7 +68,7 @@ fn user_name() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn rules(nonce: &str, user: &str) -> String {
+fn rules(nonce: &str, user: &str, cwd: &str) -> String {
     format!(
         r#"title: Marked shell of the test
 id: sigma-test-one
@@ -82,6 +83,7 @@ detection:
             - '/bash'
         CommandLine|contains: '{nonce}-one'
         User: '{user}'
+        CurrentDirectory: '{cwd}'
     condition: selection
 level: high
 tags:
@@ -126,7 +128,7 @@ tags:
     )
 }
 
-const BAD: &str = "title: Needs the working directory
+const BAD: &str = "title: Needs the parent's command line
 id: sigma-test-bad
 logsource:
     product: linux
@@ -134,7 +136,7 @@ logsource:
 detection:
     selection:
         Image|endswith: '/sh'
-        CurrentDirectory|startswith: '/tmp'
+        ParentCommandLine|contains: 'php'
     condition: selection
 ";
 
@@ -169,14 +171,19 @@ async fn sigma_rules_alert_on_real_processes_and_bad_rules_are_refused() {
 
     let files = tempfile::tempdir().expect("tempdir");
     let nonce = format!("amoskys-sigma-{}", std::process::id());
-    let good = write(files.path(), "rules.yml", &rules(&nonce, &user_name()));
+    let cwd = files.path().canonicalize().expect("the directory's path");
+    let good = write(
+        files.path(),
+        "rules.yml",
+        &rules(&nonce, &user_name(), &cwd.display().to_string()),
+    );
     let bad = write(files.path(), "bad.yml", BAD);
 
     // A bad rule: refused by the client, naming file, line, rule and field.
     let (code, out) = amoskys(addr, &["rules", "add", &bad]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(&format!("{bad}:9: rule sigma-test-bad: CurrentDirectory:")),
+        out.contains(&format!("{bad}:9: rule sigma-test-bad: ParentCommandLine:")),
         "{out}"
     );
     // And by the node, if a policy carries it.
@@ -186,7 +193,7 @@ async fn sigma_rules_alert_on_real_processes_and_bad_rules_are_refused() {
     assert_eq!(status, 400, "{body}");
     let reason = body.to_string();
     assert!(
-        reason.contains("rules.sigma[0]: rule sigma-test-bad: line 9: CurrentDirectory"),
+        reason.contains("rules.sigma[0]: rule sigma-test-bad: line 9: ParentCommandLine"),
         "{reason}"
     );
 
@@ -230,10 +237,10 @@ async fn sigma_rules_alert_on_real_processes_and_bad_rules_are_refused() {
     let skip = format!("{nonce}-skip");
     // Hits.
     let mut hits = vec![
-        ("sigma-test-one", shell(&one, &[])),
-        ("sigma-test-two", shell(&two, &["alpha", "beta"])),
-        ("sigma-test-three", shell(&three_a, &[])),
-        ("sigma-test-three", shell(&three_b, &[])),
+        ("sigma-test-one", shell(&cwd, &one, &[])),
+        ("sigma-test-two", shell(&cwd, &two, &["alpha", "beta"])),
+        ("sigma-test-three", shell(&cwd, &three_a, &[])),
+        ("sigma-test-three", shell(&cwd, &three_b, &[])),
     ];
     // Near misses: the mark in a program that is not a shell (endswith),
     // two of three words (all), the filter's word (not filter).
@@ -244,8 +251,8 @@ async fn sigma_rules_alert_on_real_processes_and_bad_rules_are_refused() {
         .expect("sleep starts");
     let mut misses = vec![
         sleeper,
-        shell(&two, &["alpha"]),
-        shell(&three_a, &[skip.as_str()]),
+        shell(&cwd, &two, &["alpha"]),
+        shell(&cwd, &three_a, &[skip.as_str()]),
     ];
 
     let expected: Vec<(&str, u32)> = hits.iter().map(|(r, c)| (*r, c.id())).collect();

@@ -24,6 +24,7 @@ fn event(time_ns: u64, pid: i32) -> Event {
                 cmdline: vec!["t".into(), "--flag".into()],
                 uid: 0,
                 start_time_ns: time_ns,
+                cwd: String::new(),
             },
             lineage: vec![],
         }),

@@ -157,6 +157,10 @@ pub struct ProcessInfo {
     pub uid: u32,
     /// Process start time, nanoseconds since the Unix epoch.
     pub start_time_ns: u64,
+    /// Working directory (/proc/PID/cwd); empty when unknown (an optional
+    /// field: absent in events written before it existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cwd: String,
 }
 
 /// One ancestor in a lineage chain.
@@ -347,6 +351,7 @@ mod tests {
                     cmdline: vec!["/bin/true".into()],
                     uid: 0,
                     start_time_ns: 41,
+                    cwd: String::new(),
                 },
                 lineage: vec![],
             }),

@@ -163,6 +163,7 @@ mod tests {
                     cmdline: vec![],
                     uid: 0,
                     start_time_ns: 0,
+                    cwd: String::new(),
                 },
                 lineage: vec![],
             }),

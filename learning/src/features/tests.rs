@@ -57,6 +57,7 @@ fn launch(t: u64, exe: &str, parent: &str) -> Event {
                 cmdline: vec![],
                 uid: 0,
                 start_time_ns: t,
+                cwd: String::new(),
             },
             lineage: vec![LineageEntry {
                 pid: 1,

@@ -234,6 +234,7 @@ fn exec(name: &str, parent: &str) -> Event {
                 cmdline: vec![name.into(), "-c".into(), "id".into()],
                 uid: 33,
                 start_time_ns: SEC,
+                cwd: String::new(),
             },
             lineage: vec![LineageEntry {
                 pid: 100,

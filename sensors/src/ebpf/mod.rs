@@ -128,6 +128,10 @@ pub fn body_of(record: Record) -> EventBody {
                 cmdline: argv,
                 uid: header.uid,
                 start_time_ns: crate::now_ns(),
+                // Read right after the exec; empty if it already exited.
+                cwd: std::fs::read_link(format!("/proc/{}/cwd", header.pid))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             },
         }),
         Record::Connect { header, remote } => socket(SocketActivityKind::Connect, header, remote),

@@ -309,6 +309,10 @@ fn read_process(pid: i32) -> Option<ProcessInfo> {
         cmdline,
         uid,
         start_time_ns: start_time_ns(stat.starttime),
+        cwd: proc
+            .cwd()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     })
 }
 
@@ -333,6 +337,7 @@ mod tests {
             cmdline: vec![name.into()],
             uid: 0,
             start_time_ns: 0,
+            cwd: String::new(),
         }
     }
 

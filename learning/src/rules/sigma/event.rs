@@ -69,6 +69,9 @@ impl<'a> SigmaEvent<'a> {
                     }
                     v.push(("ParentName", text(&parent.name)));
                 }
+                if !p.cwd.is_empty() {
+                    v.push(("CurrentDirectory", text(&p.cwd)));
+                }
                 v.push(("Name", text(&p.name)));
                 v.push(("User", user(users, p.uid)));
                 v.push(("UserId", Val::Int(p.uid.into())));

@@ -106,6 +106,11 @@ pub const PROCESS_CREATION: &[Field] = &[
         "`lineage[0].name`: the parent's short name",
     ),
     f(
+        "CurrentDirectory",
+        Text,
+        "`process.cwd`: the working directory (procfs: /proc/PID/cwd; eBPF: read from /proc right after the exec); absent when unknown",
+    ),
+    f(
         "Name",
         Text,
         "`process.name`: the short name (comm, at most 15 characters)",
@@ -176,11 +181,6 @@ pub const FILE_EVENT: &[Field] = &[
 
 /// Known Sigma fields the node's sensors do not record.
 const MISSING: &[(Category, &str, &str)] = &[
-    (
-        Category::ProcessCreation,
-        "CurrentDirectory",
-        "the process sensors do not record the working directory",
-    ),
     (
         Category::ProcessCreation,
         "ParentCommandLine",

@@ -23,6 +23,7 @@ fn exec(exe: &str, args: &[&str], parent: &str, uid: u32) -> Event {
                 cmdline: args.iter().map(|a| (*a).to_owned()).collect(),
                 uid,
                 start_time_ns: 1,
+                cwd: String::new(),
             },
             lineage: vec![LineageEntry {
                 pid: 42,
@@ -135,6 +136,16 @@ fn process_rules_match_and_near_misses_do_not() {
     assert!(fired(&rules, &as_root).is_empty());
     let other = exec("/usr/bin/cat", &["cat", "/etc/hosts"], "/bin/bash", 1000);
     assert!(fired(&rules, &other).is_empty());
+    // CurrentDirectory, when the sensor read it.
+    let cwd = load(&[
+        "title: T\nid: cwd-1\nlogsource: {category: process_creation}\ndetection:\n    sel:\n        CurrentDirectory|startswith: /tmp/\n    condition: sel\n",
+    ]);
+    let mut in_tmp = id.clone();
+    if let EventBody::ProcessActivity(a) = &mut in_tmp.body {
+        a.process.cwd = "/tmp/x".into();
+    }
+    assert_eq!(fired(&cwd, &in_tmp), ["sigma:cwd-1"]);
+    assert!(fired(&cwd, &id).is_empty(), "no cwd, no match");
     // An exit is not a process creation.
     let mut gone = id.clone();
     if let EventBody::ProcessActivity(a) = &mut gone.body {
@@ -271,7 +282,7 @@ logsource:
     category: process_creation
 detection:
     selection:
-        CurrentDirectory|startswith: '/tmp'
+        ParentCommandLine|contains: 'nginx'
         Image|expand: '%bins%'
         ProcessId|contains: '12'
     condition: selection
@@ -286,12 +297,12 @@ detection:
             .find(|p| p.refusal.field.as_deref() == Some(f))
             .unwrap_or_else(|| panic!("{f} in {text:?}"))
     };
-    assert_eq!(find("CurrentDirectory").refusal.line, Some(8));
+    assert_eq!(find("ParentCommandLine").refusal.line, Some(8));
     assert!(
-        find("CurrentDirectory")
+        find("ParentCommandLine")
             .refusal
             .reason
-            .contains("working directory")
+            .contains("not its command line")
     );
     assert_eq!(find("Image|expand").refusal.line, Some(9));
     assert_eq!(find("ProcessId|contains").refusal.line, Some(10));
