@@ -143,6 +143,16 @@ impl SigmaRules {
                 return;
             }
         };
+        if collection.rules.is_empty() && collection.errors.is_empty() {
+            problems.push(problem(
+                "document 1".into(),
+                Refusal {
+                    line: None,
+                    field: None,
+                    reason: "no rule in the text".into(),
+                },
+            ));
+        }
         for e in &collection.errors {
             let rule = first_id(text).unwrap_or_else(|| "document 1".into());
             problems.push(problem(rule, parse_refusal(text, e)));

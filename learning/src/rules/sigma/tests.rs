@@ -396,3 +396,29 @@ fn passwd_gives_names_by_uid() {
     assert_eq!(users.get(&1000).map(String::as_str), Some("alice"));
     assert_eq!(users.len(), 2);
 }
+
+#[test]
+fn hostile_texts_are_refused_without_a_crash() {
+    let deep_condition = format!(
+        "title: D\nid: d-1\nlogsource: {{category: process_creation}}\ndetection:\n    sel:\n        Image: /bin/sh\n    condition: {}sel{}\n",
+        "(".repeat(5_000),
+        ")".repeat(5_000)
+    );
+    let deep_yaml = format!(
+        "title: Y\nid: y-2\nlogsource: {{category: process_creation}}\ndetection:\n    sel: {}1{}\n    condition: sel\n",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    for text in [
+        deep_condition,
+        deep_yaml,
+        "\u{0}\u{fffd}:::".into(),
+        String::new(),
+    ] {
+        let (rules, _) = SigmaRules::load_lenient(&[text]);
+        assert!(rules.is_empty());
+    }
+    assert!(!refused("").is_empty(), "an empty text is refused");
+    let global_only = refused("action: global\nlogsource: {category: process_creation}\n");
+    assert_eq!(global_only[0].refusal.reason, "no rule in the text");
+}
