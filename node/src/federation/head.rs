@@ -17,7 +17,7 @@ use amoskys_consensus::{
     Applied, ClusterError, Command, NewModel, NewRound, NodeId, Outcome, RoundRecord,
 };
 use amoskys_learning::features::EntityKind;
-use amoskys_learning::federated::round::{Closed, Collector, Refused, RoundSpec};
+use amoskys_learning::federated::round::{Collector, Refused, RoundSpec};
 use amoskys_learning::head::{Head, HeadUpdate, Verdict, combine, local_update};
 use amoskys_mesh::Service;
 use ed25519_dalek::Signer;
@@ -264,46 +264,11 @@ impl Federation {
     }
 
     async fn aggregate_head(self: Arc<Self>, round: RoundRecord, settings: RoundSettings) {
-        loop {
-            let done = lock(&self.heads).get(&round.id).is_none_or(|c| c.all_in())
-                || now_ns() > round.round.deadline_ns;
-            if done {
-                break;
-            }
-            tokio::time::sleep(super::CLOSE_CHECK).await;
-        }
-        let Some(mut c) = lock(&self.heads).remove(&round.id) else {
-            return;
-        };
-        let command = match c.close() {
-            Closed::Abandoned { reason, .. } => {
-                tracing::warn!(round = round.id, %reason, "head round abandoned");
-                Command::AbandonRound {
-                    id: round.id,
-                    reason,
-                    time_ns: now_ns(),
-                }
-            }
-            Closed::Complete { updates, missing } => {
-                match self
-                    .combine_heads(&round, &settings, updates, missing)
-                    .await
-                {
-                    Ok(model) => Command::RegisterModel(model),
-                    Err(reason) => {
-                        tracing::error!(round = round.id, %reason, "cannot combine the head round");
-                        Command::AbandonRound {
-                            id: round.id,
-                            reason,
-                            time_ns: now_ns(),
-                        }
-                    }
-                }
-            }
-        };
-        if let Err(e) = self.cluster.propose(command).await {
-            tracing::error!(round = round.id, error = %e, "cannot commit the head round's end");
-        }
+        self.close_round(&self.heads, &round, "head", async |updates, missing| {
+            self.combine_heads(&round, &settings, updates, missing)
+                .await
+        })
+        .await;
     }
 
     async fn combine_heads(
