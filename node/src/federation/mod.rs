@@ -23,7 +23,7 @@ use amoskys_consensus::{
 };
 use amoskys_learning::anomaly::AnomalyModel;
 use amoskys_learning::features::EntityKind;
-use amoskys_learning::federated::round::{Closed, Collector, Refused};
+use amoskys_learning::federated::round::{Collector, Refused};
 use amoskys_learning::federated::{
     Accountant, DpConfig, NoiseSource, Rule, SiteDp, SiteUpdate, combine, local_update,
 };
@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::models::{LearningSettings, ModelSet, baseline_rows};
 use crate::policy::InForce;
 
+mod close;
 mod head;
 mod registry;
 mod site;
@@ -413,59 +414,6 @@ impl Federation {
             async |updates, missing| self.combine(&round, &settings, updates, missing).await,
         )
         .await;
-    }
-
-    /// Waits until every expected update of `round` is in `pool`, or its
-    /// deadline passes; then ends the round through Raft: the updates
-    /// `combine`d into a model to register, or the round abandoned with the
-    /// reason. `what` names the round's kind in the log.
-    async fn close_round<U>(
-        &self,
-        pool: &Mutex<HashMap<u64, Collector<U>>>,
-        round: &RoundRecord,
-        what: &str,
-        combine: impl AsyncFnOnce(Vec<(String, U)>, Vec<String>) -> Result<NewModel, String>,
-    ) {
-        loop {
-            let done = lock(pool).get(&round.id).is_none_or(|c| c.all_in())
-                || now_ns() > round.round.deadline_ns;
-            if done {
-                break;
-            }
-            tokio::time::sleep(CLOSE_CHECK).await;
-        }
-        let Some(mut c) = lock(pool).remove(&round.id) else {
-            return;
-        };
-        let reason = match c.close() {
-            Closed::Abandoned { reason, .. } => {
-                tracing::warn!(round = round.id, what, %reason, "round abandoned");
-                reason
-            }
-            Closed::Complete { updates, missing } => match combine(updates, missing).await {
-                Ok(model) => {
-                    return self
-                        .end_round(round, what, Command::RegisterModel(model))
-                        .await;
-                }
-                Err(reason) => {
-                    tracing::error!(round = round.id, what, %reason, "cannot combine the round");
-                    reason
-                }
-            },
-        };
-        let abandon = Command::AbandonRound {
-            id: round.id,
-            reason,
-            time_ns: now_ns(),
-        };
-        self.end_round(round, what, abandon).await;
-    }
-
-    async fn end_round(&self, round: &RoundRecord, what: &str, command: Command) {
-        if let Err(e) = self.cluster.propose(command).await {
-            tracing::error!(round = round.id, what, error = %e, "cannot commit the round's end");
-        }
     }
 
     async fn combine(
