@@ -205,11 +205,15 @@ async fn a_head_round_moves_only_parameters_and_puts_the_head_in_force_everywher
     )
     .await;
     assert_eq!(next["status"], "done", "{next}");
-    let (_, m) = get_json(c.api_addr(), "/api/v1/models").await;
-    let entry = m["registry"]["versions"]
-        .as_array()
-        .and_then(|v| v.iter().find(|x| x["version"] == next["version"]).cloned())
-        .expect("registered");
+    // The registration reaches C once C has applied it.
+    let entry = eventually(Duration::from_secs(10), || async {
+        let (_, m) = get_json(c.api_addr(), "/api/v1/models").await;
+        m["registry"]["versions"]
+            .as_array()
+            .and_then(|v| v.iter().find(|x| x["version"] == next["version"]).cloned())
+    })
+    .await
+    .expect("registered");
     assert_eq!(entry["parent"], version, "{entry}");
 
     // What crossed: only the allowed kinds, no window and no judged id.

@@ -20,7 +20,6 @@ use amoskys_learning::features::EntityKind;
 use amoskys_learning::federated::round::{Collector, Refused, RoundSpec};
 use amoskys_learning::head::{Head, HeadUpdate, Verdict, combine, local_update};
 use amoskys_mesh::Service;
-use ed25519_dalek::Signer;
 use std::sync::Arc;
 
 use super::{Federation, RoundSettings, lock, now_ns, sha256_hex};
@@ -223,14 +222,7 @@ impl Federation {
         if round.round.aggregator == self.me {
             return self.offer_head(&self.me, &update);
         }
-        let mut signed = self.key.sign(&body).to_bytes().to_vec();
-        signed.extend_from_slice(&body);
-        let mesh = self.mesh.as_ref().ok_or("this node has no mesh")?;
-        let peer = round
-            .round
-            .aggregator
-            .peer_id()
-            .ok_or("aggregator has no peer id")?;
+        let (mesh, peer, signed) = self.signed_for_aggregator(round, &body)?;
         // A head trains in milliseconds: the update may reach the
         // aggregator before it has opened the round, so a refusal is tried
         // again, a bounded number of times within the deadline.

@@ -375,18 +375,29 @@ impl Federation {
         if round.round.aggregator == self.me {
             return self.offer(&self.me, &body);
         }
-        let mut signed = self.key.sign(&body).to_bytes().to_vec();
-        signed.extend_from_slice(&body);
+        let (mesh, peer, signed) = self.signed_for_aggregator(round, &body)?;
+        mesh.request(peer, Service::Model, signed)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `body` signed with the node's key, and where the round's aggregator
+    /// is reached.
+    fn signed_for_aggregator(
+        &self,
+        round: &RoundRecord,
+        body: &[u8],
+    ) -> Result<(&MeshHandle, libp2p_identity::PeerId, Vec<u8>), String> {
+        let mut signed = self.key.sign(body).to_bytes().to_vec();
+        signed.extend_from_slice(body);
         let mesh = self.mesh.as_ref().ok_or("this node has no mesh")?;
         let peer = round
             .round
             .aggregator
             .peer_id()
             .ok_or("aggregator has no peer id")?;
-        mesh.request(peer, Service::Model, signed)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        Ok((mesh, peer, signed))
     }
 
     fn offer(&self, from: &NodeId, body: &[u8]) -> Result<(), String> {
