@@ -6,9 +6,11 @@
 //! starts seed the table without events, so lineage of later children resolves.
 //! Polling misses processes that live shorter than one interval; the eBPF exec
 //! sensor covers those. Kernel threads are not reported. Sockets are diffed
-//! the same way in [`sockets`].
+//! the same way in [`sockets`]. [`usage`] reads this process's own
+//! resource use.
 
 pub mod sockets;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
