@@ -5,8 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use libp2p::PeerId;
-use libp2p::request_response;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::ConnectionId;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::{Actor, Done, InboundRequest, Received, STORE_WAIT, ed25519_key, now_ns};
 use crate::gossip::Reject;
@@ -24,6 +26,7 @@ impl Actor {
                         request, channel, ..
                     },
             } => {
+                let _in = self.in_connection(connection_id);
                 let service = request.service;
                 if service == Service::Join {
                     self.asked_to_join(connection_id);
@@ -118,17 +121,37 @@ impl Actor {
         }
     }
 
-    /// Asks `peer` for the alerts we lack.
+    /// Enters the span of connection `id`, while the guard lives.
+    pub(super) fn in_connection(&self, id: ConnectionId) -> Option<tracing::span::EnteredSpan> {
+        self.connections
+            .get(&id)
+            .cloned()
+            .map(tracing::Span::entered)
+    }
+
+    /// Asks `peer` for the alerts we lack, in a new `sync` span.
     pub(super) fn sync_with(&mut self, peer: PeerId) {
         let Some(ledger) = self.ledger.clone() else {
             return;
         };
+        let span = tracing::debug_span!("sync", %peer);
         self.work.push(Box::pin(async move {
             let h = tokio::task::spawn_blocking(move || ledger.holdings())
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
-            Done::Holdings(peer, h)
+            Done::Holdings(peer, h, span)
         }));
+    }
+
+    /// A sync request of ours that got no answer.
+    pub(super) fn sync_failed(
+        &mut self,
+        peer: PeerId,
+        request: OutboundRequestId,
+        error: &request_response::OutboundFailure,
+    ) {
+        let _in = self.syncs.remove(&request).map(tracing::Span::entered);
+        tracing::debug!(%peer, %error, "sync request failed");
     }
 
     pub(super) fn sync_event(
@@ -153,16 +176,25 @@ impl Actor {
                     tracing::debug!(%peer, "sync request over the size limit; not answered");
                     return;
                 }
-                self.work.push(Box::pin(async move {
-                    let missing = tokio::task::spawn_blocking(move || {
-                        ledger.missing(&request.holdings, SYNC_BATCH + 1)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
-                    Done::Missing(channel, missing)
-                }));
+                let span = tracing::debug_span!("sync_answer", %peer);
+                self.work.push(Box::pin(
+                    async move {
+                        let missing = tokio::task::spawn_blocking(move || {
+                            ledger.missing(&request.holdings, SYNC_BATCH + 1)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                        Done::Missing(channel, missing)
+                    }
+                    .instrument(span),
+                ));
             }
-            request_response::Message::Response { response, .. } => {
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                // The sync's span ends with its answer.
+                let _in = self.syncs.remove(&request_id).map(tracing::Span::entered);
                 let mut fetched = 0;
                 for bytes in response.alerts.iter().take(SYNC_BATCH) {
                     match self.validator.check_synced(bytes) {
@@ -200,6 +232,7 @@ impl Actor {
                     }
                 }
                 self.stats.synced.fetch_add(fetched, Ordering::Relaxed);
+                tracing::debug!(fetched, more = response.more, "sync answered");
                 if response.more && fetched > 0 {
                     self.sync_with(peer);
                 }

@@ -192,6 +192,12 @@ impl Actor {
             MembersEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 self.sync_event(peer, message);
             }
+            MembersEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => self.sync_failed(peer, request_id, &error),
             MembersEvent::Ping(ping::Event {
                 peer,
                 result: Ok(rtt),

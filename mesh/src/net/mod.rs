@@ -16,6 +16,11 @@
 //! admitted may ask to join and nothing else, and is disconnected after
 //! that ([`members`]). Members tell each other whom they are connected to
 //! ([`view`]).
+//!
+//! Tracing: each connection has a `mesh_connection` span (peer, connection,
+//! dialer) from its opening to its close, entered while the actor handles
+//! its events; each reconciliation a `sync` span (peer) from the summary of
+//! our holdings to the peer's answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -128,6 +133,8 @@ pub async fn start(
         joiners: HashMap::new(),
         name: String::new(),
         view_asked: HashMap::new(),
+        connections: HashMap::new(),
+        syncs: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(rx));
     let views = view::Views::default();
@@ -155,8 +162,8 @@ enum Done {
     Stored(MessageId, PeerId, bool),
     /// An alert fetched by reconciliation, now stored: gossip it on.
     Forward(Vec<u8>),
-    /// Our holdings, to ask a peer for what we lack.
-    Holdings(PeerId, Result<crate::sync::Holdings, String>),
+    /// Our holdings, to ask a peer for what we lack (in the sync's span).
+    Holdings(PeerId, Result<crate::sync::Holdings, String>, tracing::Span),
     /// What a peer lacks, to answer its request.
     Missing(ResponseChannel<SyncResponse>, Result<Vec<Alert>, String>),
     /// The node's answer to a peer's request.
@@ -190,6 +197,10 @@ struct Actor {
     name: String,
     /// When each connected member last had our view.
     view_asked: HashMap<PeerId, Instant>,
+    /// Each open connection's span, until it closes.
+    connections: HashMap<ConnectionId, tracing::Span>,
+    /// Each sync request's span, until its answer or failure.
+    syncs: HashMap<OutboundRequestId, tracing::Span>,
 }
 
 impl Actor {
@@ -248,18 +259,23 @@ impl Actor {
                     .gossipsub()
                     .publish(self.topic.clone(), bytes);
             }
-            Done::Holdings(peer, Ok(holdings)) => {
+            Done::Holdings(peer, Ok(holdings), span) => {
                 // Only over a member's connection (a request to anyone else
                 // would dial it).
                 if self.swarm.behaviour().members.is_open(&peer) {
                     self.tap(|| Tapped::SyncRequest(holdings.clone()));
-                    self.swarm
+                    let id = self
+                        .swarm
                         .behaviour_mut()
                         .sync()
                         .send_request(&peer, SyncRequest { holdings });
+                    self.syncs.insert(id, span);
                 }
             }
-            Done::Holdings(_, Err(e)) => tracing::warn!(error = %e, "cannot summarise held alerts"),
+            Done::Holdings(_, Err(e), span) => {
+                let _in = span.entered();
+                tracing::warn!(error = %e, "cannot summarise held alerts");
+            }
             Done::Missing(channel, result) => {
                 let mut alerts = result.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "cannot list alerts for a peer");
@@ -414,6 +430,14 @@ impl Actor {
                 endpoint,
                 ..
             } => {
+                let span = tracing::info_span!(
+                    "mesh_connection",
+                    peer = %peer_id,
+                    connection = %connection_id,
+                    dialer = endpoint.is_dialer()
+                );
+                let _in = span.clone().entered();
+                self.connections.insert(connection_id, span);
                 let dialled = endpoint
                     .is_dialer()
                     .then(|| endpoint.get_remote_address().clone());
@@ -436,8 +460,15 @@ impl Actor {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
+                cause,
                 ..
             } => {
+                // The connection's span ends here.
+                let _in = self
+                    .connections
+                    .remove(&connection_id)
+                    .map(tracing::Span::entered);
+                tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
                 self.joiners.remove(&connection_id);
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.connections = p.connections.saturating_sub(1);
