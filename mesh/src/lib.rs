@@ -13,13 +13,16 @@
 //! - [`correlate`]: cross-site campaigns (k nodes, one technique, one
 //!   subject, one window), announced by one node;
 //! - [`sync`]: reconciliation over request-response: peers exchange what
-//!   they hold (sequence ranges per origin) and fetch what they lack.
+//!   they hold (sequence ranges per origin) and fetch what they lack;
+//! - [`fuzzing`]: one entry per decoder a peer reaches, for the fuzz
+//!   targets of `mesh/fuzz/` and the corpus replay in `tests/`.
 //!
 //! To come: the request-response
 //! protocols that consensus and learning reuse. This crate knows nothing of the node crate.
 
 pub mod alert;
 pub mod correlate;
+pub mod fuzzing;
 pub mod gossip;
 pub mod net;
 pub mod rpc;

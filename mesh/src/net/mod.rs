@@ -72,7 +72,7 @@ const REDIAL_EVERY: Duration = Duration::from_secs(5);
 const COMMAND_QUEUE: usize = 1024;
 /// Received alerts waiting for the receiver to store them.
 const MAX_PENDING: usize = 4096;
-const SYNC_PROTOCOL: &str = "/amoskys/sync/1";
+pub(crate) const SYNC_PROTOCOL: &str = "/amoskys/sync/1";
 /// Every connected peer is reconciled with this often (and on connecting).
 const SYNC_EVERY: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
