@@ -16,10 +16,14 @@
 //! - [`mqtt`]: device readings published to an MQTT broker (3.1.1 and 5).
 //! - [`flows`]: bidirectional network flow records from AF_PACKET capture.
 //! - [`ebpf`]: exec, connect/accept and watched-file opens from eBPF programs.
+//!
+//! [`fuzzing`] holds one entry per decoder of outside input, for the fuzz
+//! targets of `sensors/fuzz/` and the corpus replay in `tests/`.
 
 pub mod ebpf;
 pub mod event;
 pub mod flows;
+pub mod fuzzing;
 pub mod mqtt;
 pub mod procfs;
 mod sink;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use poll::PollError;
+pub(crate) use poll::read_answer;
 pub use snmp2::v3::AuthProtocol;
 
 use crate::event::{DeviceMetrics, InterfaceRates};
