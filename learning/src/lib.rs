@@ -7,7 +7,8 @@
 //! alerts worth judging.
 //!
 //! [`eval`] holds the ranking metrics and the KDD Cup 99 loader used to
-//! measure detectors on real labelled data.
+//! measure detectors on real labelled data. [`fuzzing`] is the entry of
+//! the Sigma loader's fuzz target (`learning/fuzz/`).
 //!
 //! Everything here is I/O-free: events in, [`Finding`]s out. Time is the
 //! events' own time, so replaying the same events gives the same findings.
@@ -21,6 +22,7 @@ pub mod eval;
 pub mod features;
 pub mod federated;
 mod finding;
+pub mod fuzzing;
 pub mod head;
 pub mod rules;
 pub mod sketch;
