@@ -22,13 +22,16 @@
 //!   reads, join requests, and the steward that keeps a small voter set and
 //!   promotes learners when voters are lost;
 //! - [`lab`]: in-process members on loopback for tests, benchmarks and
-//!   simulations.
+//!   simulations;
+//! - [`fuzzing`]: one entry per decoder a peer reaches, for the fuzz
+//!   targets of `consensus/fuzz/` and the corpus replay in `tests/`.
 //!
 //! This crate knows the mesh, never the node: the node passes its database
 //! and mesh handle in and reads the applied state from a watch channel.
 
 pub mod audit;
 pub mod cluster;
+pub mod fuzzing;
 pub mod governance;
 pub mod id;
 pub mod lab;

@@ -351,6 +351,13 @@ struct SnapshotData {
     audit: Vec<AuditEntry>,
 }
 
+/// Decodes a snapshot's data (as a leader sends it in chunks): the applied
+/// state and the audit trail.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(Applied, Vec<AuditEntry>), AnyError> {
+    let SnapshotData { applied, audit } = decode(bytes)?;
+    Ok((applied, audit))
+}
+
 /// A snapshot as stored next to its data.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -481,8 +488,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StorageResult<()> {
         let bytes = snapshot.into_inner();
         let sig = Some(meta.signature());
-        let SnapshotData { mut applied, audit } =
-            decode(&bytes).map_err(|e| StorageIOError::read_snapshot(sig.clone(), e))?;
+        let (mut applied, audit) =
+            decode_snapshot(&bytes).map_err(|e| StorageIOError::read_snapshot(sig.clone(), e))?;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         save_snapshot(&self.db, meta, &bytes)
