@@ -17,7 +17,9 @@
 //! - [`tls`]: the API's TLS (certificate files, or self-signed from the node key);
 //! - [`trust`]: the signed membership export and the trust set that
 //!   offline alert checks use;
-//! - [`Node`]: start, the sensor → store event path, graceful shutdown.
+//! - [`Node`]: start, the sensor → store event path, graceful shutdown;
+//! - [`fuzzing`]: one entry per decoder of outside input, for the fuzz
+//!   targets of `node/fuzz/` and the corpus replay in `tests/`.
 //!
 //! The `amoskys` binary is a thin command line over this library, so
 //! simulations and tests can run many nodes in one process.
@@ -34,6 +36,7 @@ pub mod drift;
 pub mod eval;
 pub mod eval_federated;
 pub mod federation;
+pub mod fuzzing;
 pub mod identity;
 pub mod ingest;
 pub mod ioc;

@@ -24,6 +24,7 @@ use crate::metrics::{CONTENT_TYPE, Metrics};
 mod admit;
 mod alerts;
 mod audit;
+pub mod bodies;
 mod cluster;
 mod decisions;
 mod export;

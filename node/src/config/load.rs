@@ -15,6 +15,8 @@ pub enum Source {
     Embedded,
     /// A TOML file; it may hold only the keys it changes.
     File(PathBuf),
+    /// A TOML text as a file holds it, named `origin` in problems.
+    Text { origin: String, text: String },
     /// Environment variables (`AMOSKYS_SECTION__KEY=value`); variables without
     /// the prefix, or without a `__`, are not configuration and are ignored.
     Env(Vec<(String, String)>),
@@ -78,6 +80,7 @@ impl Config {
                         parse(&text, &path.display().to_string())?,
                     )
                 }
+                Source::Text { origin, text } => (origin.clone(), parse(text, origin)?),
                 Source::Env(vars) => (
                     "environment".to_owned(),
                     env_layer(vars, &schema, &mut problems),

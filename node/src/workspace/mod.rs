@@ -23,6 +23,7 @@ pub mod doc;
 mod envelope;
 pub mod epoch;
 mod file;
+pub mod fuzzing;
 mod indicator;
 pub mod intel;
 pub mod live;
