@@ -22,6 +22,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, LogId};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::cluster::{Quorum, WriteError};
 use crate::state::{Command, Outcome};
@@ -46,6 +47,22 @@ pub enum RaftRequest {
     PreVote {
         last_log: Option<LogId<NodeId>>,
     },
+}
+
+impl RaftRequest {
+    /// The request's kind, as tracing spans name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RaftRequest::Append(_) => "append",
+            RaftRequest::Vote(_) => "vote",
+            RaftRequest::Snapshot(_) => "snapshot",
+            RaftRequest::Propose(_) => "propose",
+            RaftRequest::Admin(_) => "admin",
+            RaftRequest::ReadIndex => "read_index",
+            RaftRequest::Quorum => "quorum",
+            RaftRequest::PreVote { .. } => "pre_vote",
+        }
+    }
 }
 
 /// Membership changes only the leader makes.
@@ -172,8 +189,20 @@ impl Transport {
         self.mesh.as_ref()
     }
 
-    /// One request, one answer, within `ttl`.
+    /// One request, one answer, within `ttl`, in a `raft_rpc` span
+    /// (debug level: a leader sends a heartbeat to every member each
+    /// heartbeat interval).
     pub async fn call(
+        &self,
+        target: NodeId,
+        req: &RaftRequest,
+        ttl: Duration,
+    ) -> Result<RaftReply, CallError> {
+        let span = tracing::debug_span!("raft_rpc", kind = req.kind(), %target);
+        self.call_in_span(target, req, ttl).instrument(span).await
+    }
+
+    async fn call_in_span(
         &self,
         target: NodeId,
         req: &RaftRequest,

@@ -38,9 +38,11 @@ mod leader;
 mod prevote;
 mod quorum;
 mod route;
+mod telemetry;
 pub use join::{JoinReply, JoinRequest, PendingJoin};
 pub use leader::WriteError;
 pub use quorum::Quorum;
+pub use telemetry::RaftTelemetry;
 
 /// Timing and identity of a member.
 #[derive(Debug, Clone)]
@@ -161,6 +163,9 @@ pub struct Cluster {
     /// The election timer, with pre-vote ([`prevote`]).
     elector: prevote::Elector,
     timer: JoinHandle<()>,
+    /// Leader changes and the leader's commit index, for [`Cluster::telemetry`].
+    counters: Arc<telemetry::Counters>,
+    watcher: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -226,6 +231,8 @@ impl Cluster {
             log: log_reader,
         };
         let timer = tokio::spawn(prevote::run(elector.clone()));
+        let counters = Arc::new(telemetry::Counters::default());
+        let watcher = tokio::spawn(telemetry::watch_leader(raft.metrics(), counters.clone()));
         let policy = Arc::new(Mutex::new(MembershipPolicy::default()));
         let steward = tokio::spawn(crate::steward::run(
             raft.clone(),
@@ -248,6 +255,8 @@ impl Cluster {
             steward,
             elector,
             timer,
+            counters,
+            watcher,
         })
     }
 
@@ -380,7 +389,10 @@ impl Cluster {
                 if !member && !voters.is_empty() {
                     return Err(format!("{from} is not a member"));
                 }
-                RaftReply::Append(self.raft.append_entries(r).await)
+                let leader_commit = r.leader_commit;
+                let reply = self.raft.append_entries(r).await;
+                self.counters.appended(leader_commit, &reply);
+                RaftReply::Append(reply)
             }
             RaftRequest::Snapshot(r) => {
                 if !member && !voters.is_empty() {
@@ -427,6 +439,7 @@ impl Cluster {
     pub async fn shutdown(&self) {
         self.steward.abort();
         self.timer.abort();
+        self.watcher.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }
