@@ -2,7 +2,12 @@
 //!
 //! Counters owned by the node live in [`Metrics`]; sensor counters and
 //! uptime are read at scrape time by a collector, so sensors need no
-//! dependency on the metrics library.
+//! dependency on the metrics library. So are the Raft member's state
+//! ([`raft`]), the federation's counters and the process's own resource
+//! use ([`process`]).
+
+mod process;
+mod raft;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -48,6 +53,8 @@ pub struct Metrics {
     workspace: Arc<OnceLock<Arc<Workspace>>>,
     outputs: Arc<OnceLock<Vec<Arc<OutputStats>>>>,
     response: Arc<OnceLock<Arc<crate::response::Response>>>,
+    cluster: Arc<OnceLock<Arc<amoskys_consensus::Cluster>>>,
+    federation: Arc<OnceLock<Arc<crate::federation::FederationStats>>>,
 }
 
 impl Metrics {
@@ -109,11 +116,15 @@ impl Metrics {
         let workspace = Arc::new(OnceLock::new());
         let outputs = Arc::new(OnceLock::new());
         let response = Arc::new(OnceLock::new());
+        let cluster = Arc::new(OnceLock::new());
+        let federation = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(NodeCollector {
             mesh: mesh.clone(),
             workspace: workspace.clone(),
             outputs: outputs.clone(),
             response: response.clone(),
+            cluster: cluster.clone(),
+            federation: federation.clone(),
             version,
             started: Instant::now(),
             sensors,
@@ -133,7 +144,20 @@ impl Metrics {
             workspace,
             outputs,
             response,
+            cluster,
+            federation,
         }
+    }
+
+    /// Reports the Raft member's state and the federation's counters from
+    /// now on.
+    pub fn set_cluster(
+        &self,
+        cluster: Arc<amoskys_consensus::Cluster>,
+        federation: Arc<crate::federation::FederationStats>,
+    ) {
+        let _ = self.cluster.set(cluster);
+        let _ = self.federation.set(federation);
     }
 
     /// Reports the alert outputs' counters from now on.
@@ -195,6 +219,8 @@ struct NodeCollector {
     workspace: Arc<OnceLock<Arc<Workspace>>>,
     outputs: Arc<OnceLock<Vec<Arc<OutputStats>>>>,
     response: Arc<OnceLock<Arc<crate::response::Response>>>,
+    cluster: Arc<OnceLock<Arc<amoskys_consensus::Cluster>>>,
+    federation: Arc<OnceLock<Arc<crate::federation::FederationStats>>>,
     version: &'static str,
     started: Instant,
     sensors: Vec<Arc<SensorStats>>,
@@ -363,6 +389,12 @@ impl Collector for NodeCollector {
         if let Some(r) = self.response.get() {
             crate::response::metrics::encode_metrics(&mut encoder, r)?;
         }
-        Ok(())
+        if let Some(c) = self.cluster.get() {
+            raft::encode(&mut encoder, c)?;
+        }
+        if let Some(f) = self.federation.get() {
+            f.encode_metrics(&mut encoder)?;
+        }
+        process::encode(&mut encoder)
     }
 }

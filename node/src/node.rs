@@ -305,6 +305,7 @@ impl Node {
             },
         )
         .await?;
+        metrics.set_cluster(cluster.cluster.clone(), cluster.federation.stats());
 
         let listener = tokio::net::TcpListener::bind(api_listen)
             .await

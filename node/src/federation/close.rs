@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use amoskys_consensus::{Command, NewModel, RoundRecord};
+use amoskys_consensus::{Command, NewModel, Outcome, RoundRecord};
 use amoskys_learning::federated::round::{Closed, Collector};
 
-use super::{CLOSE_CHECK, Federation, lock, now_ns};
+use super::{CLOSE_CHECK, Federation, RoundEnd, lock, now_ns};
 
 impl Federation {
     /// Waits until every expected update of `round` is in `pool`, or its
@@ -58,9 +58,21 @@ impl Federation {
         self.end_round(round, what, abandon).await;
     }
 
+    /// Commits the round's end and counts how it ended.
     async fn end_round(&self, round: &RoundRecord, what: &str, command: Command) {
-        if let Err(e) = self.cluster.propose(command).await {
-            tracing::error!(round = round.id, what, error = %e, "cannot commit the round's end");
-        }
+        let registers = matches!(command, Command::RegisterModel(_));
+        let end = match self.cluster.propose(command).await {
+            Ok((_, Outcome::Rejected(reason))) => {
+                tracing::warn!(round = round.id, what, %reason, "the round's end was refused");
+                RoundEnd::Rejected
+            }
+            Ok(_) if registers => RoundEnd::Committed,
+            Ok(_) => RoundEnd::Abandoned,
+            Err(e) => {
+                tracing::error!(round = round.id, what, error = %e, "cannot commit the round's end");
+                RoundEnd::Failed
+            }
+        };
+        self.stats.round_ended(what, end);
     }
 }

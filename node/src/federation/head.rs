@@ -21,6 +21,7 @@ use amoskys_learning::federated::round::{Collector, Refused, RoundSpec};
 use amoskys_learning::head::{Head, HeadUpdate, Verdict, combine, local_update};
 use amoskys_mesh::Service;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use super::{Federation, RoundSettings, lock, now_ns, sha256_hex};
 use crate::verdicts::{Registered, head_config};
@@ -161,14 +162,21 @@ impl Federation {
                     dp: None,
                 }),
             );
-            tokio::spawn(self.clone().aggregate_head(round.clone(), settings));
+            tokio::spawn(
+                self.clone()
+                    .aggregate_head(round.clone(), settings)
+                    .in_current_span(),
+            );
         }
         if round.round.participants.contains(&self.me) {
-            tokio::spawn(async move {
-                if let Err(e) = self.participate_head(&round).await {
-                    tracing::warn!(round = round.id, error = %e, "no head update sent for this round");
+            tokio::spawn(
+                async move {
+                    if let Err(e) = self.participate_head(&round).await {
+                        tracing::warn!(round = round.id, error = %e, "no head update sent for this round");
+                    }
                 }
-            });
+                .in_current_span(),
+            );
         }
     }
 
@@ -228,6 +236,7 @@ impl Federation {
         // again, a bounded number of times within the deadline.
         let mut tries = 1;
         loop {
+            self.stats.sent(signed.len());
             match mesh.request(peer, Service::Model, signed.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(e) if tries < SEND_TRIES && now_ns() < round.round.deadline_ns => {

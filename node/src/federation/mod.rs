@@ -39,10 +39,13 @@ mod close;
 mod head;
 mod registry;
 mod site;
+mod stats;
 use crate::storage::Store;
 pub use head::head_kind;
 pub use site::{Rewrite, SiteBehaviour};
+pub use stats::{FederationStats, RoundEnd};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// How often the aggregator checks whether a round can close.
 const CLOSE_CHECK: Duration = Duration::from_millis(200);
@@ -105,6 +108,7 @@ pub struct Federation {
     collecting: Mutex<HashMap<u64, Collector<SiteUpdate>>>,
     heads: Mutex<HashMap<u64, Collector<amoskys_learning::head::HeadUpdate>>>,
     handled: Mutex<HashSet<u64>>,
+    stats: Arc<FederationStats>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -134,7 +138,13 @@ impl Federation {
             collecting: Mutex::new(HashMap::new()),
             heads: Mutex::new(HashMap::new()),
             handled: Mutex::new(HashSet::new()),
+            stats: Arc::default(),
         })
+    }
+
+    /// Rounds and update bytes, for the node's metrics.
+    pub fn stats(&self) -> Arc<FederationStats> {
+        self.stats.clone()
     }
 
     /// Proposes a round over every current member, aggregated by the
@@ -265,7 +275,12 @@ impl Federation {
         }
     }
 
+    /// Starts this node's part in `round`, its tasks in a
+    /// `federated_round` span.
     fn begin(self: Arc<Self>, round: RoundRecord) {
+        let span =
+            tracing::info_span!("federated_round", round = round.id, kind = %round.round.kind);
+        let _in = span.enter();
         let settings: RoundSettings = match serde_json::from_str(&round.round.spec) {
             Ok(s) => s,
             Err(e) => {
@@ -296,14 +311,21 @@ impl Federation {
                     dp: settings.dp,
                 }),
             );
-            tokio::spawn(self.clone().aggregate(round.clone(), settings.clone()));
+            tokio::spawn(
+                self.clone()
+                    .aggregate(round.clone(), settings.clone())
+                    .in_current_span(),
+            );
         }
         if round.round.participants.contains(&self.me) {
-            tokio::spawn(async move {
-                if let Err(e) = self.participate(&round, &settings).await {
-                    tracing::warn!(round = round.id, error = %e, "no update sent for this round");
+            tokio::spawn(
+                async move {
+                    if let Err(e) = self.participate(&round, &settings).await {
+                        tracing::warn!(round = round.id, error = %e, "no update sent for this round");
+                    }
                 }
-            });
+                .in_current_span(),
+            );
         }
     }
 
@@ -376,6 +398,7 @@ impl Federation {
             return self.offer(&self.me, &body);
         }
         let (mesh, peer, signed) = self.signed_for_aggregator(round, &body)?;
+        self.stats.sent(signed.len());
         mesh.request(peer, Service::Model, signed)
             .await
             .map(drop)
@@ -536,6 +559,7 @@ impl Federation {
                     .ok_or_else(|| format!("blob {sha} is not held here"))
             }
             Service::Model => {
+                self.stats.received(body.len());
                 let from = NodeId::from_peer_id(peer).ok_or("the peer has no ed25519 key")?;
                 if body.len() < 64 {
                     return Err("malformed update: no signature".into());
