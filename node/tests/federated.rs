@@ -228,6 +228,29 @@ async fn a_round_trains_on_every_node_and_puts_the_combined_model_in_use_everywh
         "{abandoned}"
     );
 
+    // The aggregators counted both ends and the updates' bytes each way.
+    let counted = eventually(Duration::from_secs(10), || async {
+        let mut sums = [0.0; 4];
+        for n in nodes {
+            let (_, text) = common::get(n.api_addr(), "/metrics").await;
+            for (sum, series) in sums.iter_mut().zip([
+                "amoskys_federation_rounds_total{kind=\"model\",outcome=\"committed\"} ",
+                "amoskys_federation_rounds_total{kind=\"model\",outcome=\"abandoned\"} ",
+                "amoskys_federation_update_bytes_total{direction=\"sent\"} ",
+                "amoskys_federation_update_bytes_total{direction=\"received\"} ",
+            ]) {
+                *sum += text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+        }
+        (sums[0] == 1.0 && sums[1] == 1.0).then_some(sums)
+    })
+    .await
+    .expect("one committed and one abandoned model round counted");
+    assert!(counted[2] > 0.0 && counted[3] > 0.0, "{counted:?}");
+
     // The model version survives a restart.
     c.shutdown().await;
     let c = Node::start(common::quiet_config(dirs[2].path(), &rest))
