@@ -42,6 +42,15 @@ pub fn api_body(bytes: &[u8]) {
     }
 }
 
+/// For the workspace targets: the workspace catches the panics Automerge's
+/// decoding raises on a hostile change (`workspace::doc::check_ops`), and
+/// libFuzzer's panic hook would abort on those caught panics too. This
+/// puts the default hook back: a caught panic is printed and the input
+/// refused, as on a node; an uncaught one still ends the run as a crash.
+pub fn keep_caught_panics() {
+    let _ = std::panic::take_hook();
+}
+
 /// A workspace sync envelope from a peer.
 pub fn workspace_envelope(bytes: &[u8]) {
     crate::workspace::fuzzing::envelope(bytes);
