@@ -97,31 +97,65 @@ pub enum RaftReply {
     PreVote(bool),
 }
 
-/// Members this node neither sends to nor accepts from.
+/// Raft traffic this node drops, for tests, simulations and drills: members
+/// cut off both ways, members it cannot reach but still answers (a one-way
+/// partition), and a share of its own calls lost at random (a lossy link).
 #[derive(Debug, Clone, Default)]
-pub struct Cut(Arc<Mutex<HashSet<NodeId>>>);
+pub struct Cut(Arc<Mutex<CutState>>);
+
+#[derive(Debug, Default)]
+struct CutState {
+    both: HashSet<NodeId>,
+    outbound: HashSet<NodeId>,
+    /// Calls lost per thousand, and the seeded draw that picks them.
+    loss_permille: u32,
+    draw: Option<rand::rngs::SmallRng>,
+}
 
 impl Cut {
+    fn state(&self) -> std::sync::MutexGuard<'_, CutState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Drops all Raft traffic with `nodes` until [`Cut::heal`].
     pub fn isolate(&self, nodes: impl IntoIterator<Item = NodeId>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(nodes);
+        self.state().both.extend(nodes);
     }
 
+    /// Drops this node's calls to `nodes` while still answering theirs.
+    pub fn mute_to(&self, nodes: impl IntoIterator<Item = NodeId>) {
+        self.state().outbound.extend(nodes);
+    }
+
+    /// Loses `permille` of this node's calls, drawn from `seed` (0 stops it).
+    pub fn set_loss(&self, permille: u32, seed: u64) {
+        use rand::SeedableRng;
+        let mut s = self.state();
+        s.loss_permille = permille.min(1000);
+        s.draw = Some(rand::rngs::SmallRng::seed_from_u64(seed));
+    }
+
+    /// Ends every cut, mute and loss.
     pub fn heal(&self) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        *self.state() = CutState::default();
     }
 
+    /// Whether traffic with `node` is cut both ways.
     pub fn blocks(&self, node: &NodeId) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(node)
+        self.state().both.contains(node)
+    }
+
+    /// Whether this node's next call to `node` is dropped.
+    pub fn drops_call(&self, node: &NodeId) -> bool {
+        let mut s = self.state();
+        if s.both.contains(node) || s.outbound.contains(node) {
+            return true;
+        }
+        let permille = s.loss_permille;
+        match s.draw.as_mut() {
+            Some(draw) if permille > 0 => rand::RngExt::random_range(draw, 0..1000u32) < permille,
+            _ => false,
+        }
     }
 }
 
@@ -189,6 +223,17 @@ impl Transport {
         self.mesh.as_ref()
     }
 
+    /// Dials `target` where its membership record says it listens, after a
+    /// call found no connection to it, so the next call can reach it (two
+    /// members may have been connected only through a third that is gone).
+    pub(crate) async fn dial_member(&self, target: NodeId, addrs: &[libp2p::Multiaddr]) {
+        if let (Some(mesh), Some(peer)) = (self.mesh(), target.peer_id()) {
+            for a in addrs {
+                let _ = mesh.dial(peer, a.clone()).await;
+            }
+        }
+    }
+
     /// One request, one answer, within `ttl`, in a `raft_rpc` span
     /// (debug level: a leader sends a heartbeat to every member each
     /// heartbeat interval).
@@ -208,7 +253,7 @@ impl Transport {
         req: &RaftRequest,
         ttl: Duration,
     ) -> Result<RaftReply, CallError> {
-        if self.cut.blocks(&target) {
+        if self.cut.drops_call(&target) {
             return Err(CallError::Cut(target));
         }
         let mesh = self.mesh.as_ref().ok_or(CallError::NoMesh)?;
@@ -253,7 +298,7 @@ pub struct PeerClient {
 
 /// The TCP addresses in a member's `host:port[,host:port]` that can be
 /// dialled (not the unspecified address, not port 0).
-fn dialable(addr: &str) -> Vec<libp2p::Multiaddr> {
+pub(crate) fn dialable(addr: &str) -> Vec<libp2p::Multiaddr> {
     addr.split(',')
         .filter_map(|a| a.trim().parse::<std::net::SocketAddr>().ok())
         .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
@@ -278,13 +323,7 @@ impl PeerClient {
         {
             Ok(reply) => Ok(reply),
             Err(e @ CallError::Mesh(_)) => {
-                // No connection: dial the member where it listens, so the
-                // next try can reach it.
-                if let (Some(mesh), Some(peer)) = (self.transport.mesh(), self.target.peer_id()) {
-                    for a in &self.addrs {
-                        let _ = mesh.dial(peer, a.clone()).await;
-                    }
-                }
+                self.transport.dial_member(self.target, &self.addrs).await;
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(CallError::TooLarge(_)) => Err(RPCError::PayloadTooLarge(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use openraft::storage::RaftLogStorage;
 use openraft::{LogId, ServerState};
 
-use crate::network::{RaftReply, RaftRequest, Transport};
+use crate::network::{CallError, RaftReply, RaftRequest, Transport, dialable};
 use crate::{NodeId, Raft};
 
 /// How often the timer looks at the node's state.
@@ -79,15 +79,27 @@ impl Elector {
 
     /// One pre-vote round: true when a majority of the voters (this node
     /// included) would vote for it.
-    async fn pre_vote(&self, voters: &BTreeSet<NodeId>) -> bool {
+    async fn pre_vote(
+        &self,
+        voters: &BTreeSet<NodeId>,
+        membership: &openraft::Membership<NodeId, openraft::BasicNode>,
+    ) -> bool {
         let last_log = self.last_log_id().await;
         let asks = voters.iter().filter(|v| **v != self.id).map(|v| {
             let req = RaftRequest::PreVote { last_log };
             async move {
-                matches!(
-                    self.transport.call(*v, &req, self.timeout.0).await,
-                    Ok(RaftReply::PreVote(true))
-                )
+                match self.transport.call(*v, &req, self.timeout.0).await {
+                    Ok(RaftReply::PreVote(granted)) => granted,
+                    Err(CallError::Mesh(_)) => {
+                        // Not connected (perhaps only through a leader that
+                        // is gone): dial it, so the next round reaches it.
+                        if let Some(node) = membership.get_node(v) {
+                            self.transport.dial_member(*v, &dialable(&node.addr)).await;
+                        }
+                        false
+                    }
+                    _ => false,
+                }
             }
         });
         let granted = 1 + futures::future::join_all(asks)
@@ -124,7 +136,7 @@ pub(super) async fn run(e: Elector) {
         if Instant::now() < due {
             continue;
         }
-        if e.pre_vote(&voters).await {
+        if e.pre_vote(&voters, m.membership_config.membership()).await {
             tracing::info!(
                 term = m.current_term,
                 "pre-vote granted by a majority; starting an election"
