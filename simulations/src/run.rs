@@ -16,7 +16,8 @@ use amoskys_sensors::event::{FlowCounters, FlowEnd, TcpFlagCounts};
 use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use serde::Serialize;
 
-use crate::faults::{apply, sample_leaders};
+use crate::clients::Clients;
+use crate::faults::{Rejoins, apply, sample_leaders};
 use crate::scenario::{Rng, Scenario, schedule};
 
 /// Flows of one synthetic scan (the vertical-scan rule fires at 20 ports).
@@ -323,25 +324,32 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
     let mut leaders: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     let mut forged_sent = 0;
     let t0 = Instant::now();
+    let mut clients = Clients::new(&s.clients, t0);
+    let mut rejoins = Rejoins::default();
     for (k, (at, target)) in plan.iter().enumerate() {
         let due = t0 + Duration::from_millis(*at);
         while Instant::now() < due {
             sample_leaders(&nodes, &mut leaders);
+            clients.tick(&nodes, t0.elapsed().as_millis() as u64);
+            rejoins.tick(&nodes);
             tokio::time::sleep(
                 Duration::from_millis(20).min(due.saturating_duration_since(Instant::now())),
             )
             .await;
         }
         while let Some(f) = faults.next_if(|f| f.at_ms <= *at) {
+            let seed = s.seed ^ f.at_ms;
             apply(
                 &f.kind,
                 &mut nodes,
                 &configs,
                 &seen,
                 &mut watchers,
+                seed,
                 progress,
             )
             .await;
+            rejoins.fault(&f.kind, &nodes);
         }
         // A killed target's attack goes to the next running node.
         let target = (0..s.nodes)
@@ -372,15 +380,18 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         }
     }
     for f in faults {
+        let seed = s.seed ^ f.at_ms;
         apply(
             &f.kind,
             &mut nodes,
             &configs,
             &seen,
             &mut watchers,
+            seed,
             progress,
         )
         .await;
+        rejoins.fault(&f.kind, &nodes);
     }
 
     let rounds = match &s.federated {
@@ -444,6 +455,7 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
     let mut next_read = Instant::now() + Duration::from_secs(5);
     while delivered < expected && Instant::now() < settle {
         sample_leaders(&nodes, &mut leaders);
+        rejoins.tick(&nodes);
         tokio::time::sleep(Duration::from_millis(250)).await;
         if announced() >= expected || Instant::now() >= next_read {
             delivered = held(&nodes);
@@ -520,6 +532,13 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
             detail: format!("{forged_sent} forged alerts sent, {forged_accepted} stored"),
         },
     ];
+    let mut invariants = invariants;
+    invariants.extend(rejoins.finish(&nodes).await);
+    if !clients.is_empty() {
+        progress("checking the clients' history");
+        let settle = Duration::from_secs(s.settle_secs);
+        invariants.extend(clients.finish(&nodes, settle).await);
+    }
     let run_seconds = t0.elapsed().as_secs_f64();
     progress("stopping nodes");
     for (_, _, task) in byzantine {

@@ -35,6 +35,29 @@ pub struct Scenario {
     /// Federated rounds after the attacks.
     #[serde(default)]
     pub federated: Option<crate::federated::Federated>,
+    /// Client calls during the attacks: policy writes and linearizable
+    /// reads (their history is checked) and workspace edits.
+    #[serde(default)]
+    pub clients: Vec<ClientCall>,
+}
+
+/// One client call at a time after the first attack, made on `node`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientCall {
+    pub at_ms: u64,
+    pub node: usize,
+    pub call: CallKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// `policy set`: a new policy document through Raft.
+    PolicySet,
+    /// `policy show --consistent`: a linearizable read of the policy.
+    PolicyRead,
+    /// `intel add`: an indicator in the shared workspace.
+    IntelAdd,
 }
 
 fn default_degree() -> usize {
@@ -73,6 +96,12 @@ pub enum FaultKind {
     /// Slows `nodes`' links: every message into them, and every answer
     /// from them, waits `delay_ms` (0 makes them fast again).
     Slow { nodes: Vec<usize>, delay_ms: u64 },
+    /// A one-way partition: Raft calls from `from` to `to` are lost, while
+    /// `to`'s calls to `from` still get answers. Healed by `heal`.
+    OneWay { from: Vec<usize>, to: Vec<usize> },
+    /// `nodes` lose `percent` of their Raft calls (0 ends it). Healed by
+    /// `heal` too.
+    Lossy { nodes: Vec<usize>, percent: u8 },
 }
 
 impl Scenario {
@@ -88,9 +117,10 @@ impl Scenario {
         for (i, f) in s.faults.iter().enumerate() {
             let node = match &f.kind {
                 FaultKind::Kill { node } | FaultKind::Restart { node } => *node,
-                FaultKind::Partition { nodes } | FaultKind::Slow { nodes, .. } => {
-                    nodes.iter().copied().max()
-                }
+                FaultKind::Partition { nodes }
+                | FaultKind::Slow { nodes, .. }
+                | FaultKind::Lossy { nodes, .. } => nodes.iter().copied().max(),
+                FaultKind::OneWay { from, to } => from.iter().chain(to).copied().max(),
                 FaultKind::Heal => None,
             };
             if node.is_some_and(|n| n >= s.nodes) {
@@ -99,6 +129,17 @@ impl Scenario {
                     s.nodes
                 ));
             }
+        }
+        if let Some((i, c)) = s
+            .clients
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.node >= s.nodes)
+        {
+            problems.push(format!(
+                "clients[{i}].node: no such node {} (nodes = {})",
+                c.node, s.nodes
+            ));
         }
         if let Some(f) = &s.federated {
             for (what, list) in [("poisoned", &f.poisoned), ("stragglers", &f.stragglers)] {
