@@ -50,7 +50,9 @@ enum Command {
         /// Run the schedule of this one seed again.
         #[arg(long, value_name = "SEED", conflicts_with_all = ["seeds", "first_seed", "minutes"])]
         replay: Option<u64>,
-        /// Where to write explore.json and EXPLORE.md.
+        /// Where to write explore.json, EXPLORE.md and, as scenario files
+        /// for `amoskys-sim run`, the schedule of each failed (or replayed)
+        /// seed (explore-SEED.toml).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -157,10 +159,15 @@ fn run_explore(
     out: Option<PathBuf>,
 ) -> ExitCode {
     let bar = spinner();
+    // The schedules worth keeping: every failed one, and a replayed one.
+    let mut keep: Vec<(u64, String)> = Vec::new();
     let report = runtime.block_on(explore::explore(
         opts,
         &mut |m: &str| bar.set_message(m.to_owned()),
         &mut |s, e| {
+            if !e.passed() || opts.seeds == 1 {
+                keep.push((e.seed, toml::to_string(s).unwrap_or_default()));
+            }
             let verdict = if e.passed() { "ok" } else { "FAILED" };
             bar.println(format!(
                 "seed {}: {verdict} ({} nodes, {} faults, {} client calls, {:.0} s)",
@@ -193,7 +200,12 @@ fn run_explore(
         let json = serde_json::to_string_pretty(&report).unwrap_or_default();
         let written = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(dir.join("explore.json"), json))
-            .and_then(|()| std::fs::write(dir.join("EXPLORE.md"), &text));
+            .and_then(|()| std::fs::write(dir.join("EXPLORE.md"), &text))
+            .and_then(|()| {
+                keep.iter().try_for_each(|(seed, schedule)| {
+                    std::fs::write(dir.join(format!("explore-{seed}.toml")), schedule)
+                })
+            });
         if let Err(e) = written {
             eprintln!("amoskys-sim: cannot write to {}: {e}", dir.display());
             return ExitCode::FAILURE;

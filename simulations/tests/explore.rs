@@ -60,10 +60,21 @@ fn a_few_seeds_explore_and_replay_with_every_invariant_held() {
     }
     assert!(dir.join("EXPLORE.md").is_file());
 
-    let out = sim(&["explore", "--replay", "4"]);
+    // Seed 1 kills the leader of three nodes that are connected only
+    // through it: the two others must still elect a new one (pre-vote
+    // dials a voter it has no connection to).
+    let replay = out_dir.path().join("replay");
+    let replay_s = replay.to_string_lossy().into_owned();
+    let out = sim(&["explore", "--replay", "1", "--out", &replay_s]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("Schedules explored: 1 in"), "{stdout}");
+    assert!(
+        stdout.contains("| a new leader soon after the leader's kill | 1 | 1 |"),
+        "{stdout}"
+    );
+    let schedule = std::fs::read_to_string(replay.join("explore-1.toml")).expect("schedule");
+    assert!(schedule.contains("kind = \"kill\""), "{schedule}");
 }
 
 #[test]
