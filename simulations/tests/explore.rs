@@ -70,7 +70,7 @@ fn a_few_seeds_explore_and_replay_with_every_invariant_held() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("Schedules explored: 1 in"), "{stdout}");
     assert!(
-        stdout.contains("| a new leader soon after the leader's kill | 1 | 1 |"),
+        stdout.contains("| a leader again soon after the leader's kill | 1 | 1 |"),
         "{stdout}"
     );
     let schedule = std::fs::read_to_string(replay.join("explore-1.toml")).expect("schedule");
