@@ -161,10 +161,14 @@ fn five_nodes_hold_every_alert_through_a_partition_and_the_minority_cannot_chang
     // A try that timed out may have committed too (a write with no answer
     // may have happened), so the majority's version is what it holds now.
     let mut agreed = None;
-    net.until("the majority applies its policy", Duration::from_secs(30), |t| {
-        agreed = majority.iter().filter_map(|&i| policy_version(t, i)).max();
-        agreed.is_some()
-    })
+    net.until(
+        "the majority applies its policy",
+        Duration::from_secs(30),
+        |t| {
+            agreed = majority.iter().filter_map(|&i| policy_version(t, i)).max();
+            agreed.is_some()
+        },
+    )
     .expect("the majority's policy");
 
     // Healed: every node converges on every alert and the majority's policy.
