@@ -100,6 +100,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// A line above the spinner, printed also when the output is no terminal
+/// (where the spinner hides, and its own `println` with it).
+fn say(bar: &indicatif::ProgressBar, line: String) {
+    bar.suspend(|| println!("{line}"));
+}
+
 fn spinner() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -169,27 +175,33 @@ fn run_explore(
                 keep.push((e.seed, toml::to_string(s).unwrap_or_default()));
             }
             let verdict = if e.passed() { "ok" } else { "FAILED" };
-            bar.println(format!(
-                "seed {}: {verdict} ({} nodes, {} faults, {} client calls, {:.0} s)",
-                e.seed, e.nodes, e.faults, e.calls, e.seconds
-            ));
+            say(
+                &bar,
+                format!(
+                    "seed {}: {verdict} ({} nodes, {} faults, {} client calls, {:.0} s)",
+                    e.seed, e.nodes, e.faults, e.calls, e.seconds
+                ),
+            );
             if !e.passed() {
                 for i in e.invariants.iter().filter(|i| !i.held) {
-                    bar.println(format!("  violated: {}: {}", i.name, i.detail));
+                    say(&bar, format!("  violated: {}: {}", i.name, i.detail));
                 }
                 if let Some(err) = &e.error {
-                    bar.println(format!("  could not run: {err}"));
+                    say(&bar, format!("  could not run: {err}"));
                 }
                 let schedule = toml::to_string(s).unwrap_or_default();
-                bar.println(format!(
-                    "  replay: amoskys-sim explore --replay {}\n  schedule:\n{}",
-                    e.seed,
-                    schedule
-                        .lines()
-                        .map(|l| format!("    {l}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "  replay: amoskys-sim explore --replay {}\n  schedule:\n{}",
+                        e.seed,
+                        schedule
+                            .lines()
+                            .map(|l| format!("    {l}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
+                );
             }
         },
     ));

@@ -47,14 +47,18 @@ pub(super) struct Members {
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    /// Peers this node refuses to be connected to (partition drills,
+    /// operators' bans). First, so it refuses a connection before any other
+    /// behaviour makes a handler for it: request-response counts a
+    /// connection from its handler on, and a connection refused after that
+    /// stayed counted (a debug assertion fired when the peer's last real
+    /// connection closed; the fault explorer hit it with partitions).
+    pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(super) members: Gated<Members>,
     /// Requests between nodes; a peer that is not admitted may only ask to
     /// join (checked per request, [`crate::rpc`]).
     pub(super) rpc: request_response::Behaviour<RpcCodec>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Peers this node refuses to be connected to (partition drills,
-    /// operators' bans).
-    pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
 }
 
 impl Behaviour {
