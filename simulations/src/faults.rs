@@ -150,11 +150,12 @@ const REJOIN_WATCH: Duration = Duration::from_secs(3);
 /// again (election timeout up to 1 s, a pre-vote round, the election).
 const FAILOVER: Duration = Duration::from_secs(3);
 
-/// Watches each healed partition: the leader the majority had at the heal
-/// must still lead the same term a little later (a returning node rejoins
-/// as a follower; docs/CLUSTER.md "Pre-vote").
+/// Watches the leadership: after each healed partition the leader the
+/// majority had must still lead the same term a little later (a returning
+/// node rejoins as a follower; docs/CLUSTER.md "Pre-vote"), and after the
+/// leader's kill there must be a leader again within [`FAILOVER`].
 #[derive(Debug, Default)]
-pub(crate) struct Rejoins {
+pub(crate) struct LeaderWatch {
     cut: Vec<usize>,
     /// (when to look, the term, the leader) per heal being watched.
     watching: Vec<(std::time::Instant, u64, String)>,
@@ -175,7 +176,7 @@ fn leader_of(nodes: &[Option<Node>], among: impl Fn(usize) -> bool) -> Option<(u
     })
 }
 
-impl Rejoins {
+impl LeaderWatch {
     pub(crate) fn fault(&mut self, kind: &FaultKind, nodes: &[Option<Node>]) {
         if let FaultKind::Kill { node: None } = kind {
             // A majority still runs (the explorer kills one node at a time).

@@ -17,7 +17,7 @@ use amoskys_sensors::{Event, EventBody, FlowRecord, Transport};
 use serde::Serialize;
 
 use crate::clients::Clients;
-use crate::faults::{Rejoins, apply, sample_leaders};
+use crate::faults::{LeaderWatch, apply, sample_leaders};
 use crate::scenario::{Rng, Scenario, schedule};
 
 /// Flows of one synthetic scan (the vertical-scan rule fires at 20 ports).
@@ -325,13 +325,13 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
     let mut forged_sent = 0;
     let t0 = Instant::now();
     let mut clients = Clients::new(&s.clients, t0);
-    let mut rejoins = Rejoins::default();
+    let mut leader_watch = LeaderWatch::default();
     for (k, (at, target)) in plan.iter().enumerate() {
         let due = t0 + Duration::from_millis(*at);
         while Instant::now() < due {
             sample_leaders(&nodes, &mut leaders);
             clients.tick(&nodes, t0.elapsed().as_millis() as u64);
-            rejoins.tick(&nodes);
+            leader_watch.tick(&nodes);
             tokio::time::sleep(
                 Duration::from_millis(20).min(due.saturating_duration_since(Instant::now())),
             )
@@ -349,7 +349,7 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
                 progress,
             )
             .await;
-            rejoins.fault(&f.kind, &nodes);
+            leader_watch.fault(&f.kind, &nodes);
         }
         // A killed target's attack goes to the next running node.
         let target = (0..s.nodes)
@@ -391,7 +391,7 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
             progress,
         )
         .await;
-        rejoins.fault(&f.kind, &nodes);
+        leader_watch.fault(&f.kind, &nodes);
     }
 
     let rounds = match &s.federated {
@@ -455,7 +455,7 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
     let mut next_read = Instant::now() + Duration::from_secs(5);
     while delivered < expected && Instant::now() < settle {
         sample_leaders(&nodes, &mut leaders);
-        rejoins.tick(&nodes);
+        leader_watch.tick(&nodes);
         tokio::time::sleep(Duration::from_millis(250)).await;
         if announced() >= expected || Instant::now() >= next_read {
             delivered = held(&nodes);
@@ -533,7 +533,7 @@ pub async fn run(s: &Scenario, progress: &mut dyn FnMut(&str)) -> Result<Outcome
         },
     ];
     let mut invariants = invariants;
-    invariants.extend(rejoins.finish(&nodes).await);
+    invariants.extend(leader_watch.finish(&nodes).await);
     if !clients.is_empty() {
         progress("checking the clients' history");
         let settle = Duration::from_secs(s.settle_secs);
